@@ -1,0 +1,192 @@
+"""Checks and conversions shared by every public function (SPEC section 2).
+
+Shape and dtype checks always run; value checks (NaN/inf) run where `validate` is true.
+Each error names the argument, and the list where one is at fault.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+Array = Union[torch.Tensor, np.ndarray]
+
+REDUCTIONS = ("mean", "sum", "none")
+BACKENDS = ("auto", "rust", "torch")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A positive finite float, or a ValueError naming `name`."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    if not (v > 0.0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+@dataclass
+class Lists:
+    """A validated padded batch, always 2-D, in the dtype the kernels compute in."""
+
+    scores: Array  # [B, N], float32 or float64 (differentiable when torch)
+    targets: Optional[Array]  # [B, N], same dtype as scores, never requires grad
+    mask: Optional[Array]  # [B, N] bool, or None
+    squeeze: bool  # the input was 1-D: drop the list dimension from per-list outputs
+    dtype: Any  # the input dtype, for the results
+
+    @property
+    def is_torch(self) -> bool:
+        return isinstance(self.scores, torch.Tensor)
+
+    @property
+    def shape(self):
+        return tuple(self.scores.shape)
+
+    def numpy(self):
+        """(scores, targets, mask) as numpy arrays the Rust core borrows without copying."""
+
+        def conv(x):
+            if x is None:
+                return None
+            if isinstance(x, torch.Tensor):
+                x = x.detach().numpy()
+            return np.ascontiguousarray(x)
+
+        return conv(self.scores), conv(self.targets), conv(self.mask)
+
+    def out(self, x):
+        """A per-list result `[B]` in the input dtype (a scalar for a 1-D input)."""
+        x = x.to(self.dtype) if isinstance(x, torch.Tensor) else np.asarray(x).astype(self.dtype)
+        return x[0] if self.squeeze else x
+
+
+def _kind(x: Any, name: str) -> str:
+    if isinstance(x, torch.Tensor):
+        return "torch"
+    if isinstance(x, np.ndarray):
+        return "numpy"
+    raise TypeError(f"{name} must be a torch.Tensor or a numpy.ndarray, got {type(x).__name__}")
+
+
+def _check_finite(x: Array, mask: Optional[Array], name: str) -> None:
+    if isinstance(x, torch.Tensor):
+        bad = ~torch.isfinite(x.detach())
+        if mask is not None:
+            bad &= mask
+        rows = bad.any(dim=-1)
+        if bool(rows.any()):
+            raise ValueError(f"{name} contains NaN or inf (list {int(rows.nonzero()[0, 0])})")
+    else:
+        bad = ~np.isfinite(x)
+        if mask is not None:
+            bad &= mask
+        rows = bad.any(axis=-1)
+        if rows.any():
+            raise ValueError(f"{name} contains NaN or inf (list {int(np.flatnonzero(rows)[0])})")
+
+
+def lists(
+    scores: Any,
+    targets: Any = None,
+    mask: Any = None,
+    *,
+    targets_required: bool = True,
+    validate: bool = True,
+    compute_dtype: bool = True,
+) -> Lists:
+    """Validates a padded batch: `scores [B, N]` or `[N]`, `targets` and `mask` alike."""
+    kind = _kind(scores, "scores")
+    if scores.ndim not in (1, 2):
+        raise ValueError(f"scores must be 1-D [N] or 2-D [B, N], got shape {tuple(scores.shape)}")
+    squeeze = scores.ndim == 1
+    dtype = scores.dtype
+    if kind == "torch":
+        if not torch.is_floating_point(scores):
+            raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
+        work = torch.float64 if scores.dtype == torch.float64 else torch.float32
+        s = scores.to(work) if compute_dtype else scores
+    else:
+        if not np.issubdtype(scores.dtype, np.floating):
+            raise TypeError(f"scores must be a floating-point array, got {scores.dtype}")
+        work = np.float64 if scores.dtype == np.float64 else np.float32
+        s = scores.astype(work, copy=False) if compute_dtype else scores
+    if squeeze:
+        s = s[None, :]
+
+    def same(x, name, need_kind=True):
+        if kind == "torch" and isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        _kind(x, name)
+        if kind == "numpy" and isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a numpy.ndarray like scores, got a torch.Tensor")
+        if tuple(x.shape) != tuple(scores.shape):
+            raise ValueError(
+                f"{name} has shape {tuple(x.shape)}, expected {tuple(scores.shape)} like scores"
+            )
+        if kind == "torch" and x.device != scores.device:
+            raise ValueError(f"{name} is on {x.device} but scores is on {scores.device}")
+        return x[None, :] if squeeze else x
+
+    y = None
+    if targets is None:
+        if targets_required:
+            raise TypeError("targets is required")
+    else:
+        y = same(targets, "targets")
+        if kind == "torch":
+            if y.is_complex():
+                raise TypeError(f"targets must be real numbers, got {y.dtype}")
+            y = y.detach().to(s.dtype)
+        else:
+            if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_) or np.iscomplexobj(y):
+                raise TypeError(f"targets must be real numbers, got {y.dtype}")
+            y = y.astype(s.dtype, copy=False)
+    m = None
+    if mask is not None:
+        m = same(mask, "mask")
+        if (kind == "torch" and m.dtype != torch.bool) or (kind == "numpy" and m.dtype != np.bool_):
+            raise TypeError(f"mask must be boolean (True = real item), got {m.dtype}")
+    if validate:
+        _check_finite(s, m, "scores")
+        if y is not None:
+            _check_finite(y, m, "targets")
+    return Lists(s, y, m, squeeze, dtype)
+
+
+def reduce(losses: Array, valid: Array, reduction: str) -> Array:
+    """`mean` over the lists that count (0 if none does), `sum`, or `none`."""
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    if isinstance(losses, torch.Tensor):
+        return losses.sum() / valid.sum().clamp(min=1).to(losses.dtype)
+    return losses.sum() / max(int(valid.sum()), 1)
+
+
+def use_rust(x: Lists, backend: str) -> bool:
+    """Rust kernels for numpy and CPU tensors, the torch-native path for other devices."""
+    check_backend(backend)
+    if backend == "torch":
+        return False
+    on_cpu = not x.is_torch or x.scores.device.type == "cpu"
+    if backend == "rust" and not on_cpu:
+        raise ValueError(f"backend='rust' needs CPU tensors, got scores on {x.scores.device}")
+    return on_cpu

@@ -1,0 +1,3 @@
+"""torch.nn modules: ranking criteria and embedding losses."""
+
+__all__: list = []

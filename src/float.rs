@@ -1,0 +1,232 @@
+//! The float types the kernels run in (f32 and f64), with an `exp` the compiler can vectorise.
+//!
+//! `std`'s `exp` is a libm call, which keeps a loop scalar. `exp_fast` is Cody–Waite range
+//! reduction plus a Taylor polynomial written with plain `+`/`*` and bit tricks only, so a
+//! loop of them becomes SIMD code. Its error is below 2 ulp (f32) and 1e-15 relative (f64).
+//! No `mul_add`: results are the same on every instruction set.
+
+use std::fmt::Debug;
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + Debug
+    + PartialOrd
+    + Default
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn from_usize(x: usize) -> Self {
+        Self::from_f64(x as f64)
+    }
+    fn exp_fast(self) -> Self;
+    fn abs(self) -> Self;
+    fn ln(self) -> Self;
+    fn log2(self) -> Self;
+    fn is_finite(self) -> bool;
+}
+
+#[inline(always)]
+fn select<F: Float>(cond: bool, a: F, b: F) -> F {
+    if cond {
+        a
+    } else {
+        b
+    }
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_359_4; // 355/512, exact
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+        // Keeps 2^n and the sigmoid built on it in the normal range (no denormals).
+        let x = select(self < -87.0, -87.0, self);
+        let x = select(x > 87.0, 87.0, x);
+        let t = x * LOG2E + MAGIC;
+        let n = t - MAGIC;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (1.0 / 6.0
+                        + r * (1.0 / 24.0
+                            + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+        // t's low mantissa bits hold n + 2^22; shift n + 127 into the exponent field.
+        let e = (t.to_bits() as i32).wrapping_sub(0x4B40_0000 - 127) << 23;
+        p * f32::from_bits(e as u32)
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::from_bits(self.to_bits() & 0x7FFF_FFFF)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    #[inline(always)]
+    fn log2(self) -> Self {
+        f32::log2(self)
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        const LOG2E: f64 = std::f64::consts::LOG2_E;
+        const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+        const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
+        let x = select(self < -708.0, -708.0, self);
+        let x = select(x > 708.0, 708.0, x);
+        let t = x * LOG2E + MAGIC;
+        let n = t - MAGIC;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        // Taylor series to degree 13, Horner form; |r| <= ln2/2 so the remainder is < 1e-17.
+        let mut p = 1.0 / 6_227_020_800.0;
+        p = p * r + 1.0 / 479_001_600.0;
+        p = p * r + 1.0 / 39_916_800.0;
+        p = p * r + 1.0 / 3_628_800.0;
+        p = p * r + 1.0 / 362_880.0;
+        p = p * r + 1.0 / 40_320.0;
+        p = p * r + 1.0 / 5_040.0;
+        p = p * r + 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * r + 1.0;
+        p = p * r + 1.0;
+        let e = (t.to_bits() as i64).wrapping_sub(0x4338_0000_0000_0000 - 1023) << 52;
+        p * f64::from_bits(e as u64)
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f64::from_bits(self.to_bits() & 0x7FFF_FFFF_FFFF_FFFF)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    #[inline(always)]
+    fn log2(self) -> Self {
+        f64::log2(self)
+    }
+    #[inline(always)]
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+}
+
+/// `(sigmoid(x), sigmoid(-x), sigmoid'(x))` from one `exp(-|x|)`, each without cancellation.
+#[inline(always)]
+pub fn sigmoid3<F: Float>(x: F) -> (F, F, F) {
+    let e = (-x.abs()).exp_fast();
+    let q = F::ONE / (F::ONE + e);
+    let eq = e * q;
+    let pos = x >= F::ZERO;
+    (select(pos, q, eq), select(pos, eq, q), eq * q)
+}
+
+/// `(sigmoid(x), sigmoid(-x))`.
+#[inline(always)]
+pub fn sigmoid2<F: Float>(x: F) -> (F, F) {
+    let (p, pc, _) = sigmoid3(x);
+    (p, pc)
+}
+
+/// `sigmoid'(x) = sigmoid(x) sigmoid(-x)`.
+#[inline(always)]
+pub fn sigmoid_grad<F: Float>(x: F) -> F {
+    let e = (-x.abs()).exp_fast();
+    let q = F::ONE / (F::ONE + e);
+    e * q * q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_fast_matches_std_f32() {
+        let mut x = -87.0f32;
+        while x <= 87.0 {
+            let (a, b) = (x.exp_fast(), x.exp());
+            assert!(((a - b) / b).abs() < 5e-7, "x={x} fast={a} std={b}");
+            x += 0.0137;
+        }
+    }
+
+    #[test]
+    fn exp_fast_matches_std_f64() {
+        let mut x = -700.0f64;
+        while x <= 700.0 {
+            let (a, b) = (x.exp_fast(), x.exp());
+            assert!(((a - b) / b).abs() < 2e-15, "x={x} fast={a} std={b}");
+            x += 0.00731;
+        }
+    }
+
+    #[test]
+    fn exp_fast_clamps_without_inf_or_denormal() {
+        assert!(1e30f32.exp_fast().is_finite());
+        assert!((-1e30f32).exp_fast() >= f32::MIN_POSITIVE);
+        assert!(f64::MAX.exp_fast().is_finite());
+        assert!(f64::MIN.exp_fast() >= f64::MIN_POSITIVE);
+    }
+
+    #[test]
+    fn sigmoid_parts_are_consistent() {
+        for &x in &[-30.0f64, -3.0, -0.5, 0.0, 0.25, 2.0, 40.0] {
+            let (p, pc, d) = sigmoid3(x);
+            let want = 1.0 / (1.0 + (-x).exp());
+            assert!((p - want).abs() < 1e-15);
+            assert!((pc - (1.0 - want)).abs() < 1e-15);
+            assert!((d - want * (1.0 - want)).abs() < 1e-15);
+            assert_eq!(sigmoid_grad(x), d);
+            assert_eq!(sigmoid2(x), (p, pc));
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Bindings for the approximate-rank family (`crate::approx`).
+
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use super::{array2, as_rows, run_kernel, same_shape};
+use crate::approx::{self, ApproxLoss, Discount};
+use crate::batch::Padded;
+use crate::float::Float;
+
+fn parse_kind(kind: &str, scale_gains: bool, discount: Option<&str>) -> PyResult<ApproxLoss> {
+    Ok(match kind {
+        "ndcg" => ApproxLoss::Ndcg { scale_gains },
+        "mrr" => ApproxLoss::Mrr,
+        "rank_mse" => ApproxLoss::RankMse {
+            discount: match discount {
+                None | Some("none") => Discount::None,
+                Some("log2") => Discount::Log2,
+                Some("reciprocal") => Discount::Reciprocal,
+                Some(d) => {
+                    return Err(PyValueError::new_err(format!(
+                        "discount must be None, 'log2' or 'reciprocal', got {d:?}"
+                    )))
+                }
+            },
+        },
+        k => return Err(PyValueError::new_err(format!("unknown approx loss {k:?}"))),
+    })
+}
+
+fn mask_rows<'py>(
+    mask: Option<&Bound<'py, PyAny>>,
+    shape: (usize, usize),
+) -> PyResult<Option<PyReadonlyArray2<'py, bool>>> {
+    match mask {
+        None => Ok(None),
+        Some(m) if m.is_none() => Ok(None),
+        Some(m) => {
+            let m = array2::<bool>(m, "mask", "bool")?;
+            same_shape(&m, "mask", shape)?;
+            Ok(Some(m))
+        }
+    }
+}
+
+fn shape_of<T: Element>(a: &PyReadonlyArray2<'_, T>) -> (usize, usize) {
+    let s = a.shape();
+    (s[0], s[1])
+}
+
+/// Dispatches on the dtype of `scores` (float32 or float64).
+macro_rules! by_dtype {
+    ($scores:expr, $f:ident ( $($arg:expr),* )) => {{
+        let s = $scores;
+        if s.extract::<PyReadonlyArray2<'_, f32>>().is_ok() {
+            $f::<f32>($($arg),*)
+        } else if s.extract::<PyReadonlyArray2<'_, f64>>().is_ok() {
+            $f::<f64>($($arg),*)
+        } else {
+            Err(PyTypeError::new_err("scores must be a 2-D numpy array of float32 or float64"))
+        }
+    }};
+}
+
+fn ranks_impl<'py, F: Float + Element>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    temperature: f64,
+    grad_ranks: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let s = array2::<F>(scores, "scores", "float32 or float64")?;
+    let shape = shape_of(&s);
+    let m = mask_rows(mask, shape)?;
+    let g = match grad_ranks {
+        Some(g) => {
+            let g = array2::<F>(g, "grad_ranks", "the dtype of scores")?;
+            same_shape(&g, "grad_ranks", shape)?;
+            Some(g)
+        }
+        None => None,
+    };
+    let (sv, mv, gv) = (as_rows(&s), m.as_ref().map(as_rows), g.as_ref().map(as_rows));
+    let t = F::from_f64(temperature);
+    let out = run_kernel(py, || {
+        let batch = Padded::new(&sv, None, mv.as_deref(), shape.0, shape.1)?;
+        let mut out = vec![F::ZERO; shape.0 * shape.1];
+        match &gv {
+            None => approx::approx_ranks(&batch, t, &mut out)?,
+            Some(g) => approx::approx_ranks_backward(&batch, t, g, &mut out)?,
+        }
+        Ok(out)
+    })?;
+    Ok(out.into_pyarray(py).reshape([shape.0, shape.1])?.into_any())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn loss_impl<'py, F: Float + Element>(
+    py: Python<'py>,
+    kind: ApproxLoss,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    temperature: f64,
+    need_grad: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let s = array2::<F>(scores, "scores", "float32 or float64")?;
+    let shape = shape_of(&s);
+    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
+    same_shape(&y, "targets", shape)?;
+    let m = mask_rows(mask, shape)?;
+    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
+    let t = F::from_f64(temperature);
+    let (b, n) = shape;
+    let (losses, valid, grad) = run_kernel(py, || {
+        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
+        let mut losses = vec![F::ZERO; b];
+        let mut valid = vec![false; b];
+        let mut grad = need_grad.then(|| vec![F::ZERO; b * n]);
+        approx::approx_loss(&batch, t, kind, &mut losses, &mut valid, grad.as_deref_mut())?;
+        Ok((losses, valid, grad))
+    })?;
+    let grad = match grad {
+        Some(g) => g.into_pyarray(py).reshape([b, n])?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    PyTuple::new(py, [losses.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any(), grad])
+}
+
+/// Approximate ranks `[B, N]` (0 at padded positions).
+#[pyfunction]
+#[pyo3(signature = (scores, mask, temperature))]
+fn approx_ranks<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    temperature: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    by_dtype!(scores, ranks_impl(py, scores, mask, temperature, None))
+}
+
+/// The gradient of `sum(grad_ranks * approx_ranks(scores))` with respect to scores.
+#[pyfunction]
+#[pyo3(signature = (scores, mask, temperature, grad_ranks))]
+fn approx_ranks_backward<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    temperature: f64,
+    grad_ranks: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    by_dtype!(scores, ranks_impl(py, scores, mask, temperature, Some(grad_ranks)))
+}
+
+/// `(losses [B], valid [B] bool, grad [B, N] or None)` for kind "ndcg", "mrr" or "rank_mse".
+#[pyfunction]
+#[pyo3(signature = (kind, scores, targets, mask, temperature, need_grad, scale_gains=true, discount=None))]
+#[allow(clippy::too_many_arguments)]
+fn approx_loss<'py>(
+    py: Python<'py>,
+    kind: &str,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    temperature: f64,
+    need_grad: bool,
+    scale_gains: bool,
+    discount: Option<&str>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let kind = parse_kind(kind, scale_gains, discount)?;
+    by_dtype!(scores, loss_impl(py, kind, scores, targets, mask, temperature, need_grad))
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(approx_ranks, m)?)?;
+    m.add_function(wrap_pyfunction!(approx_ranks_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(approx_loss, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The one bindings layer: numpy arrays in and out, the GIL released while a kernel runs,
+//! every kernel error a ValueError naming the argument, any panic a RuntimeError.
+
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, RwLock};
+
+use numpy::{Element, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::error::Error;
+
+mod approx;
+
+static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
+
+/// Runs `f` without the GIL on rankgrad's thread pool, turning kernel errors and panics into
+/// Python exceptions.
+pub(crate) fn run_kernel<R, K>(py: Python<'_>, f: K) -> PyResult<R>
+where
+    R: Send,
+    K: FnOnce() -> Result<R, Error> + Send,
+{
+    let pool = POOL.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let out = py.detach(move || {
+        catch_unwind(AssertUnwindSafe(move || match pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }))
+    });
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(PyValueError::new_err(e.to_string())),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(PyRuntimeError::new_err(format!("rankgrad internal error: {msg}")))
+        }
+    }
+}
+
+/// A 2-D array's values as one row-major slice: borrowed when contiguous, else copied.
+pub(crate) fn as_rows<'a, T: Element + Clone>(a: &'a PyReadonlyArray2<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
+    }
+}
+
+/// Extracts `obj` as a 2-D array of `T`, or a TypeError naming `arg`.
+pub(crate) fn array2<'py, T: Element>(
+    obj: &Bound<'py, PyAny>,
+    arg: &str,
+    what: &str,
+) -> PyResult<PyReadonlyArray2<'py, T>> {
+    obj.extract::<PyReadonlyArray2<'py, T>>().map_err(|_| {
+        PyTypeError::new_err(format!("{arg} must be a 2-D numpy array of {what}"))
+    })
+}
+
+/// The shape `(b, n)` of `arr`, or a ValueError naming `arg` if it differs from `want`.
+pub(crate) fn same_shape<T: Element>(
+    arr: &PyReadonlyArray2<'_, T>,
+    arg: &str,
+    want: (usize, usize),
+) -> PyResult<()> {
+    let s = arr.shape();
+    if (s[0], s[1]) != want {
+        return Err(PyValueError::new_err(format!(
+            "{arg} has shape ({}, {}), expected ({}, {}) like scores",
+            s[0], s[1], want.0, want.1
+        )));
+    }
+    Ok(())
+}
+
+/// Sets the number of threads rankgrad's kernels use (0: rayon's default, one per core).
+#[pyfunction]
+fn set_num_threads(n: usize) -> PyResult<()> {
+    let pool = if n == 0 {
+        None
+    } else {
+        let p = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        Some(Arc::new(p))
+    };
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = pool;
+    Ok(())
+}
+
+/// The number of threads rankgrad's kernels use.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    match &*POOL.read().unwrap_or_else(|e| e.into_inner()) {
+        Some(p) => p.current_num_threads(),
+        None => rayon::current_num_threads(),
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    approx::register(m)?;
+    Ok(())
+}
