@@ -42,9 +42,25 @@ fn lane_sum<F: Float>(acc: &[F; L], init: F) -> F {
     acc.iter().fold(init, |a, &b| a + b)
 }
 
-/// `r[i]` for every item: each pair once; `r[i] += p`, `r[j] += 1 - p`.
+/// Sums `v` in `L` lanes, then the lanes in order: vectorises, and the order is fixed.
 #[inline(always)]
-fn ranks_symmetric<F: Float>(s: &[F], inv_t: F, r: &mut [F]) {
+fn lane_total<F: Float>(v: &[F]) -> F {
+    let mut acc = [F::ZERO; L];
+    let mut chunks = v.chunks_exact(L);
+    for c in &mut chunks {
+        let c: &[F; L] = c.try_into().unwrap();
+        for l in 0..L {
+            acc[l] += c[l];
+        }
+    }
+    lane_sum(&acc, chunks.remainder().iter().fold(F::ZERO, |a, &b| a + b))
+}
+
+/// `r[i]` for every item: each pair once; `r[i] += p`, `r[j] += 1 - p`.
+/// The pair loops are element-wise maps (`tmp` holds the terms of the row sum), so that
+/// the compiler vectorises them; the row sums are then taken by `lane_total`.
+#[inline(always)]
+fn ranks_symmetric<F: Float>(s: &[F], inv_t: F, r: &mut [F], tmp: &mut [F]) {
     let n = s.len();
     let r = &mut r[..n];
     r.fill(F::ONE);
@@ -52,62 +68,42 @@ fn ranks_symmetric<F: Float>(s: &[F], inv_t: F, r: &mut [F]) {
         let si = s[i];
         let (head, tail) = r.split_at_mut(i + 1);
         let st = &s[i + 1..];
-        let mut acc = [F::ZERO; L];
-        let mut rc = tail.chunks_exact_mut(L);
-        let mut sc = st.chunks_exact(L);
-        for (rv, sv) in (&mut rc).zip(&mut sc) {
-            let rv: &mut [F; L] = rv.try_into().unwrap();
-            let sv: &[F; L] = sv.try_into().unwrap();
-            for l in 0..L {
-                let (p, pc) = sigmoid2((sv[l] - si) * inv_t);
-                acc[l] += p;
-                rv[l] += pc;
-            }
-        }
-        let mut rest = F::ZERO;
-        for (rj, &sj) in rc.into_remainder().iter_mut().zip(sc.remainder()) {
+        let tmp = &mut tmp[..st.len()];
+        for ((rj, &sj), tj) in tail.iter_mut().zip(st).zip(tmp.iter_mut()) {
             let (p, pc) = sigmoid2((sj - si) * inv_t);
-            rest += p;
+            *tj = p;
             *rj += pc;
         }
-        head[i] += lane_sum(&acc, rest);
+        head[i] += lane_total(tmp);
     }
 }
 
 /// `r_i` for one item: its full row, the self term `sigmoid(0) = 1/2` taken back out.
 #[inline(always)]
-fn rank_row<F: Float>(s: &[F], i: usize, inv_t: F) -> F {
+fn rank_row<F: Float>(s: &[F], i: usize, inv_t: F, tmp: &mut [F]) -> F {
     let si = s[i];
-    let mut acc = [F::ZERO; L];
-    let mut sc = s.chunks_exact(L);
-    for sv in &mut sc {
-        let sv: &[F; L] = sv.try_into().unwrap();
-        for l in 0..L {
-            acc[l] += sigmoid2((sv[l] - si) * inv_t).0;
-        }
+    let tmp = &mut tmp[..s.len()];
+    for (tj, &sj) in tmp.iter_mut().zip(s) {
+        *tj = sigmoid2((sj - si) * inv_t).0;
     }
-    let mut rest = F::ZERO;
-    for &sj in sc.remainder() {
-        rest += sigmoid2((sj - si) * inv_t).0;
-    }
-    F::from_f64(0.5) + lane_sum(&acc, rest)
+    F::from_f64(0.5) + lane_total(tmp)
 }
 
 /// Ranks of the items in `rows` only (others left untouched), or of all when that is cheaper.
 #[inline(always)]
-fn ranks_of<F: Float>(s: &[F], rows: &[usize], inv_t: F, r: &mut [F]) {
+fn ranks_of<F: Float>(s: &[F], rows: &[usize], inv_t: F, r: &mut [F], tmp: &mut [F]) {
     if 2 * rows.len() >= s.len() {
-        ranks_symmetric(s, inv_t, r);
+        ranks_symmetric(s, inv_t, r, tmp);
     } else {
         for &i in rows {
-            r[i] = rank_row(s, i, inv_t);
+            r[i] = rank_row(s, i, inv_t, tmp);
         }
     }
 }
 
 /// `g = J^T c` for `r(s)`: the closed-form gradient above, written to `g[..n]`.
 #[inline(always)]
-fn ranks_vjp<F: Float>(s: &[F], c: &[F], inv_t: F, g: &mut [F], rows: &mut Vec<usize>) {
+fn ranks_vjp<F: Float>(s: &[F], c: &[F], inv_t: F, g: &mut [F], rows: &mut Vec<usize>, tmp: &mut [F]) {
     let n = s.len();
     let g = &mut g[..n];
     g.fill(F::ZERO);
@@ -117,27 +113,15 @@ fn ranks_vjp<F: Float>(s: &[F], c: &[F], inv_t: F, g: &mut [F], rows: &mut Vec<u
         // Only rows with c_i != 0 feed the first term; the row sum of w gives the second.
         for &i in rows.iter() {
             let (si, ci) = (s[i], c[i]);
-            let mut acc = [F::ZERO; L];
-            let mut gc = g.chunks_exact_mut(L);
-            let mut sc = s.chunks_exact(L);
-            for (gv, sv) in (&mut gc).zip(&mut sc) {
-                let gv: &mut [F; L] = gv.try_into().unwrap();
-                let sv: &[F; L] = sv.try_into().unwrap();
-                for l in 0..L {
-                    let w = sigmoid_grad((sv[l] - si) * inv_t);
-                    gv[l] += w * ci;
-                    acc[l] += w;
-                }
-            }
-            let mut rest = F::ZERO;
-            for (gk, &sk) in gc.into_remainder().iter_mut().zip(sc.remainder()) {
+            let tmp = &mut tmp[..n];
+            for ((gk, &sk), tk) in g.iter_mut().zip(s).zip(tmp.iter_mut()) {
                 let w = sigmoid_grad((sk - si) * inv_t);
                 *gk += w * ci;
-                rest += w;
+                *tk = w;
             }
             // The loop also gave g_i the self term w_ii c_i; -c_i * (row sum incl. w_ii)
             // removes it and subtracts c_i sum_{k != i} w_ik.
-            g[i] -= ci * lane_sum(&acc, rest);
+            g[i] -= ci * lane_total(tmp);
         }
     } else {
         for i in 0..n {
@@ -145,27 +129,13 @@ fn ranks_vjp<F: Float>(s: &[F], c: &[F], inv_t: F, g: &mut [F], rows: &mut Vec<u
             let (head, tail) = g.split_at_mut(i + 1);
             let st = &s[i + 1..];
             let ct = &c[i + 1..];
-            let mut acc = [F::ZERO; L];
-            let mut gc = tail.chunks_exact_mut(L);
-            let mut sc = st.chunks_exact(L);
-            let mut cc = ct.chunks_exact(L);
-            for ((gv, sv), cv) in (&mut gc).zip(&mut sc).zip(&mut cc) {
-                let gv: &mut [F; L] = gv.try_into().unwrap();
-                let sv: &[F; L] = sv.try_into().unwrap();
-                let cv: &[F; L] = cv.try_into().unwrap();
-                for l in 0..L {
-                    let d = sigmoid_grad((sv[l] - si) * inv_t) * (cv[l] - ci);
-                    acc[l] += d;
-                    gv[l] -= d;
-                }
-            }
-            let mut rest = F::ZERO;
-            for ((gj, &sj), &cj) in gc.into_remainder().iter_mut().zip(sc.remainder()).zip(cc.remainder()) {
+            let tmp = &mut tmp[..st.len()];
+            for (((gj, &sj), &cj), tj) in tail.iter_mut().zip(st).zip(ct).zip(tmp.iter_mut()) {
                 let d = sigmoid_grad((sj - si) * inv_t) * (cj - ci);
-                rest += d;
+                *tj = d;
                 *gj -= d;
             }
-            head[i] += lane_sum(&acc, rest);
+            head[i] += lane_total(tmp);
         }
     }
     for gk in g.iter_mut() {
@@ -180,6 +150,7 @@ struct Work<F> {
     r: Vec<F>,
     c: Vec<F>,
     g: Vec<F>,
+    tmp: Vec<F>,
     rows: Vec<usize>,
     gains: Vec<f64>,
     order: Vec<usize>,
@@ -188,7 +159,7 @@ struct Work<F> {
 impl<F: Float> Work<F> {
     fn size(&mut self) -> usize {
         let m = self.list.s.len();
-        for v in [&mut self.r, &mut self.c, &mut self.g] {
+        for v in [&mut self.r, &mut self.c, &mut self.g, &mut self.tmp] {
             v.clear();
             v.resize(m, F::ZERO);
         }
@@ -219,7 +190,7 @@ fn list_loss<F: Float>(w: &mut Work<F>, inv_t: F, kind: ApproxLoss, grad: bool) 
     if m < 2 {
         return (F::ZERO, false);
     }
-    let Work { list, r, c, g, rows, gains, order } = w;
+    let Work { list, r, c, g, tmp, rows, gains, order } = w;
     let (s, y) = (&list.s[..], &list.y[..]);
     let loss = match kind {
         ApproxLoss::Ndcg { scale_gains } => {
@@ -230,7 +201,7 @@ fn list_loss<F: Float>(w: &mut Work<F>, inv_t: F, kind: ApproxLoss, grad: bool) 
             if rows.is_empty() {
                 return (F::ZERO, false);
             }
-            ranks_of(s, rows, inv_t, r);
+            ranks_of(s, rows, inv_t, r, tmp);
             let mut dcg = 0.0;
             let mut dc = Vec::new();
             for &i in rows.iter() {
@@ -251,7 +222,7 @@ fn list_loss<F: Float>(w: &mut Work<F>, inv_t: F, kind: ApproxLoss, grad: bool) 
             if rows.is_empty() {
                 return (F::ZERO, false);
             }
-            ranks_of(s, rows, inv_t, r);
+            ranks_of(s, rows, inv_t, r, tmp);
             let rel = |i: usize| y[i].to_f64().min(1.0);
             let mut best = (rows[0], rel(rows[0]) / r[rows[0]].to_f64());
             for &i in rows.iter().skip(1) {
@@ -268,7 +239,7 @@ fn list_loss<F: Float>(w: &mut Work<F>, inv_t: F, kind: ApproxLoss, grad: bool) 
             order.clear();
             order.extend(0..m);
             order.sort_by(|&a, &b| y[b].partial_cmp(&y[a]).unwrap_or(std::cmp::Ordering::Equal));
-            ranks_symmetric(s, inv_t, r);
+            ranks_symmetric(s, inv_t, r, tmp);
             let mut total = 0.0;
             for (p, &i) in order.iter().enumerate() {
                 let t = p as f64 + 1.0;
@@ -285,7 +256,7 @@ fn list_loss<F: Float>(w: &mut Work<F>, inv_t: F, kind: ApproxLoss, grad: bool) 
         }
     };
     if grad {
-        ranks_vjp(s, c, inv_t, g, rows);
+        ranks_vjp(s, c, inv_t, g, rows, tmp);
     }
     (F::from_f64(loss), true)
 }
@@ -293,15 +264,15 @@ fn list_loss<F: Float>(w: &mut Work<F>, inv_t: F, kind: ApproxLoss, grad: bool) 
 #[inline(always)]
 fn list_ranks<F: Float>(w: &mut Work<F>, inv_t: F) {
     w.size();
-    ranks_symmetric(&w.list.s, inv_t, &mut w.r);
+    ranks_symmetric(&w.list.s, inv_t, &mut w.r, &mut w.tmp);
 }
 
 #[inline(always)]
 fn list_vjp<F: Float>(w: &mut Work<F>, inv_t: F) {
     w.size();
-    let Work { list, c, g, rows, .. } = w;
+    let Work { list, c, g, rows, tmp, .. } = w;
     c.copy_from_slice(&list.y);
-    ranks_vjp(&list.s, c, inv_t, g, rows);
+    ranks_vjp(&list.s, c, inv_t, g, rows, tmp);
 }
 
 // The same code compiled for AVX2 and chosen at run time; no fused multiply-add is used, so
@@ -311,9 +282,17 @@ macro_rules! simd_dispatch {
         fn $name<F: Float>($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+                unsafe fn avx512<F: Float>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2<F: Float>($($arg: $ty),*) -> $ret {
                     $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl") && std::arch::is_x86_feature_detected!("avx512dq") {
+                    // SAFETY: the CPU supports these features, checked just above.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU supports AVX2, checked just above.

@@ -1,7 +1,17 @@
 """rankgrad: learning-to-rank losses, gradients and metrics on a Rust core."""
 
 from ._core import get_num_threads, set_num_threads
+from .approx import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
+from . import nn
 
 __version__ = "0.1.0"
 
-__all__ = ["get_num_threads", "set_num_threads"]
+__all__ = [
+    "approx_ranks",
+    "approx_ndcg_loss",
+    "approx_mrr_loss",
+    "approx_rank_mse_loss",
+    "get_num_threads",
+    "set_num_threads",
+    "nn",
+]

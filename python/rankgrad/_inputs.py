@@ -71,9 +71,15 @@ class Lists:
 
         return conv(self.scores), conv(self.targets), conv(self.mask)
 
+    def check_finite(self) -> None:
+        """ValueError naming the argument and the first list with NaN/inf on a real item."""
+        _check_finite(self.scores, self.mask, "scores")
+        if self.targets is not None:
+            _check_finite(self.targets, self.mask, "targets")
+
     def out(self, x):
         """A per-list result `[B]` in the input dtype (a scalar for a 1-D input)."""
-        x = x.to(self.dtype) if isinstance(x, torch.Tensor) else np.asarray(x).astype(self.dtype)
+        x = _cast(x, self.dtype)
         return x[0] if self.squeeze else x
 
 
@@ -163,15 +169,20 @@ def lists(
         m = same(mask, "mask")
         if (kind == "torch" and m.dtype != torch.bool) or (kind == "numpy" and m.dtype != np.bool_):
             raise TypeError(f"mask must be boolean (True = real item), got {m.dtype}")
+    out = Lists(s, y, m, squeeze, dtype)
     if validate:
-        _check_finite(s, m, "scores")
-        if y is not None:
-            _check_finite(y, m, "targets")
-    return Lists(s, y, m, squeeze, dtype)
+        out.check_finite()
+    return out
 
 
-def reduce(losses: Array, valid: Array, reduction: str) -> Array:
-    """`mean` over the lists that count (0 if none does), `sum`, or `none`."""
+def reduce(losses: Array, valid: Array, reduction: str, x: Optional[Lists] = None) -> Array:
+    """`mean` over the lists that count (0 if none does), `sum`, or `none` (per list `[B]`).
+
+    With `x`, the result is in the input dtype and a 1-D input gives a scalar for `none`.
+    """
+    if x is not None:
+        out = reduce(losses, valid, reduction)
+        return x.out(out) if reduction == "none" else _cast(out, x.dtype)
     if reduction == "none":
         return losses
     if reduction == "sum":
@@ -179,6 +190,10 @@ def reduce(losses: Array, valid: Array, reduction: str) -> Array:
     if isinstance(losses, torch.Tensor):
         return losses.sum() / valid.sum().clamp(min=1).to(losses.dtype)
     return losses.sum() / max(int(valid.sum()), 1)
+
+
+def _cast(x, dtype):
+    return x.to(dtype) if isinstance(x, torch.Tensor) else np.asarray(x).astype(dtype)[()]
 
 
 def use_rust(x: Lists, backend: str) -> bool:

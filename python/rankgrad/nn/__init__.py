@@ -1,3 +1,5 @@
 """torch.nn modules: ranking criteria and embedding losses."""
 
-__all__: list = []
+from ._ranking import ApproxMRRLoss, ApproxNDCGLoss, ApproxRankMSELoss
+
+__all__ = ["ApproxNDCGLoss", "ApproxMRRLoss", "ApproxRankMSELoss"]

@@ -1,0 +1,422 @@
+"""The approximate-rank family: both paths against a plain reference of SPEC section 3."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rankgrad
+from rankgrad import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
+
+BACKENDS = ("rust", "torch")
+LOSSES = {
+    "ndcg": lambda s, y, **kw: approx_ndcg_loss(s, y, **kw),
+    "ndcg_linear": lambda s, y, **kw: approx_ndcg_loss(s, y, scale_gains=False, **kw),
+    "mrr": lambda s, y, **kw: approx_mrr_loss(s, y, **kw),
+    "mse": lambda s, y, **kw: approx_rank_mse_loss(s, y, **kw),
+    "mse_log2": lambda s, y, **kw: approx_rank_mse_loss(s, y, discount="log2", **kw),
+    "mse_recip": lambda s, y, **kw: approx_rank_mse_loss(s, y, discount="reciprocal", **kw),
+}
+
+
+# ---------------------------------------------------------------- plain reference (float64)
+def _sig(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def ref_ranks(s, t):
+    n = len(s)
+    return [1.0 + sum(_sig((s[j] - s[i]) / t) for j in range(n) if j != i) for i in range(n)]
+
+
+def ref_list_loss(name, s, y, t):
+    """(loss, counts) of one list of real items, straight from SPEC section 3."""
+    n = len(s)
+    if n < 2:
+        return 0.0, False
+    r = ref_ranks(s, t)
+    if name.startswith("ndcg"):
+        gain = (lambda v: 2.0 ** max(v, 0.0) - 1.0) if name == "ndcg" else (lambda v: max(v, 0.0))
+        g = [gain(v) for v in y]
+        ideal = sorted(g, reverse=True)
+        idcg = sum(v / math.log2(p + 2) for p, v in enumerate(ideal))
+        if idcg <= 0:
+            return 0.0, False
+        return 1.0 - sum(g[i] / math.log2(1 + r[i]) for i in range(n)) / idcg, True
+    if name == "mrr":
+        if all(v <= 0 for v in y):
+            return 0.0, False
+        return 1.0 - max(min(max(y[i], 0.0), 1.0) / r[i] for i in range(n)), True
+    order = sorted(range(n), key=lambda i: -y[i])  # sorted() is stable: ties keep input order
+    true = [0] * n
+    for p, i in enumerate(order):
+        true[i] = p + 1
+    w = {"mse": lambda q: 1.0, "mse_log2": lambda q: 1.0 / math.log2(q + 1),
+         "mse_recip": lambda q: 1.0 / q}[name]
+    return sum(w(true[i]) * (r[i] - true[i]) ** 2 for i in range(n)) / n, True
+
+
+def ref_batch(name, s, y, mask, t):
+    """Per-list losses and validity of a padded batch (numpy float64 inputs)."""
+    out, valid = [], []
+    for b in range(s.shape[0]):
+        keep = mask[b] if mask is not None else np.ones(s.shape[1], bool)
+        loss, ok = ref_list_loss(name, list(s[b][keep]), list(y[b][keep]), t)
+        out.append(loss)
+        valid.append(ok)
+    return np.array(out), np.array(valid)
+
+
+def ref_grad(name, s, y, mask, t, eps=1e-6):
+    """Central finite differences of the reference per-list losses, summed."""
+    g = np.zeros_like(s)
+    for idx in np.ndindex(*s.shape):
+        if mask is not None and not mask[idx]:
+            continue
+        hi, lo = s.copy(), s.copy()
+        hi[idx] += eps
+        lo[idx] -= eps
+        g[idx] = (ref_batch(name, hi, y, mask, t)[0].sum() - ref_batch(name, lo, y, mask, t)[0].sum()) / (2 * eps)
+    return g
+
+
+def make_batch(rng, b, n, *, ties=False, levels=4, pad=0.25, empty_row=False):
+    s = rng.normal(size=(b, n))
+    if ties:
+        s = np.round(s * 2) / 2
+    y = rng.integers(0, levels, size=(b, n)).astype(np.float64)
+    mask = rng.random((b, n)) > pad
+    mask[:, 0] = True
+    if empty_row and b > 1:
+        mask[-1] = False
+    return s, y, mask
+
+
+# ---------------------------------------------------------------- values and gradients
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("t", [0.3, 1.0, 2.5])
+def test_matches_reference(backend, name, t):
+    rng = np.random.default_rng(abs(hash((backend, name, t))) % 2**32)
+    for b, n, ties in [(3, 7, False), (1, 1, False), (4, 6, True), (2, 2, False), (5, 13, True)]:
+        s, y, mask = make_batch(rng, b, n, ties=ties, empty_row=True)
+        if name.startswith("mse"):
+            y = y + rng.normal(size=y.shape)  # teacher scores: any real numbers
+        st_ = torch.tensor(s, requires_grad=True)
+        out = LOSSES[name](st_, torch.tensor(y), temperature=t, mask=torch.tensor(mask),
+                           reduction="none", backend=backend)
+        want, valid = ref_batch(name, s, y, mask, t)
+        np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-10, atol=1e-12)
+        out.sum().backward()
+        if not (name == "mrr" and ties):  # tied maxima: MRR has a kink there
+            np.testing.assert_allclose(st_.grad.numpy(), ref_grad(name, s, y, mask, t), rtol=1e-5, atol=1e-7)
+        assert np.all(st_.grad.numpy()[~mask] == 0.0)
+        mean = LOSSES[name](torch.tensor(s), torch.tensor(y), temperature=t, mask=torch.tensor(mask),
+                            backend=backend)
+        expect_mean = want.sum() / max(valid.sum(), 1)
+        assert mean.item() == pytest.approx(expect_mean, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_approx_ranks_match_reference(backend):
+    rng = np.random.default_rng(3)
+    s, _, mask = make_batch(rng, 4, 9, ties=True, empty_row=True)
+    r = approx_ranks(torch.tensor(s), 0.7, torch.tensor(mask), backend=backend).numpy()
+    for b in range(4):
+        got = r[b][mask[b]]
+        np.testing.assert_allclose(got, ref_ranks(list(s[b][mask[b]]), 0.7), rtol=1e-12)
+        assert np.all(r[b][~mask[b]] == 0.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_gradcheck(backend, name):
+    rng = np.random.default_rng(11)
+    s, y, mask = make_batch(rng, 3, 8, empty_row=True)
+    y[0, :] = np.arange(8) % 3  # at least one list that counts
+    yt, mt = torch.tensor(y), torch.tensor(mask)
+    st_ = torch.tensor(s, requires_grad=True)
+    for reduction in ("none", "mean"):
+        assert torch.autograd.gradcheck(
+            lambda x: LOSSES[name](x, yt, temperature=0.8, mask=mt, reduction=reduction, backend=backend),
+            (st_,), eps=1e-6, atol=1e-7, rtol=1e-5,
+        )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_approx_ranks(backend):
+    s = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(3, 6) > 0.3
+    assert torch.autograd.gradcheck(lambda x: approx_ranks(x, 0.5, mask, backend=backend), (s,))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rust_equals_torch_native(name, dtype):
+    rng = np.random.default_rng(5)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    for b, n, t in [(8, 37, 1.0), (1, 1, 1.0), (3, 100, 0.05), (6, 5, 10.0), (2, 300, 0.5)]:
+        for levels in (2, 5):  # sparse and dense relevance take different kernel paths
+            # (MRR's max has a kink at tied maxima, where the paths may pick different items)
+            s, y, mask = make_batch(rng, b, n, ties=name != "mrr", levels=levels, empty_row=True)
+            outs, grads = [], []
+            for backend in BACKENDS:
+                st_ = torch.tensor(s, dtype=dtype, requires_grad=True)
+                out = LOSSES[name](st_, torch.tensor(y, dtype=dtype), temperature=t,
+                                   mask=torch.tensor(mask), reduction="sum", backend=backend)
+                out.backward()
+                outs.append(out.item())
+                grads.append(st_.grad.double().numpy())
+            assert outs[0] == pytest.approx(outs[1], rel=tol, abs=tol)
+            scale = max(np.abs(grads[1]).max(), 1e-30)
+            np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=tol * 10 * scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    b=st.integers(1, 4),
+    n=st.integers(1, 12),
+    t=st.floats(0.05, 5.0),
+    seed=st.integers(0, 2**31),
+    name=st.sampled_from(sorted(LOSSES)),
+)
+def test_property_rust_vs_reference(b, n, t, seed, name):
+    rng = np.random.default_rng(seed)
+    s, y, mask = make_batch(rng, b, n, ties=seed % 2 == 0, levels=3)
+    out = LOSSES[name](s, y, temperature=t, mask=mask, reduction="none")  # numpy in, numpy out
+    assert isinstance(out, np.ndarray) and out.shape == (b,)
+    np.testing.assert_allclose(out, ref_batch(name, s, y, mask, t)[0], rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- SPEC section 2 semantics
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_padding_changes_nothing(backend, name):
+    rng = np.random.default_rng(2)
+    s, y, mask = make_batch(rng, 4, 10, pad=0.4)
+    s2, y2 = s.copy(), y.copy()
+    s2[~mask] = rng.normal(size=(~mask).sum()) * 100
+    s2[~mask][::2] = np.nan  # NaN in padding is ignored too
+    y2[~mask] = 7
+    outs = []
+    for ss, yy in ((s, y), (s2, y2)):
+        st_ = torch.tensor(ss, requires_grad=True)
+        out = LOSSES[name](st_, torch.tensor(yy), mask=torch.tensor(mask), reduction="none", backend=backend)
+        out.sum().backward()
+        assert torch.all(st_.grad[~torch.tensor(mask)] == 0)
+        outs.append((out.detach().numpy(), st_.grad[torch.tensor(mask)].numpy()))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-12)
+    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-10, atol=1e-15)
+    # the real items of a list alone give the same loss as the padded list
+    b = 1
+    alone = LOSSES[name](torch.tensor(s[b][mask[b]]), torch.tensor(y[b][mask[b]]), reduction="none",
+                         backend=backend)
+    assert alone.item() == pytest.approx(outs[0][0][b], rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_degenerate_lists(backend):
+    s = torch.tensor([[0.3, 0.1, 0.2], [0.5, 0.4, 0.9], [1.0, 2.0, 3.0]], dtype=torch.float64,
+                     requires_grad=True)
+    y = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 0.0], [-1.0, -2.0, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True], [True, False, False], [True, True, True]])
+    for f in (approx_ndcg_loss, approx_mrr_loss):
+        out = f(s, y, mask=mask, reduction="none", backend=backend)
+        assert torch.all(out == 0)  # no relevant item; one real item; only negative targets
+        total = f(s, y, mask=mask, backend=backend)
+        assert total.item() == 0.0 and not torch.isnan(total)
+        total.backward()
+        assert torch.all(s.grad == 0)
+        s.grad = None
+    # rank-MSE: a list with fewer than 2 real items does not count in the mean
+    y2 = torch.tensor([[3.0, 1.0, 2.0], [1.0, 2.0, 0.0], [0.0, 1.0, 2.0]], dtype=torch.float64)
+    per = approx_rank_mse_loss(s, y2, mask=mask, reduction="none", backend=backend)
+    assert per[1] == 0
+    mean = approx_rank_mse_loss(s, y2, mask=mask, backend=backend)
+    assert mean.item() == pytest.approx((per[0] + per[2]).item() / 2, rel=1e-12)
+    allpad = torch.zeros(2, 4, dtype=torch.bool)
+    z = approx_ndcg_loss(torch.randn(2, 4, requires_grad=True), torch.ones(2, 4), mask=allpad, backend=backend)
+    assert z.item() == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reductions_and_one_dimensional_input(backend):
+    rng = np.random.default_rng(8)
+    s, y, mask = make_batch(rng, 5, 9)
+    st_, yt, mt = torch.tensor(s), torch.tensor(y), torch.tensor(mask)
+    none = approx_ndcg_loss(st_, yt, mask=mt, reduction="none", backend=backend)
+    assert none.shape == (5,)
+    assert approx_ndcg_loss(st_, yt, mask=mt, reduction="sum", backend=backend).item() == pytest.approx(none.sum().item())
+    one = approx_ndcg_loss(st_[2], yt[2], mask=mt[2], reduction="none", backend=backend)
+    assert one.shape == () and one.item() == pytest.approx(none[2].item(), rel=1e-12)
+    r = approx_ranks(st_[2], backend=backend)
+    assert r.shape == (9,)
+    with pytest.raises(ValueError, match="reduction"):
+        approx_ndcg_loss(st_, yt, reduction="avg", backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_dtypes(backend, dtype):
+    torch.manual_seed(0)
+    s = torch.randn(4, 20).to(dtype).requires_grad_()
+    y = torch.randint(0, 4, (4, 20))  # integer targets are fine
+    out = approx_ndcg_loss(s, y, backend=backend)
+    assert out.dtype == dtype
+    out.backward()
+    assert s.grad.dtype == dtype and torch.isfinite(s.grad.float()).all()
+    ref = approx_ndcg_loss(s.detach().float(), y.float(), backend=backend)
+    tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}.get(dtype, 1e-6)
+    assert out.float().item() == pytest.approx(ref.item(), abs=tol)
+    assert approx_ranks(s, backend=backend).dtype == dtype
+
+
+def test_numpy_in_numpy_out_and_no_in_place_change():
+    rng = np.random.default_rng(1)
+    s, y, mask = make_batch(rng, 3, 6)
+    s32 = s.astype(np.float32)
+    keep = (s32.copy(), y.copy(), mask.copy())
+    for backend in ("auto", "torch"):
+        out = approx_ndcg_loss(s32, y, mask=mask, backend=backend)
+        assert isinstance(out, (np.ndarray, np.generic)) and out.dtype == np.float32
+        r = approx_ranks(s32, mask=mask, backend=backend)
+        assert isinstance(r, np.ndarray) and r.dtype == np.float32 and r.shape == s.shape
+    np.testing.assert_array_equal(s32, keep[0])
+    np.testing.assert_array_equal(y, keep[1])
+    out16 = approx_ndcg_loss(s.astype(np.float16), y, mask=mask)
+    assert out16.dtype == np.float16
+    # a non-contiguous view works and gives the same result as its copy
+    big = rng.normal(size=(3, 12))
+    assert approx_ndcg_loss(big[:, ::2], y) == pytest.approx(approx_ndcg_loss(big[:, ::2].copy(), y), rel=1e-14)
+
+
+def test_same_bits_with_one_and_two_threads():
+    rng = np.random.default_rng(4)
+    s = torch.tensor(rng.normal(size=(9, 257)), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 5, size=(9, 257)), dtype=torch.float32)
+    mask = torch.tensor(rng.random((9, 257)) > 0.1)
+    before = rankgrad.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            rankgrad.set_num_threads(threads)
+            assert rankgrad.get_num_threads() == threads
+            row = []
+            for name in sorted(LOSSES):
+                x = s.clone().requires_grad_()
+                out = LOSSES[name](x, y, mask=mask, reduction="none", backend="rust")
+                out.sum().backward()
+                row.append((out.detach().numpy().tobytes(), x.grad.numpy().tobytes()))
+            row.append(approx_ranks(s, mask=mask).numpy().tobytes())
+            results.append(row)
+    finally:
+        rankgrad.set_num_threads(0 if before == 2 else before)
+    assert results[0] == results[1]
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_input(backend):
+    s, y = torch.randn(2, 3), torch.ones(2, 3)
+    cases = [
+        (lambda: approx_ndcg_loss(s, torch.ones(2, 4), backend=backend), ValueError, "targets"),
+        (lambda: approx_ndcg_loss(s, y, mask=torch.ones(3, 3, dtype=torch.bool), backend=backend), ValueError, "mask"),
+        (lambda: approx_ndcg_loss(torch.randn(2, 3, 4), torch.ones(2, 3, 4), backend=backend), ValueError, "scores"),
+        (lambda: approx_ndcg_loss(torch.tensor([[0.0, float("nan"), 1.0], [0, 1, 2]]), y, backend=backend), ValueError, r"scores.*list 0"),
+        (lambda: approx_ndcg_loss(torch.tensor([[0.0, 1, 2], [0, float("inf"), 2]]), y, backend=backend), ValueError, r"scores.*list 1"),
+        (lambda: approx_ndcg_loss(s, torch.tensor([[0.0, 1, 2], [0, float("nan"), 2]]), backend=backend), ValueError, r"targets.*list 1"),
+        (lambda: approx_ndcg_loss(s, y, temperature=0.0, backend=backend), ValueError, "temperature"),
+        (lambda: approx_ndcg_loss(s, y, temperature=-1.0, backend=backend), ValueError, "temperature"),
+        (lambda: approx_ndcg_loss(s, y, temperature=float("nan"), backend=backend), ValueError, "temperature"),
+        (lambda: approx_ranks(s, temperature=0, backend=backend), ValueError, "temperature"),
+        (lambda: approx_ndcg_loss(s, y, mask=torch.ones(2, 3), backend=backend), TypeError, "mask"),
+        (lambda: approx_ndcg_loss(torch.ones(2, 3, dtype=torch.int64), y, backend=backend), TypeError, "scores"),
+        (lambda: approx_ndcg_loss([[0.1, 0.2]], [[1, 0]], backend=backend), TypeError, "scores"),
+        (lambda: approx_ndcg_loss(s, None, backend=backend), TypeError, "targets"),
+        (lambda: approx_rank_mse_loss(s, y, discount="log10", backend=backend), ValueError, "discount"),
+        (lambda: approx_ndcg_loss(s, y, reduction="max", backend=backend), ValueError, "reduction"),
+        (lambda: approx_ndcg_loss(s, y, backend="cuda"), ValueError, "backend"),
+        (lambda: approx_ndcg_loss(s.numpy(), torch.ones(2, 3), backend=backend), TypeError, "targets"),
+    ]
+    for call, exc, pattern in cases:
+        with pytest.raises(exc, match=pattern):
+            call()
+
+
+def test_rust_kernel_errors_are_value_errors():
+    from rankgrad import _core
+
+    s = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="targets"):
+        _core.approx_loss("ndcg", s, np.zeros((2, 4)), None, 1.0, True)
+    with pytest.raises(TypeError, match="targets"):
+        _core.approx_loss("ndcg", s, np.zeros((2, 3), np.float32), None, 1.0, True)
+    with pytest.raises(TypeError, match="scores"):
+        _core.approx_loss("ndcg", np.zeros((2, 3), np.int32), s, None, 1.0, True)
+    with pytest.raises(ValueError, match="temperature"):
+        _core.approx_ranks(s, None, -1.0)
+    with pytest.raises(ValueError, match="targets"):
+        approx_ndcg_loss(s, np.full((2, 3), 5000.0))  # 2^5000 - 1 overflows
+
+
+def test_modules():
+    torch.manual_seed(0)
+    s = torch.randn(3, 8, requires_grad=True)
+    y = torch.randint(0, 3, (3, 8)).float()
+    m = torch.rand(3, 8) > 0.2
+    pairs = [
+        (rankgrad.nn.ApproxNDCGLoss(temperature=0.5, scale_gains=False), lambda: approx_ndcg_loss(s, y, 0.5, False, m)),
+        (rankgrad.nn.ApproxMRRLoss(reduction="sum"), lambda: approx_mrr_loss(s, y, mask=m, reduction="sum")),
+        (rankgrad.nn.ApproxRankMSELoss(discount="log2"), lambda: approx_rank_mse_loss(s, y, discount="log2", mask=m)),
+    ]
+    for module, call in pairs:
+        assert torch.equal(module(s, y, m), call())
+    with pytest.raises(ValueError, match="temperature"):
+        rankgrad.nn.ApproxNDCGLoss(temperature=0)
+    with pytest.raises(ValueError, match="discount"):
+        rankgrad.nn.ApproxRankMSELoss(discount="cubic")
+
+
+def test_training_improves_ndcg():
+    """A linear scorer trained with approx_ndcg_loss learns the true order."""
+    g = torch.Generator().manual_seed(0)
+    w_true = torch.randn(6, generator=g)
+    x = torch.randn(32, 20, 6, generator=g)
+    y = (x @ w_true).argsort(-1).argsort(-1).float() / 5  # graded by the true score
+    w = torch.zeros(6, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.1)
+    first = None
+    for _ in range(60):
+        opt.zero_grad()
+        loss = approx_ndcg_loss(x @ w + 1e-3 * torch.randn(32, 20, generator=g), y, temperature=0.5)
+        first = loss.item() if first is None else first
+        loss.backward()
+        opt.step()
+    assert loss.item() < first * 0.5
+    assert torch.nn.functional.cosine_similarity(w.detach(), w_true, dim=0) > 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_cuda_matches_cpu(name):
+    rng = np.random.default_rng(9)
+    s, y, mask = make_batch(rng, 6, 300, ties=True, empty_row=True)
+    res = []
+    for device in ("cpu", "cuda"):
+        st_ = torch.tensor(s, device=device, requires_grad=True)
+        out = LOSSES[name](st_, torch.tensor(y, device=device), mask=torch.tensor(mask, device=device),
+                           reduction="sum")
+        out.backward()
+        assert out.device.type == device
+        res.append((out.item(), st_.grad.cpu().numpy()))
+    assert res[0][0] == pytest.approx(res[1][0], rel=1e-10)
+    np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="scores"):
+        approx_ndcg_loss(torch.full((2, 3), float("nan"), device="cuda"), torch.ones(2, 3, device="cuda"))
+    with pytest.raises(ValueError, match="rust"):
+        approx_ndcg_loss(torch.ones(2, 3, device="cuda"), torch.ones(2, 3, device="cuda"), backend="rust")
