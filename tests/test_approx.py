@@ -420,3 +420,16 @@ def test_cuda_matches_cpu(name):
         approx_ndcg_loss(torch.full((2, 3), float("nan"), device="cuda"), torch.ones(2, 3, device="cuda"))
     with pytest.raises(ValueError, match="rust"):
         approx_ndcg_loss(torch.ones(2, 3, device="cuda"), torch.ones(2, 3, device="cuda"), backend="rust")
+
+
+def test_fortran_ordered_and_transposed_inputs():
+    rng = np.random.default_rng(21)
+    s = rng.normal(size=(7, 5))
+    y = rng.integers(0, 3, size=(7, 5)).astype(float)
+    want = approx_ndcg_loss(s.T.copy(), y.T.copy(), reduction="none")
+    np.testing.assert_array_equal(approx_ndcg_loss(s.T, y.T, reduction="none"), want)
+    np.testing.assert_array_equal(approx_ndcg_loss(np.asfortranarray(s.T), y.T, reduction="none"), want)
+    t = torch.tensor(s).T.requires_grad_()
+    out = approx_ndcg_loss(t, torch.tensor(y).T, reduction="none")
+    np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-15)
+    np.testing.assert_array_equal(approx_ranks(s.T), approx_ranks(s.T.copy()))

@@ -43,11 +43,12 @@ where
     }
 }
 
-/// A 2-D array's values as one row-major slice: borrowed when contiguous, else copied.
+/// A 2-D array's values as one row-major slice: borrowed when C-contiguous, else copied.
+/// (`as_slice` also accepts Fortran order, which would hand the kernel transposed data.)
 pub(crate) fn as_rows<'a, T: Element + Clone>(a: &'a PyReadonlyArray2<'_, T>) -> Cow<'a, [T]> {
     match a.as_slice() {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
+        Ok(s) if a.is_c_contiguous() => Cow::Borrowed(s),
+        _ => Cow::Owned(a.as_array().iter().cloned().collect()),
     }
 }
 
