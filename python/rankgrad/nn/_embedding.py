@@ -148,7 +148,8 @@ class FLOPSRegularization(_Regularization):
 def _l2_distance(x: Tensor, y: Tensor) -> Tensor:
     """Pairwise L2 distances `[n, m]` from `||x||^2 + ||y||^2 - 2 x.y`, no `[n, m, D]` tensor.
 
-    The square is clamped at 0 and the root has a zero gradient at zero distance.
+    The square is clamped at 0 and the root has a zero gradient at zero distance. As
+    with torch.cdist's matmul path, a distance is exact to about sqrt(eps) * ||x||.
     """
     sq = (x * x).sum(-1)[:, None] + (y * y).sum(-1)[None, :] - 2.0 * (x @ y.T)
     sq = sq.clamp_min(0.0)
