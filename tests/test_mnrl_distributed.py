@@ -1,0 +1,273 @@
+"""MultipleNegativesRankingLoss(gather_across_devices=True) on two gloo ranks (CPU).
+
+The equivalence tested: with per-rank losses L_r (the mean over rank r's anchors, the
+candidates being every rank's positives and negatives),
+
+- L_r equals the plain reference for rank r's anchors over the global candidate pool;
+- the gradient that rank r finds for its own inputs is d(sum_s L_s)/d(inputs of r):
+  every rank's loss reaches the rows it used, wherever they were produced;
+- with equal batch sizes, mean_r L_r is the one-process loss on the concatenated batch,
+  and the gradient on rank r divided by the world size is the one-process gradient for
+  rank r's slice. So DDP, which averages parameter gradients over ranks, trains exactly
+  as one process on the global batch; this is checked through a real DDP encoder.
+"""
+
+import datetime
+import os
+import sys
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import rankgrad.nn as rnn
+
+WORLD = 2
+TIMEOUT_S = 120
+
+pytestmark = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="torch.distributed with the gloo backend is not available",
+)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def ref_sim(x, y, kind):
+    if kind == "cosine":
+        return (x / x.norm(dim=-1, keepdim=True)) @ (y / y.norm(dim=-1, keepdim=True)).T
+    if kind == "dot":
+        return x @ y.T
+    diff = x[:, None, :] - y[None, :, :]
+    if kind == "euclidean":
+        return 1.0 / (1.0 + diff.pow(2).sum(-1).sqrt())
+    return 1.0 / (1.0 + diff.abs().sum(-1))
+
+
+def ref_ce(logits, target):
+    m = logits.max(dim=1, keepdim=True).values.detach()
+    lse = m[:, 0] + torch.log(torch.exp(logits - m).sum(dim=1))
+    return (lse - logits[torch.arange(len(target)), target]).mean()
+
+
+def ref_rank_losses(per_rank, kind, scale, symmetric):
+    """[L_0, L_1]: each rank's anchors against the candidates of every rank."""
+    anchors = [a for a, _, _ in per_rank]
+    positives = [p for _, p, _ in per_rank]
+    negatives = [n.reshape(-1, n.shape[-1]) for _, _, n in per_rank if n is not None]
+    pool = torch.cat(positives + negatives)
+    all_a = torch.cat(anchors)
+    losses, offset = [], 0
+    for a, p, _ in per_rank:
+        target = torch.arange(offset, offset + a.shape[0])
+        loss = ref_ce(scale * ref_sim(a, pool, kind), target)
+        if symmetric:
+            loss = (loss + ref_ce(scale * ref_sim(p, all_a, kind), target)) / 2
+        losses.append(loss)
+        offset += a.shape[0]
+    return losses
+
+
+def leaves(per_rank):
+    return [
+        tuple(None if x is None else x.detach().clone().requires_grad_(True) for x in t)
+        for t in per_rank
+    ]
+
+
+# ---------------------------------------------------------------------------- the ranks
+
+
+def _gathered(rank, cases):
+    out = {}
+    for name, kind, scale, symmetric, per_rank in cases:
+        a, p, n = leaves(per_rank)[rank]
+        loss = rnn.MultipleNegativesRankingLoss(scale, kind, symmetric, gather_across_devices=True)
+        v = loss(a, p, n)
+        v.backward()
+        out[name] = (v.detach(), a.grad, p.grad, None if n is None else n.grad)
+    return out
+
+
+def _local_only(rank, per_rank):
+    a, p, n = per_rank[rank]
+    return rnn.MultipleNegativesRankingLoss(5.0, "cosine", True)(a, p, n).detach()
+
+
+def _ddp_step(rank, feats, weight, k):
+    enc = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False).double()
+    with torch.no_grad():
+        enc.weight.copy_(weight)
+    ddp = torch.nn.parallel.DistributedDataParallel(enc)
+    x = feats[rank]
+    b = x.shape[0] // (2 + k)
+    e = ddp(x)
+    a, p, n = e[:b], e[b : 2 * b], e[2 * b :].reshape(b, k, -1)
+    loss = rnn.MultipleNegativesRankingLoss(10.0, "cosine", True, gather_across_devices=True)
+    v = loss(a, p, n)
+    v.backward()
+    return v.detach(), enc.weight.grad.clone()
+
+
+def _mismatched_dimension(rank):
+    dim = 4 + rank
+    loss = rnn.MultipleNegativesRankingLoss(gather_across_devices=True)
+    try:
+        loss(torch.randn(2, dim), torch.randn(2, dim))
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _worker(rank, init_file, out_dir, cases, local_case, ddp_case):
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        result = {
+            "gathered": _gathered(rank, cases),
+            "local": _local_only(rank, local_case),
+            "ddp": _ddp_step(rank, *ddp_case),
+            "mismatch": _mismatched_dimension(rank),
+        }
+        dist.barrier()
+        torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------------- test
+
+
+def _batch(gen, b, k, d):
+    def r(*s):
+        return torch.randn(*s, generator=gen, dtype=torch.float64)
+
+    return (r(b, d), r(b, d), None if k is None else r(b, k, d))
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    gen = torch.Generator().manual_seed(1234)
+    d = 5
+    cases = []
+    for kind in ("cosine", "dot", "euclidean", "manhattan"):
+        scale = 1.0 if kind == "dot" else 5.0
+        cases.append((f"{kind}-k2-sym", kind, scale, True, [_batch(gen, 3, 2, d) for _ in range(WORLD)]))
+    cases.append(("cosine-none", "cosine", 20.0, False, [_batch(gen, 4, None, d) for _ in range(WORLD)]))
+    cases.append(("dot-k1", "dot", 0.5, False, [_batch(gen, 3, 1, d) for _ in range(WORLD)]))
+    # unequal batches, negatives on one rank only
+    cases.append(("euclidean-unequal", "euclidean", 5.0, True, [_batch(gen, 3, None, d), _batch(gen, 4, 2, d)]))
+    cases.append(("manhattan-unequal", "manhattan", 5.0, False, [_batch(gen, 2, 3, d), _batch(gen, 5, 1, d)]))
+    local_case = [_batch(gen, 3, 2, d) for _ in range(WORLD)]
+    k, feat = 1, 6
+    ddp_case = ([torch.randn(3 * (2 + k), feat, generator=gen, dtype=torch.float64) for _ in range(WORLD)],
+                torch.randn(d, feat, generator=gen, dtype=torch.float64), k)
+
+    tmp = tmp_path_factory.mktemp("mnrl_dist")
+    env = {}
+    if sys.platform.startswith("linux") and "GLOO_SOCKET_IFNAME" not in os.environ:
+        env["GLOO_SOCKET_IFNAME"] = "lo"  # no dependence on the host name resolving
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        ctx = mp.spawn(
+            _worker,
+            args=(str(tmp / "init"), str(tmp), cases, local_case, ddp_case),
+            nprocs=WORLD,
+            join=False,
+        )
+        deadline = time.monotonic() + TIMEOUT_S
+        while not ctx.join(timeout=1.0):
+            if time.monotonic() > deadline:
+                for proc in ctx.processes:
+                    if proc.is_alive():
+                        proc.kill()
+                        proc.join(5)
+                pytest.fail(f"the two gloo ranks did not finish within {TIMEOUT_S} s")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    results = [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
+    return cases, local_case, ddp_case, results
+
+
+def test_each_rank_loss_and_gradient_match_reference(two_ranks):
+    cases, _, _, results = two_ranks
+    for name, kind, scale, symmetric, per_rank in cases:
+        xs = leaves(per_rank)
+        losses = ref_rank_losses(xs, kind, scale, symmetric)
+        flat = [x for t in xs for x in t if x is not None]
+        total_grads = iter(torch.autograd.grad(sum(losses), flat))
+        for r in range(WORLD):
+            got_loss, *got_grads = results[r]["gathered"][name]
+            torch.testing.assert_close(got_loss, losses[r].detach(), rtol=1e-10, atol=1e-12, msg=name)
+            for x, g in zip(xs[r], got_grads):
+                if x is None:
+                    assert g is None
+                    continue
+                torch.testing.assert_close(g, next(total_grads), rtol=1e-8, atol=1e-10, msg=name)
+
+
+def test_equal_batches_equal_one_process_on_the_global_batch(two_ranks):
+    cases, _, _, results = two_ranks
+    checked = 0
+    for name, kind, scale, symmetric, per_rank in cases:
+        if len({a.shape[0] for a, _, _ in per_rank}) != 1 or "unequal" in name:
+            continue
+        xs = leaves([tuple(torch.cat(part) if part[0] is not None else None for part in zip(*per_rank))])[0]
+        one = rnn.MultipleNegativesRankingLoss(scale, kind, symmetric)(*xs)
+        grads = torch.autograd.grad(one, [x for x in xs if x is not None])
+        mean_loss = sum(results[r]["gathered"][name][0] for r in range(WORLD)) / WORLD
+        torch.testing.assert_close(mean_loss, one.detach(), rtol=1e-10, atol=1e-12, msg=name)
+        b = per_rank[0][0].shape[0]
+        for r in range(WORLD):
+            for got, full in zip(results[r]["gathered"][name][1:], grads):
+                want = full[r * b : (r + 1) * b]
+                torch.testing.assert_close(got / WORLD, want, rtol=1e-8, atol=1e-10, msg=name)
+        checked += 1
+    assert checked == 6
+
+
+def test_ddp_parameter_gradient_is_the_one_process_gradient(two_ranks):
+    _, _, (feats, weight, k), results = two_ranks
+    enc = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False).double()
+    with torch.no_grad():
+        enc.weight.copy_(weight)
+    b = feats[0].shape[0] // (2 + k)
+    parts = [enc(x) for x in feats]
+    a = torch.cat([e[:b] for e in parts])
+    p = torch.cat([e[b : 2 * b] for e in parts])
+    n = torch.cat([e[2 * b :].reshape(b, k, -1) for e in parts])
+    one = rnn.MultipleNegativesRankingLoss(10.0, "cosine", True)(a, p, n)
+    one.backward()
+    losses = [results[r]["ddp"][0] for r in range(WORLD)]
+    torch.testing.assert_close(sum(losses) / WORLD, one.detach(), rtol=1e-10, atol=1e-12)
+    for r in range(WORLD):
+        torch.testing.assert_close(results[r]["ddp"][1], enc.weight.grad, rtol=1e-8, atol=1e-10)
+
+
+def test_without_gather_each_rank_is_local(two_ranks):
+    _, local_case, _, results = two_ranks
+    for r in range(WORLD):
+        a, p, n = local_case[r]
+        want = ref_rank_losses([(a, p, n)], "cosine", 5.0, True)[0]
+        torch.testing.assert_close(results[r]["local"], want, rtol=1e-10, atol=1e-12)
+
+
+def test_dimension_mismatch_across_ranks_raises_on_every_rank(two_ranks):
+    *_, results = two_ranks
+    for r in range(WORLD):
+        msg = results[r]["mismatch"]
+        assert msg is not None and "anchors" in msg and "dimension" in msg
