@@ -55,8 +55,7 @@ const ATANH: [f64; 17] = [
 /// `ln(1 + u)` for `u in [0, 1]`, in plain arithmetic so that a loop of it vectorises:
 /// `ln(1 + u) = 2 atanh(z)`, `z = u / (2 + u) in [0, 1/3]`, a truncated odd series. Relative
 /// error of the series below 2e-9 (f32, 8 terms) and 2e-17 (f64, 17 terms), a few ulp after
-/// rounding; full relative
-/// accuracy for tiny `u` (no `1 + u` is formed).
+/// rounding; full relative accuracy for tiny `u` (no `1 + u` is formed).
 #[inline(always)]
 pub fn ln_1p_unit<F: Float>(u: F) -> F {
     let z = u / (F::from_f64(2.0) + u);

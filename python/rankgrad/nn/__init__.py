@@ -1,3 +1,5 @@
 """torch.nn modules: ranking criteria and embedding losses."""
 
-__all__: list = []
+from ._ranknet import RankNetLoss
+
+__all__: list = ["RankNetLoss"]
