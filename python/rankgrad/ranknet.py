@@ -44,7 +44,7 @@ def _ranknet_torch(s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor], 
     pairs = torch.zeros(b, dtype=torch.int64, device=s.device)
     grad = torch.zeros_like(s) if need_grad else None
     if n * n <= _PAIR_CHUNK:
-        rb, ib = max(1, _PAIR_CHUNK // max(n * n, 1)), n
+        rb, ib = max(1, _PAIR_CHUNK // max(n * n, 1)), max(n, 1)
     else:
         rb, ib = 1, max(1, _PAIR_CHUNK // n)
     zero = s.new_zeros(())
@@ -122,22 +122,18 @@ def ranknet_loss(
     sigma = check_positive("sigma", sigma)
     check_reduction(reduction)
     check_backend(backend)
-    is_numpy = isinstance(scores, np.ndarray)
-    if is_numpy and backend == "torch":
-        if isinstance(targets, np.ndarray):
-            targets = torch.from_numpy(targets)
-        if isinstance(mask, np.ndarray):
-            mask = torch.from_numpy(mask)
-        out = ranknet_loss(torch.from_numpy(scores), targets, sigma, mask, reduction, backend, validate)
-        return out.numpy()[()]
     x = lists(scores, targets, mask, validate=False)
     rust = use_rust(x, backend)
-    if not rust and validate:
+    if not rust and validate:  # the Rust kernel always checks; here it may cost a device sync
         _check_finite(x.scores, x.mask, "scores")
         _check_finite(x.targets, x.mask, "targets")
     if not x.is_torch:
         s, y, m = x.numpy()
-        losses, valid, _ = _ranknet_rust(s, y, m, sigma, False)
+        if rust:
+            losses, valid, _ = _ranknet_rust(s, y, m, sigma, False)
+        else:
+            t = [None if a is None else torch.from_numpy(a) for a in (s, y, m)]
+            losses, valid, _ = (None if a is None else a.numpy() for a in _ranknet_torch(*t, sigma, False))
         out = reduce(losses, valid, reduction)
         return x.out(out) if reduction == "none" else np.asarray(out).astype(x.dtype)[()]
     losses, valid = _RankNet.apply(x.scores, x.targets, x.mask, sigma, rust)

@@ -1,11 +1,13 @@
 //! Bindings for RankNet (`crate::ranknet`) and the exact metrics (`crate::metrics`).
 
+use std::borrow::Cow;
+
 use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array2, as_rows, run_kernel, same_shape};
+use super::{array2, run_kernel, same_shape};
 use crate::batch::Padded;
 use crate::float::Float;
 use crate::metrics::{self, Metric};
@@ -30,11 +32,22 @@ fn shape_of<T: Element>(a: &PyReadonlyArray2<'_, T>) -> (usize, usize) {
     (s[0], s[1])
 }
 
+/// A 2-D array's values in row-major order: borrowed when C-contiguous, else copied.
+/// (`as_slice` alone also accepts Fortran-ordered arrays, whose memory is column-major.)
+fn as_rows<'a, T: Element + Clone>(a: &'a PyReadonlyArray2<'_, T>) -> Cow<'a, [T]> {
+    if a.is_c_contiguous() {
+        if let Ok(s) = a.as_slice() {
+            return Cow::Borrowed(s);
+        }
+    }
+    Cow::Owned(a.as_array().iter().cloned().collect())
+}
+
 /// A 1-D array's values as a slice: borrowed when contiguous, else copied.
-fn as_flat<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) -> std::borrow::Cow<'a, [T]> {
+fn as_flat<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
     match a.as_slice() {
-        Ok(s) => std::borrow::Cow::Borrowed(s),
-        Err(_) => std::borrow::Cow::Owned(a.as_array().iter().cloned().collect()),
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
     }
 }
 
