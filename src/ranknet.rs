@@ -128,14 +128,17 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
             let gv: &mut [F; L] = gv.try_into().unwrap();
             let sv: &[F; L] = sv.try_into().unwrap();
             let yv: &[F; L] = yv.try_into().unwrap();
+            let mut lam = [F::ZERO; L];
             for l in 0..L {
                 let t = sign(yi, yv[l]);
                 let (sp, sn) = pair_terms(sigma * t * (si - sv[l]));
                 acc_l[l] += t.abs() * sp;
-                if GRAD {
-                    let lam = sigma * t * sn;
-                    acc_g[l] -= lam;
-                    gv[l] += lam;
+                lam[l] = sigma * t * sn;
+            }
+            if GRAD {
+                for l in 0..L {
+                    acc_g[l] -= lam[l];
+                    gv[l] += lam[l];
                 }
             }
         }
@@ -460,5 +463,29 @@ mod tests {
         }
         let batch = Padded::new(&ok, None, None, 2, 2).unwrap();
         assert_eq!(ranknet_loss(&batch, 1.0, &mut l, &mut v, None).unwrap_err().arg(), "targets");
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn bench_pair_sums() {
+        let n = 2000;
+        let s: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 300.0).collect();
+        let y: Vec<f32> = (0..n).map(|i| ((i * 31) % 5) as f32).collect();
+        let mut g = vec![0.0f32; n];
+        for grad in [false, true] {
+            let t = std::time::Instant::now();
+            let mut w = Work::<f32>::default();
+            w.list.s = s.clone();
+            w.list.y = y.clone();
+            let r = list_loss_simd(&mut w, 1.0, grad);
+            let el = t.elapsed().as_secs_f64();
+            g.copy_from_slice(&w.g);
+            println!("grad={grad} {:.2} ns/pair {:?} {}", el / (n * n / 2) as f64 * 1e9, r, g[0]);
+        }
     }
 }
