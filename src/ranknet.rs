@@ -219,6 +219,7 @@ fn list_loss_simd<F: Float>(w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool) 
 
 /// Per-list RankNet losses `[b]`, whether each list counts in a mean `[b]`, and with `grad`
 /// the gradient of each list's loss with respect to its scores `[b * n]` (zero at padding).
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(sigma > 0)` also rejects NaN
 pub fn ranknet_loss<F: Float>(
     batch: &Padded<F>,
     sigma: F,

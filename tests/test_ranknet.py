@@ -99,6 +99,13 @@ def test_reductions(backend):
         out.backward()
         np.testing.assert_allclose(out.item(), want, rtol=1e-12)
         np.testing.assert_allclose(st_.grad.numpy(), want_g * scale, rtol=1e-12, atol=1e-15)
+    # Without autograd (no_grad, or scores that do not require grad): the same values.
+    with torch.no_grad():
+        out = rankgrad.ranknet_loss(st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend)
+    assert not out.requires_grad
+    np.testing.assert_allclose(out.numpy(), want_l, rtol=1e-12)
+    out = rankgrad.ranknet_loss(torch.tensor(s), torch.tensor(y), mask=torch.tensor(mask), backend=backend)
+    np.testing.assert_allclose(out.item(), want_l.sum() / want_v.sum(), rtol=1e-12)
     # Weighted upstream gradient: backward is grad * grad_out[:, None].
     st_ = torch.tensor(s, requires_grad=True)
     w = torch.arange(6, dtype=torch.float64)

@@ -136,6 +136,12 @@ def ranknet_loss(
             losses, valid, _ = (None if a is None else a.numpy() for a in _ranknet_torch(*t, sigma, False))
         out = reduce(losses, valid, reduction)
         return x.out(out) if reduction == "none" else np.asarray(out).astype(x.dtype)[()]
-    losses, valid = _RankNet.apply(x.scores, x.targets, x.mask, sigma, rust)
+    if torch.is_grad_enabled() and x.scores.requires_grad:
+        losses, valid = _RankNet.apply(x.scores, x.targets, x.mask, sigma, rust)
+    elif rust:  # no gradient wanted: the loss alone
+        losses, valid, _ = _ranknet_rust(*x.numpy(), sigma, False)
+        losses, valid = torch.from_numpy(losses), torch.from_numpy(valid)
+    else:
+        losses, valid, _ = _ranknet_torch(x.scores, x.targets, x.mask, sigma, False)
     out = reduce(losses, valid, reduction)
     return x.out(out) if reduction == "none" else out.to(x.dtype)
