@@ -2,6 +2,8 @@
 
 from ._core import get_num_threads, set_num_threads
 from .approx import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
+from .metrics import mrr, ndcg
+from .ranknet import ranknet_loss
 from . import nn
 
 __version__ = "0.1.0"
@@ -11,6 +13,9 @@ __all__ = [
     "approx_ndcg_loss",
     "approx_mrr_loss",
     "approx_rank_mse_loss",
+    "ranknet_loss",
+    "ndcg",
+    "mrr",
     "get_num_threads",
     "set_num_threads",
     "nn",

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use crate::error::Error;
 
 mod approx;
+mod pairwise;
 
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
 
@@ -109,5 +110,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     approx::register(m)?;
+    pairwise::register(m)?;
     Ok(())
 }

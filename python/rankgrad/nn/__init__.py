@@ -7,11 +7,13 @@ from ._embedding import (
     MultipleNegativesRankingLoss,
 )
 from ._ranking import ApproxMRRLoss, ApproxNDCGLoss, ApproxRankMSELoss
+from ._ranknet import RankNetLoss
 
 __all__ = [
     "ApproxNDCGLoss",
     "ApproxMRRLoss",
     "ApproxRankMSELoss",
+    "RankNetLoss",
     "L1Regularization",
     "L2Regularization",
     "FLOPSRegularization",

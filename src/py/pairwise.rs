@@ -1,0 +1,203 @@
+//! Bindings for RankNet (`crate::ranknet`) and the exact metrics (`crate::metrics`).
+
+use std::borrow::Cow;
+
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use super::{array2, run_kernel, same_shape};
+use crate::batch::Padded;
+use crate::float::Float;
+use crate::metrics::{self, Metric};
+use crate::ranknet;
+
+fn mask_rows<'py>(
+    mask: Option<&Bound<'py, PyAny>>,
+    shape: (usize, usize),
+) -> PyResult<Option<PyReadonlyArray2<'py, bool>>> {
+    match mask {
+        Some(m) if !m.is_none() => {
+            let m = array2::<bool>(m, "mask", "bool")?;
+            same_shape(&m, "mask", shape)?;
+            Ok(Some(m))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn shape_of<T: Element>(a: &PyReadonlyArray2<'_, T>) -> (usize, usize) {
+    let s = a.shape();
+    (s[0], s[1])
+}
+
+/// A 2-D array's values in row-major order: borrowed when C-contiguous, else copied.
+/// (`as_slice` alone also accepts Fortran-ordered arrays, whose memory is column-major.)
+fn as_rows<'a, T: Element + Clone>(a: &'a PyReadonlyArray2<'_, T>) -> Cow<'a, [T]> {
+    if a.is_c_contiguous() {
+        if let Ok(s) = a.as_slice() {
+            return Cow::Borrowed(s);
+        }
+    }
+    Cow::Owned(a.as_array().iter().cloned().collect())
+}
+
+/// A 1-D array's values as a slice: borrowed when contiguous, else copied.
+fn as_flat<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
+    }
+}
+
+fn array1<'py, T: Element>(obj: &Bound<'py, PyAny>, arg: &str, what: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
+    obj.extract::<PyReadonlyArray1<'py, T>>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg} must be a 1-D numpy array of {what}")))
+}
+
+/// Dispatches on the dtype of `scores` (float32 or float64).
+macro_rules! by_dtype {
+    ($scores:expr, $f:ident ( $($arg:expr),* )) => {{
+        let s = $scores;
+        if s.extract::<PyReadonlyArray2<'_, f32>>().is_ok() {
+            $f::<f32>($($arg),*)
+        } else if s.extract::<PyReadonlyArray2<'_, f64>>().is_ok() {
+            $f::<f64>($($arg),*)
+        } else {
+            Err(PyTypeError::new_err("scores must be a 2-D numpy array of float32 or float64"))
+        }
+    }};
+}
+
+fn ranknet_impl<'py, F: Float + Element>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    sigma: f64,
+    need_grad: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let s = array2::<F>(scores, "scores", "float32 or float64")?;
+    let shape = shape_of(&s);
+    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
+    same_shape(&y, "targets", shape)?;
+    let m = mask_rows(mask, shape)?;
+    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
+    let sigma = F::from_f64(sigma);
+    let (b, n) = shape;
+    let (losses, valid, grad) = run_kernel(py, || {
+        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
+        let mut losses = vec![F::ZERO; b];
+        let mut valid = vec![false; b];
+        let mut grad = need_grad.then(|| vec![F::ZERO; b * n]);
+        ranknet::ranknet_loss(&batch, sigma, &mut losses, &mut valid, grad.as_deref_mut())?;
+        Ok((losses, valid, grad))
+    })?;
+    let grad = match grad {
+        Some(g) => g.into_pyarray(py).reshape([b, n])?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    PyTuple::new(py, [losses.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any(), grad])
+}
+
+/// `(losses [B], valid [B] bool, grad [B, N] or None)`: per-list RankNet losses and the
+/// gradient of each list's loss with respect to its scores.
+#[pyfunction]
+#[pyo3(signature = (scores, targets, mask, sigma, need_grad))]
+fn ranknet_loss<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    sigma: f64,
+    need_grad: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    by_dtype!(scores, ranknet_impl(py, scores, targets, mask, sigma, need_grad))
+}
+
+fn parse_metric(kind: &str, k: Option<usize>, scale_gains: bool) -> PyResult<Metric> {
+    match kind {
+        "ndcg" => Ok(Metric::Ndcg { k, scale_gains }),
+        "mrr" => Ok(Metric::Mrr { k }),
+        other => Err(PyValueError::new_err(format!("metric must be 'ndcg' or 'mrr', got {other:?}"))),
+    }
+}
+
+fn values_and_valid<'py>(py: Python<'py>, values: Vec<f64>, valid: Vec<bool>) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(py, [values.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any()])
+}
+
+fn metric_impl<'py, F: Float + Element>(
+    py: Python<'py>,
+    metric: Metric,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let s = array2::<F>(scores, "scores", "float32 or float64")?;
+    let shape = shape_of(&s);
+    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
+    same_shape(&y, "targets", shape)?;
+    let m = mask_rows(mask, shape)?;
+    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
+    let (b, n) = shape;
+    let (values, valid) = run_kernel(py, || {
+        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
+        let (mut values, mut valid) = (vec![0.0; b], vec![false; b]);
+        metrics::metric_padded(&batch, metric, &mut values, &mut valid)?;
+        Ok((values, valid))
+    })?;
+    values_and_valid(py, values, valid)
+}
+
+/// `(values [B] float64, valid [B] bool)`: NDCG@k or MRR@k of each list of a padded batch;
+/// `valid` is false for a list without a relevant item (its value is 0).
+#[pyfunction]
+#[pyo3(signature = (metric, scores, targets, mask, k, scale_gains=true))]
+fn ranking_metric<'py>(
+    py: Python<'py>,
+    metric: &str,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    k: Option<usize>,
+    scale_gains: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let metric = parse_metric(metric, k, scale_gains)?;
+    by_dtype!(scores, metric_impl(py, metric, scores, targets, mask))
+}
+
+/// `(values [G] float64, valid [G] bool)` for ragged lists: flat `preds [n]` and `labels [n]`
+/// (float64) and list sizes `group [G]` (int64) summing to n.
+#[pyfunction]
+#[pyo3(signature = (metric, preds, labels, group, k, scale_gains=true))]
+fn ranking_metric_ragged<'py>(
+    py: Python<'py>,
+    metric: &str,
+    preds: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    group: &Bound<'py, PyAny>,
+    k: Option<usize>,
+    scale_gains: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let metric = parse_metric(metric, k, scale_gains)?;
+    let p = array1::<f64>(preds, "preds", "float64")?;
+    let l = array1::<f64>(labels, "labels", "float64")?;
+    let g = array1::<i64>(group, "group", "int64")?;
+    let (pv, lv, gv) = (as_flat(&p), as_flat(&l), as_flat(&g));
+    let lists = gv.len();
+    let (values, valid) = run_kernel(py, || {
+        let (mut values, mut valid) = (vec![0.0; lists], vec![false; lists]);
+        metrics::metric_ragged(&pv, &lv, &gv, metric, &mut values, &mut valid)?;
+        Ok((values, valid))
+    })?;
+    values_and_valid(py, values, valid)
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(ranknet_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(ranking_metric, m)?)?;
+    m.add_function(wrap_pyfunction!(ranking_metric_ragged, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,404 @@
+"""Exact NDCG@k / MRR@k: both backends against plain references, and the GBDT eval metrics
+against LightGBM's and XGBoost's own ndcg@k."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rankgrad
+from rankgrad._gbdt_metrics import MRRMetric, NDCGMetric, RankingMetric, ragged_metric
+
+BACKENDS = ["rust", "torch"]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+# ---------------------------------------------------------------- plain references (float64)
+
+
+def ranking(s, real):
+    """Real positions by score descending, ties by input position (Python's sort is stable)."""
+    return sorted((i for i in range(len(s)) if real[i]), key=lambda i: -s[i])
+
+
+def ref_ndcg(s, y, real, k=None, scale_gains=True):
+    def gain(v):
+        v = max(float(v), 0.0)
+        return 2.0**v - 1.0 if scale_gains else v
+
+    order = ranking(s, real)
+    kk = len(order) if k is None else min(k, len(order))
+    dcg = sum(gain(y[i]) / math.log2(p + 2) for p, i in enumerate(order[:kk]))
+    ideal = sorted((gain(y[i]) for i in order), reverse=True)
+    idcg = sum(g / math.log2(p + 2) for p, g in enumerate(ideal[:kk]))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def ref_mrr(s, y, real, k=None):
+    for p, i in enumerate(ranking(s, real)):
+        if y[i] > 0:
+            return 1.0 / (p + 1) if k is None or p < k else 0.0
+    return 0.0
+
+
+def reference(kind, s, y, mask=None, **kw):
+    mask = np.ones(np.shape(s), dtype=bool) if mask is None else mask
+    f = ref_ndcg if kind == "ndcg" else ref_mrr
+    return np.array([f(s[b], y[b], mask[b], **kw) for b in range(len(s))])
+
+
+def random_batch(rng, b, n, pad=0.25):
+    s = np.round(rng.normal(size=(b, n)) * 2) / 2  # many ties
+    y = rng.integers(-1, 4, size=(b, n)).astype(np.float64)  # negatives count as 0
+    y[rng.random((b, n)) < 0.4] = 0.0
+    mask = rng.random((b, n)) > pad
+    if b > 2:
+        y[0] = 0.0  # a list with no relevant item
+        mask[-1] = False  # an all-padded list
+    return s, y, mask
+
+
+SHAPES = [(1, 1), (1, 2), (1, 9), (3, 7), (6, 16), (4, 1), (2, 40)]
+KS = [None, 1, 3, 10]
+
+
+# ---------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_ndcg_and_mrr_match_reference(backend, shape):
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(3):
+        s, y, mask = random_batch(rng, *shape)
+        st_, yt, mt = torch.tensor(s), torch.tensor(y), torch.tensor(mask)
+        for k in KS:
+            for scale in (True, False):
+                got = rankgrad.ndcg(st_, yt, k=k, scale_gains=scale, mask=mt, backend=backend)
+                assert got.dtype == torch.float64 and got.shape == (shape[0],)
+                np.testing.assert_allclose(got.numpy(), reference("ndcg", s, y, mask, k=k, scale_gains=scale), rtol=1e-13, atol=1e-15)
+            got = rankgrad.mrr(st_, yt, k=k, mask=mt, backend=backend)
+            np.testing.assert_allclose(got.numpy(), reference("mrr", s, y, mask, k=k), rtol=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_and_conventions(backend):
+    s = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [3.0, 2.0, 1.0]])
+    y = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, -2.0, 0.0], [0.0, 0.0, 2.0]])
+    # Ties rank by input position: the relevant item is 2nd in list 0, 1st in list 1.
+    mrr = rankgrad.mrr(s, y, backend=backend)
+    assert mrr.tolist() == [0.5, 1.0, 0.0, pytest.approx(1 / 3)]
+    assert rankgrad.mrr(s, y, k=2, backend=backend).tolist() == [0.5, 1.0, 0.0, 0.0]
+    nd1 = rankgrad.ndcg(s, y, k=1, backend=backend)
+    assert nd1.tolist() == [0.0, 1.0, 0.0, 0.0]  # list 2: no relevant item (negatives count as 0) -> 0
+    nd = rankgrad.ndcg(s, y, backend=backend)
+    assert nd[3].item() == pytest.approx((3 / 2) / (3 / 1))
+    # A padded item never takes a position, whatever its score.
+    m = torch.tensor([[False, True, True]] * 4)
+    assert rankgrad.mrr(s, y, mask=m, backend=backend).tolist() == [1.0, 0.0, 0.0, 0.5]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_types_shapes_dtypes(backend):
+    rng = np.random.default_rng(1)
+    s, y, mask = random_batch(rng, 4, 6)
+    want = reference("ndcg", s, y, mask, k=3)
+    # numpy in, numpy out, in the dtype of scores.
+    for dtype in (np.float64, np.float32):
+        out = rankgrad.ndcg(s.astype(dtype), y.astype(np.int64), k=3, mask=mask, backend=backend)
+        assert isinstance(out, np.ndarray) and out.dtype == dtype
+        np.testing.assert_allclose(out, want, rtol=1e-6)
+    # float16/bfloat16 scores: ranked in float32, values returned in the input dtype.
+    for dtype in (torch.float16, torch.bfloat16):
+        out = rankgrad.ndcg(torch.tensor(s, dtype=dtype), torch.tensor(y), k=3, mask=torch.tensor(mask), backend=backend)
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out.float().numpy(), want, rtol=1e-2)  # s has exact halves: same order
+    # Integer scores rank like floats.
+    si = np.array([[3, 1, 2]])
+    assert rankgrad.mrr(si, np.array([[0, 0, 1]]), backend=backend).tolist() == [0.5]
+    # 1-D input: one list, a scalar result.
+    one = rankgrad.mrr(torch.tensor([0.2, 0.9, 0.1]), torch.tensor([0, 0, 1]), backend=backend)
+    assert one.ndim == 0 and one.item() == pytest.approx(1 / 3)
+    one_np = rankgrad.ndcg(np.array([0.2, 0.9]), np.array([1.0, 0.0]), backend=backend)
+    assert np.ndim(one_np) == 0
+    assert float(one_np) == pytest.approx(1 / math.log2(3))
+    # Empty lists and empty batches.
+    assert rankgrad.ndcg(torch.zeros(2, 0), torch.zeros(2, 0), backend=backend).tolist() == [0.0, 0.0]
+    assert rankgrad.mrr(torch.zeros(0, 3), torch.zeros(0, 3), backend=backend).shape == (0,)
+    # Gradients do not flow through an exact metric, but a scores tensor that requires grad is fine.
+    sg = torch.tensor(s, requires_grad=True)
+    assert not rankgrad.ndcg(sg, torch.tensor(y), backend=backend).requires_grad
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 5), n=st.integers(0, 20), k=st.one_of(st.none(), st.integers(1, 25)), seed=st.integers(0, 2**31))
+def test_rust_and_torch_agree(b, n, k, seed):
+    rng = np.random.default_rng(seed)
+    s, y, mask = random_batch(rng, b, n)
+    st_, yt, mt = torch.tensor(s, dtype=torch.float32), torch.tensor(y), torch.tensor(mask)
+    for f in (rankgrad.ndcg, rankgrad.mrr):
+        a = f(st_, yt, k=k, mask=mt, backend="rust")
+        c = f(st_, yt, k=k, mask=mt, backend="torch")
+        torch.testing.assert_close(a, c, rtol=1e-6, atol=1e-7)
+
+
+def test_inputs_untouched_and_padding_ignored():
+    rng = np.random.default_rng(2)
+    s, y, mask = random_batch(rng, 5, 9)
+    copies = (s.copy(), y.copy(), mask.copy())
+    a = rankgrad.ndcg(s, y, k=4, mask=mask)
+    assert all(np.array_equal(u, v) for u, v in zip((s, y, mask), copies))
+    s2, y2 = s.copy(), y.copy()
+    s2[~mask], y2[~mask] = 100.0, 3.0
+    np.testing.assert_array_equal(rankgrad.ndcg(s2, y2, k=4, mask=mask), a)
+    np.testing.assert_array_equal(rankgrad.ndcg(np.asfortranarray(s), np.asfortranarray(y), k=4, mask=mask), a)
+
+
+def test_same_bits_whatever_the_thread_count():
+    rng = np.random.default_rng(3)
+    s, y, mask = random_batch(rng, 40, 200)
+    try:
+        outs = []
+        for threads in (1, 2):
+            rankgrad.set_num_threads(threads)
+            outs.append(rankgrad.ndcg(s, y, k=10, mask=mask).tobytes() + rankgrad.mrr(s, y, mask=mask).tobytes())
+    finally:
+        rankgrad.set_num_threads(0)  # back to the default pool
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    rng = np.random.default_rng(4)
+    s, y, mask = random_batch(rng, 8, 50)
+    args = [torch.tensor(a, device="cuda") for a in (s, y, mask)]
+    out = rankgrad.ndcg(args[0], args[1], k=5, mask=args[2])
+    assert out.device.type == "cuda"
+    np.testing.assert_allclose(out.cpu().numpy(), reference("ndcg", s, y, mask, k=5), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_input(backend):
+    s, y = torch.randn(2, 3), torch.ones(2, 3)
+    for f in (rankgrad.ndcg, rankgrad.mrr):
+        for k in (0, -1, 2.5):
+            with pytest.raises(ValueError, match="k"):
+                f(s, y, k=k, backend=backend)
+        for k in ("3", True):
+            with pytest.raises(TypeError, match="k"):
+                f(s, y, k=k, backend=backend)
+        assert f(s, y, k=2.0, backend=backend).shape == (2,)
+        with pytest.raises(ValueError, match="targets"):
+            f(s, torch.ones(2, 4), backend=backend)
+        with pytest.raises(ValueError, match="scores"):
+            f(torch.randn(1, 2, 3), torch.ones(1, 2, 3), backend=backend)
+        with pytest.raises(ValueError, match="mask"):
+            f(s, y, mask=torch.ones(2, 2, dtype=torch.bool), backend=backend)
+        bad = s.clone()
+        bad[1, 0] = float("nan")
+        with pytest.raises(ValueError, match=r"scores.*list 1"):
+            f(bad, y, backend=backend)
+        bad_y = y.clone()
+        bad_y[1, 1] = float("-inf")
+        with pytest.raises(ValueError, match=r"targets.*list 1"):
+            f(s, bad_y, backend=backend)
+    with pytest.raises(ValueError, match=r"targets.*list 1"):
+        rankgrad.ndcg(s, torch.tensor([[1.0, 2.0, 3.0], [0.0, 5000.0, 1.0]]), backend=backend)
+    assert torch.isfinite(rankgrad.ndcg(s, torch.tensor([[0.0, 5000.0, 1.0]] * 2), scale_gains=False, backend=backend)).all()
+
+
+# ---------------------------------------------------------------- ragged and GBDT metrics
+
+
+def ragged_batch(rng, sizes, levels=4):
+    n = int(sum(sizes))
+    preds = rng.normal(size=n)
+    labels = rng.integers(0, levels + 1, size=n).astype(np.float64)
+    labels[rng.random(n) < 0.5] = 0
+    return preds, labels
+
+
+def pad(flat, sizes, fill=0.0):
+    out = np.full((len(sizes), max(sizes, default=0)), fill)
+    mask = np.zeros(out.shape, dtype=bool)
+    o = 0
+    for g, c in enumerate(sizes):
+        out[g, :c], mask[g, :c] = flat[o : o + c], True
+        o += c
+    return out, mask
+
+
+def test_ragged_matches_padded():
+    rng = np.random.default_rng(5)
+    sizes = [3, 1, 0, 12, 7, 2, 30]
+    preds, labels = ragged_batch(rng, sizes)
+    labels[3:3 + 12] = 0  # a group with no relevant item
+    ps, mask = pad(preds, sizes)
+    ys, _ = pad(labels, sizes)
+    for kind, f in (("ndcg", rankgrad.ndcg), ("mrr", rankgrad.mrr)):
+        for k in (None, 1, 5):
+            values, valid = ragged_metric(kind, preds, labels, sizes, k)
+            np.testing.assert_array_equal(values, f(ps, ys, k=k, mask=mask))
+            has_rel = np.array([(ys[g][mask[g]] > 0).any() for g in range(len(sizes))])
+            np.testing.assert_array_equal(valid, has_rel)
+
+
+def test_gbdt_metric_no_size_cap_and_bad_input():
+    rng = np.random.default_rng(6)
+    sizes = [25_000, 3]  # LightGBM refuses lists over 10,000 rows; rankgrad does not
+    preds, labels = ragged_batch(rng, sizes)
+    metric = NDCGMetric(10)
+    ps, mask = pad(preds, sizes)
+    ys, _ = pad(labels, sizes)
+    want = rankgrad.ndcg(ps, ys, k=10, mask=mask)
+    assert metric.evaluate(preds, labels, sizes) == pytest.approx(want.mean(), rel=1e-14)
+    with pytest.raises(ValueError, match="group"):
+        metric.evaluate(preds, labels, [25_000, 2])
+    with pytest.raises(ValueError, match="group"):
+        metric.evaluate(preds, labels, [25_004, -1])
+    with pytest.raises(ValueError, match="group"):
+        metric.evaluate(preds, labels, None)
+    with pytest.raises(ValueError, match="labels"):
+        metric.evaluate(preds, labels[:-1], sizes)
+    bad = preds.copy()
+    bad[-1] = np.nan
+    with pytest.raises(ValueError, match=r"preds.*list 1"):
+        metric.evaluate(bad, labels, sizes)
+    with pytest.raises(ValueError, match="k"):
+        NDCGMetric(0)
+    with pytest.raises(ValueError, match="metric"):
+        RankingMetric("map")
+    with pytest.raises(ValueError, match="weight"):
+        metric.evaluate(preds, labels, sizes, weight=np.ones(5))
+
+
+def test_gbdt_metric_conventions():
+    """empty: the score of a query with no relevant item; weights: per query or per row."""
+    preds = np.array([0.1, 0.9, 0.3, 0.2, 0.5, 0.4])
+    labels = np.array([1, 0, 0, 0, 0, 2])
+    sizes = [2, 2, 2]  # values: mrr 0.5, no relevant item, 0.5
+    assert MRRMetric(None).evaluate(preds, labels, sizes) == pytest.approx(1 / 3)
+    assert MRRMetric(None, empty=1.0).evaluate(preds, labels, sizes) == pytest.approx(2 / 3)
+    assert MRRMetric(None, empty=None).evaluate(preds, labels, sizes) == pytest.approx(0.5)
+    assert MRRMetric(1).evaluate(preds, labels, sizes) == 0.0
+    # Per-query weights, and per-row weights averaged within each query (LightGBM's rule).
+    assert MRRMetric(None, empty=1.0).evaluate(preds, labels, sizes, weight=[1, 2, 1]) == pytest.approx(3 / 4)
+    rows = np.array([1, 1, 3, 1, 1, 1.0])  # query weights 1, 2, 1
+    assert MRRMetric(None, empty=1.0).evaluate(preds, labels, sizes, weight=rows) == pytest.approx(3 / 4)
+    m = NDCGMetric(5)
+    assert (m.name, m.__name__, NDCGMetric(None).name, MRRMetric(3, name="x").name) == ("ndcg@5", "ndcg@5", "ndcg", "x")
+    assert "ndcg" in repr(m)
+    # The one-query form (y_true, y_score) -> value, as XGBRanker calls it.
+    assert MRRMetric(None)(labels[:2], preds[:2]) == 0.5
+
+
+def _lgb_data(rng, n_groups, jitter=True):
+    sizes = rng.integers(1, 25, size=n_groups)
+    n = int(sizes.sum())
+    X = rng.normal(size=(n, 6))
+    labels = np.clip(np.round(X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=n)), 0, 4)
+    o = np.cumsum(sizes) - sizes
+    for g in range(0, n_groups, 7):  # some queries with no relevant document
+        labels[o[g] : o[g] + sizes[g]] = 0
+    init = rng.normal(size=n) * 1e-3 if jitter else None  # distinct scores: no ties to break
+    return X, labels, sizes, init
+
+
+def test_ndcg_matches_lightgbm():
+    lgb = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(7)
+    X, y, sizes, _ = _lgb_data(rng, 80)
+    Xv, yv, sv, iv = _lgb_data(rng, 40)
+    train = lgb.Dataset(X, y, group=sizes)
+    valid = lgb.Dataset(Xv, yv, group=sv, init_score=iv, reference=train)
+    seen = []
+
+    def capture(preds, data):
+        seen.append(np.array(preds))
+        return "capture", 0.0, True
+
+    ks = [1, 3, 5, 10]
+    fevals = [NDCGMetric(k, empty=1.0, name=f"rg_ndcg@{k}") for k in ks] + [MRRMetric(5, name="rg_mrr@5"), capture]
+    result = {}
+    params = dict(objective="lambdarank", metric="ndcg", eval_at=ks, num_leaves=7, learning_rate=0.3,
+                  min_data_in_leaf=5, verbose=-1, num_threads=1, seed=1)
+    lgb.train(params, train, num_boost_round=4, valid_sets=[valid], valid_names=["valid"], feval=fevals,
+              callbacks=[lgb.record_evaluation(result)])
+    r = result["valid"]
+    assert len(seen) == 4
+    for k in ks:
+        # The feval, with LightGBM's convention (a query with no relevant document scores 1).
+        np.testing.assert_allclose(r[f"rg_ndcg@{k}"], r[f"ndcg@{k}"], rtol=1e-12)
+        # rankgrad.ndcg on the scores LightGBM evaluated, queries padded, convention applied by hand.
+        ps, mask = pad(seen[-1], sv)
+        ys, _ = pad(yv, sv)
+        per_query = rankgrad.ndcg(ps, ys, k=k, mask=mask)
+        has_rel = (ys * mask > 0).any(1)
+        assert (~has_rel).sum() >= 5
+        ours = np.where(has_rel, per_query, 1.0).mean()
+        assert ours == pytest.approx(r[f"ndcg@{k}"][-1], rel=1e-12)
+    # The sklearn API's 4-argument form, through LightGBM's own dispatcher.
+    from lightgbm.sklearn import _EvalFunctionWrapper
+
+    name, value, higher = _EvalFunctionWrapper(NDCGMetric(5, empty=1.0))(seen[-1], valid)
+    assert (name, higher) == ("ndcg@5", True)
+    assert value == pytest.approx(r["ndcg@5"][-1], rel=1e-12)
+
+
+@pytest.mark.skipif(not (DATA / "rank.test").exists(), reason="needs ../shared/data")
+def test_ndcg_matches_lightgbm_on_example_data():
+    """LightGBM's lambdarank example data; tied predictions rank by input order in both."""
+    lgb = pytest.importorskip("lightgbm")
+    train = lgb.Dataset(str(DATA / "rank.train"), params={"verbose": -1})
+    valid = lgb.Dataset(str(DATA / "rank.test"), reference=train, params={"verbose": -1})
+    result = {}
+    params = dict(objective="lambdarank", metric="ndcg", eval_at=[1, 5, 10], num_leaves=15, verbose=-1,
+                  num_threads=1, seed=1)
+    fevals = [NDCGMetric(k, empty=1.0, name=f"rg@{k}") for k in (1, 5, 10)]
+    lgb.train(params, train, num_boost_round=3, valid_sets=[valid], valid_names=["v"], feval=fevals,
+              callbacks=[lgb.record_evaluation(result)])
+    for k in (1, 5, 10):
+        np.testing.assert_allclose(result["v"][f"rg@{k}"], result["v"][f"ndcg@{k}"], rtol=1e-12)
+
+
+def test_metrics_inside_xgboost():
+    xgb = pytest.importorskip("xgboost")
+    rng = np.random.default_rng(8)
+    X, y, sizes, _ = _lgb_data(rng, 60)
+    Xv, yv, sv, iv = _lgb_data(rng, 30)
+    train = xgb.DMatrix(X, y)
+    train.set_group(sizes)
+    valid = xgb.DMatrix(Xv, yv, base_margin=iv)
+    valid.set_group(sv)
+    result = {}
+    params = {"objective": "rank:ndcg", "eval_metric": ["ndcg@5"], "max_depth": 3, "eta": 0.3,
+              "nthread": 1, "seed": 1}
+    metric = RankingMetric("ndcg", 5, empty=1.0, name="rg_ndcg@5")
+    booster = xgb.train(params, train, num_boost_round=4, evals=[(valid, "valid")], evals_result=result,
+                        custom_metric=metric, maximize=True, verbose_eval=False)
+    r = result["valid"]
+    assert len(r["rg_ndcg@5"]) == 4
+    # XGBoost's own ndcg@5 (exponential gains; a query with no relevant document scores 1),
+    # on float32 predictions; evals_result holds both as printed, to 6 decimals.
+    np.testing.assert_allclose(r["rg_ndcg@5"], r["ndcg@5"], rtol=0, atol=1.01e-6)
+    margin = booster.predict(valid, output_margin=True)
+    assert metric(margin, valid) == ("rg_ndcg@5", pytest.approx(r["rg_ndcg@5"][-1], abs=5.01e-7))
+    name, value = MRRMetric(5, empty=None)(margin, valid)
+    vals, ok = ragged_metric("mrr", margin, yv, sv, 5)
+    assert name == "mrr@5" and value == pytest.approx(vals[ok].mean(), rel=1e-12)
+    # XGBRanker's form: one query at a time, (y_true, y_score) -> value, through XGBoost's wrapper.
+    from xgboost.sklearn import ltr_metric_decorator
+
+    name, value = ltr_metric_decorator(NDCGMetric(5, empty=1.0), 1)(margin, valid)
+    assert name == "ndcg@5"
+    vals, ok = ragged_metric("ndcg", margin, yv, sv, 5)
+    per_query = np.where(sv == 1, 1.0, np.where(ok, vals, 1.0))  # XGBRanker: 1.0 for one-row queries
+    # That wrapper averages the queries weighted by dmatrix.get_group(), i.e. by their sizes.
+    assert value == pytest.approx(np.average(per_query, weights=sv), rel=1e-12)
