@@ -8,6 +8,8 @@ pub mod approx;
 pub mod batch;
 pub mod error;
 pub mod float;
+pub mod lambdas;
+pub mod ragged;
 
 #[cfg(feature = "python")]
 mod py;
