@@ -148,29 +148,55 @@ fn discounts(n: usize) -> Vec<f64> {
     (0..n).map(|p| 1.0 / (p as f64 + 2.0).log2()).collect()
 }
 
-/// Per-thread scratch for one list. The caller fills `keys` (score, input position), `ry`
-/// (labels) and `rg` (gains) in input order; results come back in score order in `grad`,
-/// `hess`, position `p` belonging to input item `keys[p].1`.
+/// Per-thread scratch for one list. The caller fills `rs` (scores), `ry` (labels) and `rg`
+/// (gains) in input order; results come back in score order in `grad`, `hess`, position `p`
+/// belonging to input item `idx[p]`.
 #[derive(Default)]
 struct Work {
-    keys: Vec<(f64, usize)>,
+    rs: Vec<f64>,
     ry: Vec<f64>,
     rg: Vec<f64>,
+    keys: Vec<(u64, usize)>,
+    idx: Vec<usize>,
     s: Vec<f64>,
     y: Vec<f64>,
     g: Vec<f64>,
+    u: Vec<f64>,
     grad: Vec<f64>,
     hess: Vec<f64>,
     dv: Vec<f64>,
     top: Vec<(f64, f64)>,
+    /// Labels are integers below this (a gain table's length), or 0: not known to be.
+    labels_below: usize,
+    counts: Vec<(usize, f64)>,
+    buf: RowBuf,
     list: Gathered<f64>,
+}
+
+thread_local! {
+    static WORK: std::cell::RefCell<Work> = std::cell::RefCell::new(Work::default());
 }
 
 impl Work {
     fn clear(&mut self) {
-        self.keys.clear();
+        self.rs.clear();
         self.ry.clear();
         self.rg.clear();
+    }
+
+    /// `idx`: input positions by score descending, ties in input order (a stable sort;
+    /// -0.0 == 0.0 as in C++). Integer keys: the score's bits made order-preserving, then the
+    /// position.
+    fn sort(&mut self) {
+        self.keys.clear();
+        self.keys.extend(self.rs.iter().enumerate().map(|(p, &s)| {
+            let b = (s + 0.0).to_bits(); // -0.0 + 0.0 = +0.0
+            let asc = if b >> 63 == 1 { !b } else { b | (1 << 63) };
+            (!asc, p)
+        }));
+        self.keys.sort_by_key(|k| k.0); // stable: ties stay in input order
+        self.idx.clear();
+        self.idx.extend(self.keys.iter().map(|k| k.1));
     }
 }
 
@@ -202,13 +228,12 @@ fn select(c: bool, a: f64, b: f64) -> f64 {
     }
 }
 
-/// One pair at positions `i < j`: `diff = s_i - s_j >= 0`, `pos` = item i has the higher
-/// label, `dd` = delta with the sign of `pos` (delta if i is h, -delta if j is h).
-/// Returns (lam added to grad[i] and taken from grad[j], hes, the term of S, the loss term).
+/// One pair at positions `i < j`: `diff = s_i - s_j >= 0`, `e = exp(-sigma * diff)`, `pos` =
+/// item i has the higher label, `dd` = delta with the sign of `pos` (delta if i is h, -delta
+/// if j is h). Returns (lam added to grad[i] and taken from grad[j], hes, the term of S, the
+/// loss term).
 #[inline(always)]
-fn pair<const LOSS: bool>(c: &Consts, diff: f64, pos: bool, dd: f64) -> (f64, f64, f64, f64) {
-    let x = c.sigma * diff;
-    let e = (-x).exp_fast();
+fn pair<const LOSS: bool>(c: &Consts, diff: f64, e: f64, pos: bool, dd: f64) -> (f64, f64, f64, f64) {
     let ope = 1.0 + e;
     let den = c.c0 + c.c1 * diff;
     // One division: rho / den and rho (1 - rho) / den, rho = 1 / (1 + exp(sigma ds)),
@@ -221,143 +246,115 @@ fn pair<const LOSS: bool>(c: &Consts, diff: f64, pos: bool, dd: f64) -> (f64, f6
     let hes = c.sigma2 * sd * rr_w;
     let st = c.two_sigma * sd * rho_w;
     let loss = if LOSS {
-        // log(1 + exp(-sigma ds)) = log1p(e) (+ x when ds = -diff)
-        sd / den * (select(pos, 0.0, x) + e.ln_1p())
+        // log(1 + exp(-sigma ds)) = log1p(e) (+ sigma diff when ds = -diff)
+        sd / den * (select(pos, 0.0, c.sigma * diff) + e.ln_1p())
     } else {
         0.0
     };
     (lam, hes, st, loss)
 }
 
+/// A lane-split sum (fixed order, so it vectorises and does not depend on the machine).
 #[inline(always)]
-fn lane_sum(acc: &[f64; L], init: f64) -> f64 {
-    acc.iter().fold(init, |a, &b| a + b)
-}
-
-/// Row `i` against every `j > i`, NDCG deltas computed on the fly; returns
-/// (grad_i, hess_i, S, loss) contributions.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn row_ndcg<const LOSS: bool>(
-    c: &Consts,
-    inv: f64,
-    i: usize,
-    s: &[f64],
-    y: &[f64],
-    g: &[f64],
-    d: &[f64],
-    grad: &mut [f64],
-    hess: &mut [f64],
-) -> [f64; 4] {
-    let m = s.len();
-    let (si, yi, gi, di) = (s[i], y[i], g[i], d[i]);
-    let (s, y, g, d) = (&s[i + 1..m], &y[i + 1..m], &g[i + 1..m], &d[i + 1..m]);
-    let (grad, hess) = (&mut grad[i + 1..m], &mut hess[i + 1..m]);
-    let mut acc = [[0.0f64; L]; 4];
-    let mut sc = s.chunks_exact(L);
-    let mut yc = y.chunks_exact(L);
-    let mut gc = g.chunks_exact(L);
-    let mut dc = d.chunks_exact(L);
-    let mut grc = grad.chunks_exact_mut(L);
-    let mut hec = hess.chunks_exact_mut(L);
-    for (((((sv, yv), gv), dv), grv), hev) in
-        (&mut sc).zip(&mut yc).zip(&mut gc).zip(&mut dc).zip(&mut grc).zip(&mut hec)
-    {
-        let sv: &[f64; L] = sv.try_into().unwrap();
-        let yv: &[f64; L] = yv.try_into().unwrap();
-        let gv: &[f64; L] = gv.try_into().unwrap();
-        let dv: &[f64; L] = dv.try_into().unwrap();
-        let grv: &mut [f64; L] = grv.try_into().unwrap();
-        let hev: &mut [f64; L] = hev.try_into().unwrap();
+fn lane_sum(v: &[f64]) -> f64 {
+    let mut acc = [0.0f64; L];
+    let mut chunks = v.chunks_exact(L);
+    for c in &mut chunks {
+        let c: &[f64; L] = c.try_into().unwrap();
         for l in 0..L {
-            let dd = (gi - gv[l]) * (di - dv[l]) * inv;
-            let (lam, hes, st, lo) = pair::<LOSS>(c, si - sv[l], yi > yv[l], dd);
-            acc[0][l] += lam;
-            acc[1][l] += hes;
-            acc[2][l] += st;
-            acc[3][l] += lo;
-            grv[l] -= lam;
-            hev[l] += hes;
+            acc[l] += c[l];
         }
     }
-    let mut rest = [0.0f64; 4];
-    let tail = sc.remainder().iter().zip(yc.remainder()).zip(gc.remainder()).zip(dc.remainder());
-    for ((((&sj, &yj), &gj), &dj), (grj, hej)) in
-        tail.zip(grc.into_remainder().iter_mut().zip(hec.into_remainder().iter_mut()))
-    {
-        let dd = (gi - gj) * (di - dj) * inv;
-        let (lam, hes, st, lo) = pair::<LOSS>(c, si - sj, yi > yj, dd);
-        rest[0] += lam;
-        rest[1] += hes;
-        rest[2] += st;
-        rest[3] += lo;
-        *grj -= lam;
-        *hej += hes;
-    }
-    [
-        lane_sum(&acc[0], rest[0]),
-        lane_sum(&acc[1], rest[1]),
-        lane_sum(&acc[2], rest[2]),
-        lane_sum(&acc[3], rest[3]),
-    ]
+    let rest = chunks.remainder().iter().fold(0.0, |a, &b| a + b);
+    acc.iter().fold(rest, |a, &b| a + b)
 }
 
-/// Row `i` against every `j > i` with precomputed signed deltas `dv[j]`.
+/// Scratch for one row of pairs: per-pair lam, hes, S term and loss term.
+#[derive(Default)]
+struct RowBuf {
+    lam: Vec<f64>,
+    hes: Vec<f64>,
+    st: Vec<f64>,
+    lo: Vec<f64>,
+}
+
+impl RowBuf {
+    fn resize(&mut self, m: usize) {
+        for v in [&mut self.lam, &mut self.hes, &mut self.st, &mut self.lo] {
+            v.clear();
+            v.resize(m, 0.0);
+        }
+    }
+}
+
+/// Row `i` against every `j > i`: updates grad[j], hess[j] and returns (grad_i, hess_i, S,
+/// loss) contributions. `dv[j]` is pair (i, j)'s signed delta (see `pair`), `ex(j - i - 1)`
+/// its `exp(-sigma (s_i - s_j))`. Element-wise first (no reduction, so the loop vectorises),
+/// lane-split sums after.
 #[inline(always)]
-fn row_given<const LOSS: bool>(
+#[allow(clippy::too_many_arguments)]
+fn row<const LOSS: bool, E: Fn(usize) -> f64>(
     c: &Consts,
     i: usize,
     s: &[f64],
     y: &[f64],
     dv: &[f64],
+    ex: E,
     grad: &mut [f64],
     hess: &mut [f64],
+    buf: &mut RowBuf,
 ) -> [f64; 4] {
     let m = s.len();
+    let len = m - i - 1;
     let (si, yi) = (s[i], y[i]);
     let (s, y, dv) = (&s[i + 1..m], &y[i + 1..m], &dv[i + 1..m]);
     let (grad, hess) = (&mut grad[i + 1..m], &mut hess[i + 1..m]);
-    let mut acc = [[0.0f64; L]; 4];
-    let mut sc = s.chunks_exact(L);
-    let mut yc = y.chunks_exact(L);
-    let mut vc = dv.chunks_exact(L);
-    let mut grc = grad.chunks_exact_mut(L);
-    let mut hec = hess.chunks_exact_mut(L);
-    for ((((sv, yv), vv), grv), hev) in (&mut sc).zip(&mut yc).zip(&mut vc).zip(&mut grc).zip(&mut hec) {
-        let sv: &[f64; L] = sv.try_into().unwrap();
-        let yv: &[f64; L] = yv.try_into().unwrap();
-        let vv: &[f64; L] = vv.try_into().unwrap();
-        let grv: &mut [f64; L] = grv.try_into().unwrap();
-        let hev: &mut [f64; L] = hev.try_into().unwrap();
-        for l in 0..L {
-            let (lam, hes, st, lo) = pair::<LOSS>(c, si - sv[l], yi > yv[l], vv[l]);
-            acc[0][l] += lam;
-            acc[1][l] += hes;
-            acc[2][l] += st;
-            acc[3][l] += lo;
-            grv[l] -= lam;
-            hev[l] += hes;
+    let (lam, hes, st, lo) = (&mut buf.lam[..len], &mut buf.hes[..len], &mut buf.st[..len], &mut buf.lo[..len]);
+    assert!(s.len() == len && y.len() == len && dv.len() == len && grad.len() == len && hess.len() == len);
+    for j in 0..len {
+        let (a, b, e, f) = pair::<LOSS>(c, si - s[j], ex(j), yi > y[j], dv[j]);
+        grad[j] -= a;
+        hess[j] += b;
+        lam[j] = a;
+        hes[j] = b;
+        st[j] = e;
+        if LOSS {
+            lo[j] = f;
         }
     }
-    let mut rest = [0.0f64; 4];
-    let tail = sc.remainder().iter().zip(yc.remainder()).zip(vc.remainder());
-    for (((&sj, &yj), &vj), (grj, hej)) in
-        tail.zip(grc.into_remainder().iter_mut().zip(hec.into_remainder().iter_mut()))
-    {
-        let (lam, hes, st, lo) = pair::<LOSS>(c, si - sj, yi > yj, vj);
-        rest[0] += lam;
-        rest[1] += hes;
-        rest[2] += st;
-        rest[3] += lo;
-        *grj -= lam;
-        *hej += hes;
+    let lsum = if LOSS { lane_sum(lo) } else { 0.0 };
+    [lane_sum(lam), lane_sum(hes), lane_sum(st), lsum]
+}
+
+/// Row `i` with the exponentials from `u` (`u[p] = exp(sigma (s_p - s_0))`, so that
+/// `exp(-sigma (s_i - s_j)) = u[j] / u[i]`) or, when the list's scores span too much for
+/// that, computed pair by pair.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn row_any<const LOSS: bool>(
+    c: &Consts,
+    i: usize,
+    s: &[f64],
+    y: &[f64],
+    dv: &[f64],
+    u: Option<&[f64]>,
+    grad: &mut [f64],
+    hess: &mut [f64],
+    buf: &mut RowBuf,
+) -> [f64; 4] {
+    let m = s.len();
+    match u {
+        Some(u) => {
+            let wi = 1.0 / u[i];
+            let ut = &u[i + 1..m];
+            row::<LOSS, _>(c, i, s, y, dv, |j| ut[j] * wi, grad, hess, buf)
+        }
+        None => {
+            let (si, st) = (s[i], &s[i + 1..m]);
+            let sigma = c.sigma;
+            row::<LOSS, _>(c, i, s, y, dv, |j| (-(sigma * (si - st[j]))).exp_fast(), grad, hess, buf)
+        }
     }
-    [
-        lane_sum(&acc[0], rest[0]),
-        lane_sum(&acc[1], rest[1]),
-        lane_sum(&acc[2], rest[2]),
-        lane_sum(&acc[3], rest[3]),
-    ]
 }
 
 /// `1/maxDCG@k` of a list (ideal order: labels descending), 0 if maxDCG is 0.
@@ -378,14 +375,45 @@ fn inverse_max_dcg(y: &[f64], g: &[f64], top: &mut Vec<(f64, f64)>, disc: &[f64]
     }
 }
 
+/// `inverse_max_dcg` for integer labels below `counts.len()`, by counting (LightGBM's way).
+fn inverse_max_dcg_counting(y: &[f64], g: &[f64], counts: &mut [(usize, f64)], disc: &[f64], k: usize) -> f64 {
+    counts.fill((0, 0.0));
+    for (&yv, &gv) in y.iter().zip(g) {
+        let c = &mut counts[yv as usize];
+        c.0 += 1;
+        c.1 = gv;
+    }
+    let k = k.min(y.len());
+    let (mut p, mut max_dcg) = (0, 0.0);
+    for &(c, gv) in counts.iter().rev() {
+        if p >= k {
+            break;
+        }
+        for &d in &disc[p..k.min(p + c)] {
+            max_dcg += gv * d;
+        }
+        p += c;
+    }
+    if max_dcg > 0.0 {
+        1.0 / max_dcg
+    } else {
+        0.0
+    }
+}
+
+/// Largest `sigma * (best - worst)` for which the factorised exponentials stay normal numbers.
+const MAX_SPAN: f64 = 600.0;
+
 /// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights).
 #[inline(always)]
 fn list_lambdas<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions) -> ListOut {
-    let m = w.keys.len();
+    let m = w.rs.len();
     w.grad.clear();
     w.grad.resize(m, 0.0);
     w.hess.clear();
     w.hess.resize(m, 0.0);
+    w.idx.clear();
+    w.idx.extend(0..m);
     if m < 2 {
         return ListOut::default();
     }
@@ -393,74 +421,96 @@ fn list_lambdas<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions)
     if w.ry.iter().all(|&v| v == y0) {
         return ListOut::default();
     }
-    // Stable sort by score descending (ties keep input order; -0.0 == 0.0 as in C++).
-    w.keys.sort_unstable_by(|a, b| {
-        b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1))
-    });
-    w.s.clear();
-    w.y.clear();
-    w.g.clear();
-    for &(s, k) in &w.keys {
-        w.s.push(s);
-        w.y.push(w.ry[k]);
-        w.g.push(w.rg[k]);
+    let inv = match o.metric {
+        Metric::Ndcg if w.labels_below > 0 && w.labels_below <= 4 * m + 64 => {
+            w.counts.resize(w.labels_below, (0, 0.0));
+            inverse_max_dcg_counting(&w.ry, &w.rg, &mut w.counts, disc, o.truncation)
+        }
+        Metric::Ndcg => inverse_max_dcg(&w.ry, &w.rg, &mut w.top, disc, o.truncation),
+        Metric::Mrr => {
+            let rel = w.ry.iter().filter(|&&v| v > 0.0).count();
+            if rel == 0 || rel == m {
+                0.0
+            } else {
+                1.0
+            }
+        }
+    };
+    if inv == 0.0 {
+        return ListOut::default();
     }
-    let rows = (m - 1).min(o.truncation);
+    w.sort();
+    let Work { rs, ry, rg, idx, s, y, g, u, grad, hess, dv, buf, .. } = w;
+    s.clear();
+    y.clear();
+    g.clear();
+    for &k in idx.iter() {
+        s.push(rs[k]);
+        y.push(ry[k]);
+        g.push(rg[k]);
+    }
+    let spread = s[0] != s[m - 1];
     let c = Consts {
         sigma: o.sigma,
         sigma2: o.sigma * o.sigma,
         two_sigma: 2.0 * o.sigma,
-        c0: if o.norm && w.s[0] != w.s[m - 1] { 0.01 } else { 1.0 },
-        c1: if o.norm && w.s[0] != w.s[m - 1] { 1.0 } else { 0.0 },
+        c0: if o.norm && spread { 0.01 } else { 1.0 },
+        c1: if o.norm && spread { 1.0 } else { 0.0 },
     };
-    let mut total = [0.0f64; 4]; // grad_i, hess_i (unused), S, loss
-    let Work { s, y, g, grad, hess, dv, top, .. } = w;
-    let d = &disc[..m];
+    let span = o.sigma * (s[0] - s[m - 1]);
+    let u = if span <= MAX_SPAN {
+        let (s0, sigma) = (s[0], o.sigma);
+        u.clear();
+        u.extend(s.iter().map(|&v| (sigma * (v - s0)).exp_fast()));
+        Some(&u[..])
+    } else {
+        None
+    };
+    buf.resize(m);
+    dv.clear();
+    dv.resize(m, 0.0);
+    let rows = (m - 1).min(o.truncation);
+    let mut total = [0.0f64; 2]; // S, loss
+    let mut add = |i: usize, r: [f64; 4], grad: &mut [f64], hess: &mut [f64]| {
+        grad[i] += r[0];
+        hess[i] += r[1];
+        total[0] += r[2];
+        total[1] += r[3];
+    };
     match o.metric {
         Metric::Ndcg => {
-            let inv = inverse_max_dcg(y, g, top, disc, o.truncation);
-            if inv == 0.0 {
-                return ListOut::default();
-            }
+            let d = &disc[..m];
             for i in 0..rows {
-                let r = row_ndcg::<LOSS>(&c, inv, i, s, y, g, d, grad, hess);
-                grad[i] += r[0];
-                hess[i] += r[1];
-                total[2] += r[2];
-                total[3] += r[3];
+                let (gi, di) = (g[i], d[i]);
+                for ((v, &gj), &dj) in dv[i + 1..].iter_mut().zip(&g[i + 1..]).zip(&d[i + 1..]) {
+                    *v = (gi - gj) * (di - dj) * inv;
+                }
+                let r = row_any::<LOSS>(&c, i, s, y, dv, u, grad, hess, buf);
+                add(i, r, grad, hess);
             }
         }
         Metric::Mrr => {
-            let mut rel = y.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(p, _)| p);
-            let Some(f) = rel.next() else { return ListOut::default() };
-            let f2 = rel.next();
-            if y.iter().all(|&v| v > 0.0) {
-                return ListOut::default();
-            }
+            let mut relp = y.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(p, _)| p);
+            let f = relp.next().unwrap_or(m);
+            let f2 = relp.next().unwrap_or(m);
             let rr = |p: usize| 1.0 / (p as f64 + 1.0);
-            dv.clear();
-            dv.resize(m, 0.0);
             for i in 0..rows.min(f + 1) {
                 if i < f {
                     let a = -(rr(i) - rr(f));
-                    for j in i + 1..m {
-                        dv[j] = select(y[j] > 0.0, a, 0.0);
+                    for (v, &yj) in dv[i + 1..].iter_mut().zip(&y[i + 1..]) {
+                        *v = select(yj > 0.0, a, 0.0);
                     }
                 } else {
-                    for j in i + 1..m {
-                        let first = f2.map_or(j, |f2| j.min(f2));
-                        dv[j] = select(y[j] > 0.0, 0.0, rr(f) - rr(first));
+                    for (j, (v, &yj)) in dv.iter_mut().zip(y.iter()).enumerate().skip(i + 1) {
+                        *v = select(yj > 0.0, 0.0, rr(f) - rr(j.min(f2)));
                     }
                 }
-                let r = row_given::<LOSS>(&c, i, s, y, dv, grad, hess);
-                grad[i] += r[0];
-                hess[i] += r[1];
-                total[2] += r[2];
-                total[3] += r[3];
+                let r = row_any::<LOSS>(&c, i, s, y, dv, u, grad, hess, buf);
+                add(i, r, grad, hess);
             }
         }
     }
-    let sum = total[2];
+    let (sum, loss) = (total[0], total[1]);
     let mut factor = 1.0;
     if o.norm && sum > 0.0 {
         factor = (1.0 + sum).log2() / sum;
@@ -471,7 +521,7 @@ fn list_lambdas<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions)
             *v *= factor;
         }
     }
-    ListOut { loss: factor * total[3], valid: true }
+    ListOut { loss: factor * loss, valid: true }
 }
 
 // The same code compiled for AVX2 and chosen at run time; no fused multiply-add is used and
@@ -538,55 +588,74 @@ pub fn lambdarank_gradients<P: Float, Y: Float>(
     let first_error = tasks
         .into_par_iter()
         .with_max_len(1)
-        .map_init(Work::default, |w, (gi, gout, hout)| {
-            let r = groups.range(gi);
-            w.clear();
-            for (p, row) in r.clone().enumerate() {
-                let s = preds[row].to_f64();
-                let yv = labels[row].to_f64();
-                if !s.is_finite() {
-                    gout.fill(0.0);
-                    hout.fill(0.0);
-                    return Some((gi, Error::NonFinite { arg: "preds", list: gi }));
-                }
-                let Some(gv) = gains.of(yv) else {
-                    gout.fill(0.0);
-                    hout.fill(0.0);
-                    return Some((gi, gains.describe("labels", yv, gi, "group")));
-                };
-                w.keys.push((s, p));
-                w.ry.push(yv);
-                w.rg.push(gv);
-            }
-            if let Some(wt) = weights {
-                if let Some(p) = wt[r.clone()].iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
-                    gout.fill(0.0);
-                    hout.fill(0.0);
-                    return Some((
-                        gi,
-                        Error::invalid("weights", format!("value {} in group {gi} is not a finite non-negative number", wt[r.start + p])),
-                    ));
-                }
-            }
-            list_lambdas_simd::<false>(w, &disc, opts);
-            for (p, &(_, k)) in w.keys.iter().enumerate() {
-                gout[k] = w.grad[p];
-                hout[k] = w.hess[p];
-            }
-            if let Some(wt) = weights {
-                for ((gv, hv), &wv) in gout.iter_mut().zip(hout.iter_mut()).zip(&wt[r]) {
-                    *gv *= wv;
-                    *hv *= wv;
-                }
-            }
-            None
+        .filter_map(|(gi, gout, hout)| {
+            WORK.with(|w| {
+                let w = &mut w.borrow_mut();
+                w.labels_below = label_gain.len();
+                ragged_list(w, gi, groups.range(gi), preds, labels, gains, weights, &disc, opts, gout, hout)
+                    .err()
+                    .map(|e| (gi, e))
+            })
         })
-        .flatten()
         .min_by_key(|(gi, _)| *gi);
     match first_error {
         Some((_, e)) => Err(e),
         None => Ok(()),
     }
+}
+
+/// One list of the ragged layout: validates its rows, computes, writes `gout`, `hout`.
+#[allow(clippy::too_many_arguments)]
+fn ragged_list<P: Float, Y: Float>(
+    w: &mut Work,
+    gi: usize,
+    r: std::ops::Range<usize>,
+    preds: &[P],
+    labels: &[Y],
+    gains: Gains,
+    weights: Option<&[f64]>,
+    disc: &[f64],
+    opts: &LambdaOptions,
+    gout: &mut [f64],
+    hout: &mut [f64],
+) -> Result<()> {
+    gout.fill(0.0);
+    hout.fill(0.0);
+    w.clear();
+    for row in r.clone() {
+        let s = preds[row].to_f64();
+        let yv = labels[row].to_f64();
+        if !s.is_finite() {
+            return Err(Error::NonFinite { arg: "preds", list: gi });
+        }
+        let Some(gv) = gains.of(yv) else {
+            return Err(gains.describe("labels", yv, gi, "group"));
+        };
+        w.rs.push(s);
+        w.ry.push(yv);
+        w.rg.push(gv);
+    }
+    let wt = weights.map(|wt| &wt[r]);
+    if let Some(wt) = wt {
+        if let Some(&v) = wt.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return Err(Error::invalid(
+                "weights",
+                format!("value {v} in group {gi} is not a finite non-negative number"),
+            ));
+        }
+    }
+    list_lambdas_simd::<false>(w, disc, opts);
+    for (p, &k) in w.idx.iter().enumerate() {
+        gout[k] = w.grad[p];
+        hout[k] = w.hess[p];
+    }
+    if let Some(wt) = wt {
+        for ((gv, hv), &wv) in gout.iter_mut().zip(hout.iter_mut()).zip(wt) {
+            *gv *= wv;
+            *hv *= wv;
+        }
+    }
+    Ok(())
 }
 
 /// LambdaRank as a loss on a padded batch: per-list losses `[b]`, whether each list counts
@@ -625,14 +694,19 @@ pub fn lambdarank_loss<F: Float>(
         return Err(gains.describe("targets", targets[k].to_f64(), bi, "list"));
     }
     let disc = discounts(n);
+    let labels_below = match gains {
+        Gains::Table(t) => t.len(),
+        Gains::Exp2 => 0,
+    };
     for_each_list(n, losses, valid, grad, Work::default, |w, bi, loss, ok, row| {
         w.clear();
+        w.labels_below = labels_below;
         let lo = bi * n;
         w.list.idx.clear();
         for j in 0..n {
             if batch.mask.map_or(true, |m| m[lo + j]) {
                 let yv = targets[lo + j].to_f64();
-                w.keys.push((batch.scores[lo + j].to_f64(), w.list.idx.len()));
+                w.rs.push(batch.scores[lo + j].to_f64());
                 w.list.idx.push(j);
                 w.ry.push(yv);
                 w.rg.push(gains.of(yv).unwrap_or(0.0));
@@ -644,7 +718,7 @@ pub fn lambdarank_loss<F: Float>(
         if let Some(row) = row {
             row.fill(F::ZERO);
             if out.valid {
-                for (p, &(_, k)) in w.keys.iter().enumerate() {
+                for (p, &k) in w.idx.iter().enumerate() {
                     row[w.list.idx[k]] = F::from_f64(w.grad[p]);
                 }
             }
