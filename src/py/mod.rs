@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use crate::error::Error;
 
 mod approx;
+mod lambdas;
 
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
 
@@ -108,5 +109,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     approx::register(m)?;
+    lambdas::register(m)?;
     Ok(())
 }

@@ -1,3 +1,5 @@
 """torch.nn modules: ranking criteria and embedding losses."""
 
-__all__: list = []
+from ._lambdarank import LambdaRankLoss
+
+__all__: list = ["LambdaRankLoss"]
