@@ -217,8 +217,9 @@ def _torch_lambdas(s, y, m, sigma, k, norm, gain, metric):
     last = (cnt - 1).clamp(min=0)
     spread = ss[:, 0] != ss.gather(-1, last[:, None])[:, 0]
     norm_on = (spread & valid) if norm else torch.zeros_like(valid)
-    c0 = torch.where(norm_on, 0.01, 1.0).to(dt)[:, None, None]
-    c1 = torch.where(norm_on, 1.0, 0.0).to(dt)[:, None, None]
+    one = torch.ones((), dtype=dt, device=dev)
+    c0 = torch.where(norm_on, torch.full((), 0.01, dtype=dt, device=dev), one)[:, None, None]
+    c1 = torch.where(norm_on, one, zero)[:, None, None]
     # MRR: first and second relevant positions (n when absent).
     big = torch.full_like(rel, n, dtype=torch.long)
     p_long = torch.arange(n, device=dev).expand(b, n)
