@@ -39,9 +39,6 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::ragged::Groups;
 
-/// Lanes a row of pairs is split into (fixed, so sums do not depend on the instruction set).
-const L: usize = 8;
-
 /// Largest target for `2^y - 1` gains in the padded (torch) form.
 const MAX_GAIN_EXPONENT: f64 = 1000.0;
 
@@ -116,7 +113,8 @@ impl Gains<'_> {
         match self {
             Gains::Exp2 => (y <= MAX_GAIN_EXPONENT).then(|| y.max(0.0).exp2() - 1.0),
             Gains::Table(t) => {
-                if y >= 0.0 && y.fract() == 0.0 && y < t.len() as f64 {
+                // y as usize truncates (no libm call); equal back means an integer
+                if y >= 0.0 && y < t.len() as f64 && (y as usize) as f64 == y {
                     Some(t[y as usize])
                 } else {
                     None
@@ -156,7 +154,7 @@ struct Work {
     rs: Vec<f64>,
     ry: Vec<f64>,
     rg: Vec<f64>,
-    keys: Vec<(u64, usize)>,
+    keys: Vec<u64>,
     idx: Vec<usize>,
     s: Vec<f64>,
     y: Vec<f64>,
@@ -165,11 +163,9 @@ struct Work {
     grad: Vec<f64>,
     hess: Vec<f64>,
     dv: Vec<f64>,
+    z: Vec<f64>,
     top: Vec<(f64, f64)>,
-    /// Labels are integers below this (a gain table's length), or 0: not known to be.
-    labels_below: usize,
-    counts: Vec<(usize, f64)>,
-    buf: RowBuf,
+    counts: Vec<[u32; 4]>,
     list: Gathered<f64>,
 }
 
@@ -185,18 +181,37 @@ impl Work {
     }
 
     /// `idx`: input positions by score descending, ties in input order (a stable sort;
-    /// -0.0 == 0.0 as in C++). Integer keys: the score's bits made order-preserving, then the
-    /// position.
+    /// -0.0 == 0.0 as in C++). The scores' bits, made order-preserving, are sorted as `u64`
+    /// with the position in the low bits (fast, branch-free); runs whose truncated keys tie
+    /// are then put in order by their full keys.
     fn sort(&mut self) {
-        self.keys.clear();
-        self.keys.extend(self.rs.iter().enumerate().map(|(p, &s)| {
+        let m = self.rs.len();
+        let bits = usize::BITS - (m.max(2) - 1).leading_zeros();
+        let mask: u64 = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let desc = |s: f64| -> u64 {
             let b = (s + 0.0).to_bits(); // -0.0 + 0.0 = +0.0
-            let asc = if b >> 63 == 1 { !b } else { b | (1 << 63) };
-            (!asc, p)
-        }));
-        self.keys.sort_by_key(|k| k.0); // stable: ties stay in input order
+            !(if b >> 63 == 1 { !b } else { b | (1 << 63) })
+        };
+        self.keys.clear();
+        self.keys.extend(self.rs.iter().enumerate().map(|(p, &s)| (desc(s) & !mask) | p as u64));
+        self.keys.sort_unstable();
+        let (keys, rs) = (&mut self.keys, &self.rs);
+        let mut a = 0;
+        while a < m {
+            let hi = keys[a] & !mask;
+            let full = desc(rs[(keys[a] & mask) as usize]);
+            let (mut b, mut mixed) = (a + 1, false);
+            while b < m && keys[b] & !mask == hi {
+                mixed |= desc(rs[(keys[b] & mask) as usize]) != full;
+                b += 1;
+            }
+            if mixed {
+                keys[a..b].sort_unstable_by_key(|&k| (desc(rs[(k & mask) as usize]), k & mask));
+            }
+            a = b;
+        }
         self.idx.clear();
-        self.idx.extend(self.keys.iter().map(|k| k.1));
+        self.idx.extend(self.keys.iter().map(|&k| (k & mask) as usize));
     }
 }
 
@@ -209,16 +224,6 @@ struct ListOut {
     valid: bool,
 }
 
-#[derive(Clone, Copy)]
-struct Consts {
-    sigma: f64,
-    sigma2: f64,
-    two_sigma: f64,
-    /// The norm denominator is `c0 + c1 * |ds|`: (0.01, 1) with norm, (1, 0) without.
-    c0: f64,
-    c1: f64,
-}
-
 #[inline(always)]
 fn select(c: bool, a: f64, b: f64) -> f64 {
     if c {
@@ -228,132 +233,188 @@ fn select(c: bool, a: f64, b: f64) -> f64 {
     }
 }
 
-/// One pair at positions `i < j`: `diff = s_i - s_j >= 0`, `e = exp(-sigma * diff)`, `pos` =
-/// item i has the higher label, `dd` = delta with the sign of `pos` (delta if i is h, -delta
-/// if j is h). Returns (lam added to grad[i] and taken from grad[j], hes, the term of S, the
-/// loss term).
+/// The per-row constants of the pair loop.
+#[derive(Clone, Copy)]
+struct Row {
+    si: f64,
+    yi: f64,
+    gi: f64,
+    di: f64,
+    /// `e_j = ev[j] * wi`.
+    wi: f64,
+    /// `D = (gi - g_j) (di - d_j) scale`.
+    scale: f64,
+    sigma: f64,
+    c0: f64,
+    c1: f64,
+}
+
+/// One pair `(i, j)`, `j > i`: with `diff = s_i - s_j >= 0`, `pos` = item i has the higher
+/// label, `D = (gi - g_j) (di - d_j) scale` (sigma times delta, signed by pos, before norm):
+///
+/// ```text
+/// e = exp(-sigma diff)  (given)       q = 1 / ((1 + e)^2 (c0 + c1 diff))
+/// rho / den = select(pos, e, 1) (1 + e) q =: r q
+/// t   = D q r              grad[j] += t, grad[i] -= t
+/// hes = sigma |D| q e      hess[j] += hes, hess[i] += hes   (= sigma^2 delta rho (1 - rho) / den)
+/// st  = |D| q r            S += 2 st                        (= sigma delta rho / den)
+/// ```
+///
+/// `|D|` stands for `select(pos, D, -D)`, i.e. sigma times delta (custom gains may make it
+/// negative). The AVX2 kernel does the very same operations in the same order.
 #[inline(always)]
-fn pair<const LOSS: bool>(c: &Consts, diff: f64, e: f64, pos: bool, dd: f64) -> (f64, f64, f64, f64) {
+fn pair_terms(k: &Row, sj: f64, yj: f64, gj: f64, dj: f64, evj: f64) -> (f64, f64, f64) {
+    let diff = k.si - sj;
+    let pos = k.yi > yj;
+    let dd = (k.gi - gj) * (k.di - dj) * k.scale;
+    let e = evj * k.wi;
     let ope = 1.0 + e;
-    let den = c.c0 + c.c1 * diff;
-    // One division: rho / den and rho (1 - rho) / den, rho = 1 / (1 + exp(sigma ds)),
-    // ds = diff when i is h (rho = e / (1 + e)) and -diff otherwise (rho = 1 / (1 + e)).
+    let den = k.c0 + k.c1 * diff;
     let q = 1.0 / (ope * ope * den);
-    let rho_w = select(pos, e, 1.0) * ope * q;
-    let rr_w = e * q;
-    let sd = select(pos, dd, -dd);
-    let lam = -c.sigma * dd * rho_w;
-    let hes = c.sigma2 * sd * rr_w;
-    let st = c.two_sigma * sd * rho_w;
-    let loss = if LOSS {
-        // log(1 + exp(-sigma ds)) = log1p(e) (+ sigma diff when ds = -diff)
-        sd / den * (select(pos, 0.0, c.sigma * diff) + e.ln_1p())
-    } else {
-        0.0
-    };
-    (lam, hes, st, loss)
+    let dq = dd * q;
+    let r = select(pos, e, 1.0) * ope;
+    let t = dq * r;
+    let sdq = select(pos, dq, -dq);
+    (t, k.sigma * sdq * e, sdq * r)
 }
 
-/// A lane-split sum (fixed order, so it vectorises and does not depend on the machine).
+/// The loss term of a pair: `delta / den * log(1 + exp(-sigma ds))`, ds = diff when i is h,
+/// else -diff.
 #[inline(always)]
-fn lane_sum(v: &[f64]) -> f64 {
-    let mut acc = [0.0f64; L];
-    let mut chunks = v.chunks_exact(L);
-    for c in &mut chunks {
-        let c: &[f64; L] = c.try_into().unwrap();
-        for l in 0..L {
-            acc[l] += c[l];
+fn pair_loss(k: &Row, sj: f64, yj: f64, gj: f64, dj: f64, evj: f64) -> f64 {
+    let diff = k.si - sj;
+    let pos = k.yi > yj;
+    let dd = (k.gi - gj) * (k.di - dj) * k.scale;
+    let e = evj * k.wi;
+    let delta = select(pos, dd, -dd) / k.sigma;
+    delta / (k.c0 + k.c1 * diff) * (select(pos, 0.0, k.sigma * diff) + e.ln_1p())
+}
+
+/// Lanes of the row sums; summed as `rest + lane 0 + ... + lane 3` in both kernels.
+const W: usize = 4;
+
+/// Row `i` against every `j > i` (all slices start at `i + 1` and have one length): updates
+/// grad[j], hess[j]; returns the sums over j of (t, hes, st). Portable version.
+fn row_portable(k: &Row, s: &[f64], y: &[f64], g: &[f64], d: &[f64], ev: &[f64], grad: &mut [f64], hess: &mut [f64]) -> [f64; 3] {
+    let len = s.len();
+    assert!(y.len() == len && g.len() == len && d.len() == len && ev.len() == len && grad.len() == len && hess.len() == len);
+    let full = len / W * W;
+    let mut acc = [[0.0f64; W]; 3];
+    for j0 in (0..full).step_by(W) {
+        for l in 0..W {
+            let j = j0 + l;
+            let (t, hes, st) = pair_terms(k, s[j], y[j], g[j], d[j], ev[j]);
+            grad[j] += t;
+            hess[j] += hes;
+            acc[0][l] += t;
+            acc[1][l] += hes;
+            acc[2][l] += st;
         }
     }
-    let rest = chunks.remainder().iter().fold(0.0, |a, &b| a + b);
-    acc.iter().fold(rest, |a, &b| a + b)
+    finish(k, s, y, g, d, ev, grad, hess, full, acc)
 }
 
-/// Scratch for one row of pairs: per-pair lam, hes, S term and loss term.
-#[derive(Default)]
-struct RowBuf {
-    lam: Vec<f64>,
-    hes: Vec<f64>,
-    st: Vec<f64>,
-    lo: Vec<f64>,
-}
-
-impl RowBuf {
-    fn resize(&mut self, m: usize) {
-        for v in [&mut self.lam, &mut self.hes, &mut self.st, &mut self.lo] {
-            v.clear();
-            v.resize(m, 0.0);
-        }
-    }
-}
-
-/// Row `i` against every `j > i`: updates grad[j], hess[j] and returns (grad_i, hess_i, S,
-/// loss) contributions. `dv[j]` is pair (i, j)'s signed delta (see `pair`), `ex(j - i - 1)`
-/// its `exp(-sigma (s_i - s_j))`. Element-wise first (no reduction, so the loop vectorises),
-/// lane-split sums after.
+/// The tail after the last full lane group, and the lane sums.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row<const LOSS: bool, E: Fn(usize) -> f64>(
-    c: &Consts,
-    i: usize,
+fn finish(
+    k: &Row,
     s: &[f64],
     y: &[f64],
-    dv: &[f64],
-    ex: E,
+    g: &[f64],
+    d: &[f64],
+    ev: &[f64],
     grad: &mut [f64],
     hess: &mut [f64],
-    buf: &mut RowBuf,
-) -> [f64; 4] {
-    let m = s.len();
-    let len = m - i - 1;
-    let (si, yi) = (s[i], y[i]);
-    let (s, y, dv) = (&s[i + 1..m], &y[i + 1..m], &dv[i + 1..m]);
-    let (grad, hess) = (&mut grad[i + 1..m], &mut hess[i + 1..m]);
-    let (lam, hes, st, lo) = (&mut buf.lam[..len], &mut buf.hes[..len], &mut buf.st[..len], &mut buf.lo[..len]);
-    assert!(s.len() == len && y.len() == len && dv.len() == len && grad.len() == len && hess.len() == len);
-    for j in 0..len {
-        let (a, b, e, f) = pair::<LOSS>(c, si - s[j], ex(j), yi > y[j], dv[j]);
-        grad[j] -= a;
-        hess[j] += b;
-        lam[j] = a;
-        hes[j] = b;
-        st[j] = e;
-        if LOSS {
-            lo[j] = f;
-        }
+    full: usize,
+    acc: [[f64; W]; 3],
+) -> [f64; 3] {
+    let mut rest = [0.0f64; 3];
+    for j in full..s.len() {
+        let (t, hes, st) = pair_terms(k, s[j], y[j], g[j], d[j], ev[j]);
+        grad[j] += t;
+        hess[j] += hes;
+        rest[0] += t;
+        rest[1] += hes;
+        rest[2] += st;
     }
-    let lsum = if LOSS { lane_sum(lo) } else { 0.0 };
-    [lane_sum(lam), lane_sum(hes), lane_sum(st), lsum]
+    let sum = |c: usize| acc[c].iter().fold(rest[c], |a, &b| a + b);
+    [sum(0), sum(1), sum(2)]
 }
 
-/// Row `i` with the exponentials from `u` (`u[p] = exp(sigma (s_p - s_0))`, so that
-/// `exp(-sigma (s_i - s_j)) = u[j] / u[i]`) or, when the list's scores span too much for
-/// that, computed pair by pair.
+/// `row_portable` in AVX2 intrinsics: the same operations in the same order, four lanes at a
+/// time (no FMA), so both give bitwise the same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_avx2(k: &Row, s: &[f64], y: &[f64], g: &[f64], d: &[f64], ev: &[f64], grad: &mut [f64], hess: &mut [f64]) -> [f64; 3] {
+    use std::arch::x86_64::*;
+    let len = s.len();
+    assert!(y.len() == len && g.len() == len && d.len() == len && ev.len() == len && grad.len() == len && hess.len() == len);
+    let full = len / W * W;
+    let (si, yi, gi, di) = (_mm256_set1_pd(k.si), _mm256_set1_pd(k.yi), _mm256_set1_pd(k.gi), _mm256_set1_pd(k.di));
+    let (wi, scale, sigma) = (_mm256_set1_pd(k.wi), _mm256_set1_pd(k.scale), _mm256_set1_pd(k.sigma));
+    let (c0, c1) = (_mm256_set1_pd(k.c0), _mm256_set1_pd(k.c1));
+    let one = _mm256_set1_pd(1.0);
+    let sign = _mm256_set1_pd(-0.0);
+    let (mut at, mut ah, mut as_) = (_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut j = 0;
+    // SAFETY: j + 4 <= full <= len for every slice (asserted above).
+    while j < full {
+        let sv = _mm256_loadu_pd(s.as_ptr().add(j));
+        let yv = _mm256_loadu_pd(y.as_ptr().add(j));
+        let gv = _mm256_loadu_pd(g.as_ptr().add(j));
+        let dv = _mm256_loadu_pd(d.as_ptr().add(j));
+        let evv = _mm256_loadu_pd(ev.as_ptr().add(j));
+        let diff = _mm256_sub_pd(si, sv);
+        let pos = _mm256_cmp_pd::<_CMP_GT_OQ>(yi, yv);
+        let dd = _mm256_mul_pd(_mm256_mul_pd(_mm256_sub_pd(gi, gv), _mm256_sub_pd(di, dv)), scale);
+        let e = _mm256_mul_pd(evv, wi);
+        let ope = _mm256_add_pd(one, e);
+        let den = _mm256_add_pd(c0, _mm256_mul_pd(c1, diff));
+        let q = _mm256_div_pd(one, _mm256_mul_pd(_mm256_mul_pd(ope, ope), den));
+        let dq = _mm256_mul_pd(dd, q);
+        let r = _mm256_mul_pd(_mm256_blendv_pd(one, e, pos), ope);
+        let t = _mm256_mul_pd(dq, r);
+        let sdq = _mm256_blendv_pd(_mm256_xor_pd(dq, sign), dq, pos);
+        let hes = _mm256_mul_pd(_mm256_mul_pd(sigma, sdq), e);
+        let st = _mm256_mul_pd(sdq, r);
+        let gp = grad.as_mut_ptr().add(j);
+        _mm256_storeu_pd(gp, _mm256_add_pd(_mm256_loadu_pd(gp), t));
+        let hp = hess.as_mut_ptr().add(j);
+        _mm256_storeu_pd(hp, _mm256_add_pd(_mm256_loadu_pd(hp), hes));
+        at = _mm256_add_pd(at, t);
+        ah = _mm256_add_pd(ah, hes);
+        as_ = _mm256_add_pd(as_, st);
+        j += W;
+    }
+    let mut acc = [[0.0f64; W]; 3];
+    _mm256_storeu_pd(acc[0].as_mut_ptr(), at);
+    _mm256_storeu_pd(acc[1].as_mut_ptr(), ah);
+    _mm256_storeu_pd(acc[2].as_mut_ptr(), as_);
+    finish(k, s, y, g, d, ev, grad, hess, full, acc)
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row_any<const LOSS: bool>(
-    c: &Consts,
-    i: usize,
-    s: &[f64],
-    y: &[f64],
-    dv: &[f64],
-    u: Option<&[f64]>,
-    grad: &mut [f64],
-    hess: &mut [f64],
-    buf: &mut RowBuf,
-) -> [f64; 4] {
-    let m = s.len();
-    match u {
-        Some(u) => {
-            let wi = 1.0 / u[i];
-            let ut = &u[i + 1..m];
-            row::<LOSS, _>(c, i, s, y, dv, |j| ut[j] * wi, grad, hess, buf)
-        }
-        None => {
-            let (si, st) = (s[i], &s[i + 1..m]);
-            let sigma = c.sigma;
-            row::<LOSS, _>(c, i, s, y, dv, |j| (-(sigma * (si - st[j]))).exp_fast(), grad, hess, buf)
-        }
+fn row_kernel(avx2: bool, k: &Row, s: &[f64], y: &[f64], g: &[f64], d: &[f64], ev: &[f64], grad: &mut [f64], hess: &mut [f64]) -> [f64; 3] {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `avx2` is true only when the CPU has AVX2 (see `has_avx2`).
+        return unsafe { row_avx2(k, s, y, g, d, ev, grad, hess) };
+    }
+    let _ = avx2;
+    row_portable(k, s, y, g, d, ev, grad, hess)
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -375,22 +436,29 @@ fn inverse_max_dcg(y: &[f64], g: &[f64], top: &mut Vec<(f64, f64)>, disc: &[f64]
     }
 }
 
-/// `inverse_max_dcg` for integer labels below `counts.len()`, by counting (LightGBM's way).
-fn inverse_max_dcg_counting(y: &[f64], g: &[f64], counts: &mut [(usize, f64)], disc: &[f64], k: usize) -> f64 {
-    counts.fill((0, 0.0));
-    for (&yv, &gv) in y.iter().zip(g) {
-        let c = &mut counts[yv as usize];
-        c.0 += 1;
-        c.1 = gv;
+/// `inverse_max_dcg` for integer labels below `table.len()` (their gains), by counting the
+/// labels (LightGBM's way). Four interleaved histograms keep the increments independent.
+fn inverse_max_dcg_counting(y: &[f64], table: &[f64], counts: &mut Vec<[u32; 4]>, disc: &[f64], k: usize) -> f64 {
+    counts.clear();
+    counts.resize(table.len(), [0; 4]);
+    let mut chunks = y.chunks_exact(4);
+    for c in &mut chunks {
+        for l in 0..4 {
+            counts[c[l] as usize][l] += 1;
+        }
+    }
+    for &v in chunks.remainder() {
+        counts[v as usize][0] += 1;
     }
     let k = k.min(y.len());
-    let (mut p, mut max_dcg) = (0, 0.0);
-    for &(c, gv) in counts.iter().rev() {
+    let (mut p, mut max_dcg) = (0usize, 0.0);
+    for (label, c) in counts.iter().enumerate().rev() {
         if p >= k {
             break;
         }
+        let c = c.iter().map(|&v| v as usize).sum::<usize>();
         for &d in &disc[p..k.min(p + c)] {
-            max_dcg += gv * d;
+            max_dcg += table[label] * d;
         }
         p += c;
     }
@@ -406,7 +474,14 @@ const MAX_SPAN: f64 = 600.0;
 
 /// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights).
 #[inline(always)]
-fn list_lambdas<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions) -> ListOut {
+/// `table`: the gain table when the labels are known to be integers below its length.
+fn list_lambdas<const LOSS: bool>(
+    w: &mut Work,
+    disc: &[f64],
+    o: &LambdaOptions,
+    avx2: bool,
+    table: Option<&[f64]>,
+) -> ListOut {
     let m = w.rs.len();
     w.grad.clear();
     w.grad.resize(m, 0.0);
@@ -422,9 +497,8 @@ fn list_lambdas<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions)
         return ListOut::default();
     }
     let inv = match o.metric {
-        Metric::Ndcg if w.labels_below > 0 && w.labels_below <= 4 * m + 64 => {
-            w.counts.resize(w.labels_below, (0, 0.0));
-            inverse_max_dcg_counting(&w.ry, &w.rg, &mut w.counts, disc, o.truncation)
+        Metric::Ndcg if table.is_some_and(|t| t.len() <= 4 * m + 64) => {
+            inverse_max_dcg_counting(&w.ry, table.unwrap_or(&[]), &mut w.counts, disc, o.truncation)
         }
         Metric::Ndcg => inverse_max_dcg(&w.ry, &w.rg, &mut w.top, disc, o.truncation),
         Metric::Mrr => {
@@ -440,7 +514,7 @@ fn list_lambdas<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions)
         return ListOut::default();
     }
     w.sort();
-    let Work { rs, ry, rg, idx, s, y, g, u, grad, hess, dv, buf, .. } = w;
+    let Work { rs, ry, rg, idx, s, y, g, u, grad, hess, dv, z, .. } = w;
     s.clear();
     y.clear();
     g.clear();
@@ -450,66 +524,80 @@ fn list_lambdas<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions)
         g.push(rg[k]);
     }
     let spread = s[0] != s[m - 1];
-    let c = Consts {
-        sigma: o.sigma,
-        sigma2: o.sigma * o.sigma,
-        two_sigma: 2.0 * o.sigma,
-        c0: if o.norm && spread { 0.01 } else { 1.0 },
-        c1: if o.norm && spread { 1.0 } else { 0.0 },
-    };
-    let span = o.sigma * (s[0] - s[m - 1]);
-    let u = if span <= MAX_SPAN {
+    let (c0, c1) = if o.norm && spread { (0.01, 1.0) } else { (1.0, 0.0) };
+    // exp(-sigma (s_i - s_j)) = u[j] / u[i] with u[p] = exp(sigma (s_p - s_0)), unless the
+    // scores span too much for u to stay a normal number: then row by row.
+    let factorised = o.sigma * (s[0] - s[m - 1]) <= MAX_SPAN;
+    u.clear();
+    if factorised {
         let (s0, sigma) = (s[0], o.sigma);
-        u.clear();
         u.extend(s.iter().map(|&v| (sigma * (v - s0)).exp_fast()));
-        Some(&u[..])
     } else {
-        None
-    };
-    buf.resize(m);
-    dv.clear();
-    dv.resize(m, 0.0);
+        u.resize(m, 0.0);
+    }
     let rows = (m - 1).min(o.truncation);
-    let mut total = [0.0f64; 2]; // S, loss
-    let mut add = |i: usize, r: [f64; 4], grad: &mut [f64], hess: &mut [f64]| {
-        grad[i] += r[0];
+    let mut total = [0.0f64; 2]; // S / 2, loss
+    // For MRR the signed deltas of a row go to `dv` and enter as g (with gi = 0, d = 0, di = 1,
+    // scale = -sigma); for NDCG scale = sigma * inv.
+    let (ndcg, scale) = match o.metric {
+        Metric::Ndcg => (true, o.sigma * inv),
+        Metric::Mrr => (false, -o.sigma),
+    };
+    let (mut f, mut f2) = (m, m);
+    if !ndcg {
+        let mut relp = y.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(p, _)| p);
+        f = relp.next().unwrap_or(m);
+        f2 = relp.next().unwrap_or(m);
+        dv.clear();
+        dv.resize(m, 0.0);
+        z.clear();
+        z.resize(m, 0.0);
+    }
+    let rr = |p: usize| 1.0 / (p as f64 + 1.0);
+    for i in 0..rows {
+        let (gi, di, gs, ds): (f64, f64, &[f64], &[f64]) = if ndcg {
+            (g[i], disc[i], &g[i + 1..m], &disc[i + 1..m])
+        } else {
+            if i > f {
+                break;
+            }
+            if i < f {
+                let a = -(rr(i) - rr(f));
+                for (v, &yj) in dv[i + 1..].iter_mut().zip(&y[i + 1..]) {
+                    *v = select(yj > 0.0, a, 0.0);
+                }
+            } else {
+                for (j, (v, &yj)) in dv.iter_mut().zip(y.iter()).enumerate().skip(i + 1) {
+                    *v = select(yj > 0.0, 0.0, rr(f) - rr(j.min(f2)));
+                }
+            }
+            (0.0, 1.0, &dv[i + 1..m], &z[i + 1..m])
+        };
+        let wi = if factorised {
+            1.0 / u[i]
+        } else {
+            let (si, sigma) = (s[i], o.sigma);
+            for (uj, &sj) in u[i + 1..].iter_mut().zip(&s[i + 1..]) {
+                // exp_fast stops at exp(-708); below that the true value is (nearly) 0
+                let x = sigma * (si - sj);
+                *uj = select(x > 708.0, 0.0, (-x).exp_fast());
+            }
+            1.0
+        };
+        let k = Row { si: s[i], yi: y[i], gi, di, wi, scale, sigma: o.sigma, c0, c1 };
+        let (st, yt, ev) = (&s[i + 1..m], &y[i + 1..m], &u[i + 1..m]);
+        let r = row_kernel(avx2, &k, st, yt, gs, ds, ev, &mut grad[i + 1..m], &mut hess[i + 1..m]);
+        grad[i] -= r[0];
         hess[i] += r[1];
         total[0] += r[2];
-        total[1] += r[3];
-    };
-    match o.metric {
-        Metric::Ndcg => {
-            let d = &disc[..m];
-            for i in 0..rows {
-                let (gi, di) = (g[i], d[i]);
-                for ((v, &gj), &dj) in dv[i + 1..].iter_mut().zip(&g[i + 1..]).zip(&d[i + 1..]) {
-                    *v = (gi - gj) * (di - dj) * inv;
-                }
-                let r = row_any::<LOSS>(&c, i, s, y, dv, u, grad, hess, buf);
-                add(i, r, grad, hess);
-            }
-        }
-        Metric::Mrr => {
-            let mut relp = y.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(p, _)| p);
-            let f = relp.next().unwrap_or(m);
-            let f2 = relp.next().unwrap_or(m);
-            let rr = |p: usize| 1.0 / (p as f64 + 1.0);
-            for i in 0..rows.min(f + 1) {
-                if i < f {
-                    let a = -(rr(i) - rr(f));
-                    for (v, &yj) in dv[i + 1..].iter_mut().zip(&y[i + 1..]) {
-                        *v = select(yj > 0.0, a, 0.0);
-                    }
-                } else {
-                    for (j, (v, &yj)) in dv.iter_mut().zip(y.iter()).enumerate().skip(i + 1) {
-                        *v = select(yj > 0.0, 0.0, rr(f) - rr(j.min(f2)));
-                    }
-                }
-                let r = row_any::<LOSS>(&c, i, s, y, dv, u, grad, hess, buf);
-                add(i, r, grad, hess);
+        if LOSS {
+            for j in 0..st.len() {
+                total[1] += pair_loss(&k, st[j], yt[j], gs[j], ds[j], ev[j]);
             }
         }
     }
+    // Each pair's S term above is half its share of S.
+    let total = [2.0 * total[0], total[1]];
     let (sum, loss) = (total[0], total[1]);
     let mut factor = 1.0;
     if o.norm && sum > 0.0 {
@@ -524,21 +612,21 @@ fn list_lambdas<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions)
     ListOut { loss: factor * loss, valid: true }
 }
 
-// The same code compiled for AVX2 and chosen at run time; no fused multiply-add is used and
-// the lane count is fixed, so both give bitwise the same results.
-fn list_lambdas_simd<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions) -> ListOut {
+// The list code compiled for AVX2 (with the AVX2 row kernel) and chosen at run time; no fused
+// multiply-add is used and the lanes are fixed, so both give bitwise the same results.
+fn list_lambdas_simd<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions, table: Option<&[f64]>) -> ListOut {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
-        unsafe fn avx2<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions) -> ListOut {
-            list_lambdas::<LOSS>(w, disc, o)
+        unsafe fn avx2<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions, table: Option<&[f64]>) -> ListOut {
+            list_lambdas::<LOSS>(w, disc, o, true, table)
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if has_avx2() {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { avx2::<LOSS>(w, disc, o) };
+            return unsafe { avx2::<LOSS>(w, disc, o, table) };
         }
     }
-    list_lambdas::<LOSS>(w, disc, o)
+    list_lambdas::<LOSS>(w, disc, o, false, table)
 }
 
 /// LambdaRank gradients and hessians for the ragged layout: `preds`, `labels` (`[n]`), `group`
@@ -591,8 +679,7 @@ pub fn lambdarank_gradients<P: Float, Y: Float>(
         .filter_map(|(gi, gout, hout)| {
             WORK.with(|w| {
                 let w = &mut w.borrow_mut();
-                w.labels_below = label_gain.len();
-                ragged_list(w, gi, groups.range(gi), preds, labels, gains, weights, &disc, opts, gout, hout)
+                ragged_list_simd(w, gi, groups.range(gi), preds, labels, label_gain, weights, &disc, opts, gout, hout)
                     .err()
                     .map(|e| (gi, e))
             })
@@ -605,6 +692,7 @@ pub fn lambdarank_gradients<P: Float, Y: Float>(
 }
 
 /// One list of the ragged layout: validates its rows, computes, writes `gout`, `hout`.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn ragged_list<P: Float, Y: Float>(
     w: &mut Work,
@@ -612,39 +700,43 @@ fn ragged_list<P: Float, Y: Float>(
     r: std::ops::Range<usize>,
     preds: &[P],
     labels: &[Y],
-    gains: Gains,
+    table: &[f64],
     weights: Option<&[f64]>,
     disc: &[f64],
     opts: &LambdaOptions,
     gout: &mut [f64],
     hout: &mut [f64],
+    avx2: bool,
 ) -> Result<()> {
-    gout.fill(0.0);
-    hout.fill(0.0);
     w.clear();
-    for row in r.clone() {
-        let s = preds[row].to_f64();
-        let yv = labels[row].to_f64();
-        if !s.is_finite() {
-            return Err(Error::NonFinite { arg: "preds", list: gi });
-        }
-        let Some(gv) = gains.of(yv) else {
-            return Err(gains.describe("labels", yv, gi, "group"));
-        };
-        w.rs.push(s);
-        w.ry.push(yv);
-        w.rg.push(gv);
+    // Copy, then check with folds that do not stop early (so they vectorise).
+    w.rs.extend(preds[r.clone()].iter().map(|v| v.to_f64()));
+    w.ry.extend(labels[r.clone()].iter().map(|v| v.to_f64()));
+    if !w.rs.iter().fold(true, |ok, v| ok & v.is_finite()) {
+        gout.fill(0.0);
+        hout.fill(0.0);
+        return Err(Error::NonFinite { arg: "preds", list: gi });
     }
+    let len = table.len() as f64;
+    if !w.ry.iter().fold(true, |ok, &v| ok & (v >= 0.0) & (v < len) & (v.floor() == v)) {
+        gout.fill(0.0);
+        hout.fill(0.0);
+        let bad = w.ry.iter().find(|&&v| !(v >= 0.0 && v < len && v.floor() == v)).copied().unwrap_or(f64::NAN);
+        return Err(Gains::Table(table).describe("labels", bad, gi, "group"));
+    }
+    w.rg.extend(w.ry.iter().map(|&v| table[v as usize]));
     let wt = weights.map(|wt| &wt[r]);
     if let Some(wt) = wt {
         if let Some(&v) = wt.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            gout.fill(0.0);
+            hout.fill(0.0);
             return Err(Error::invalid(
                 "weights",
                 format!("value {v} in group {gi} is not a finite non-negative number"),
             ));
         }
     }
-    list_lambdas_simd::<false>(w, disc, opts);
+    list_lambdas::<false>(w, disc, opts, avx2, Some(table));
     for (p, &k) in w.idx.iter().enumerate() {
         gout[k] = w.grad[p];
         hout[k] = w.hess[p];
@@ -656,6 +748,48 @@ fn ragged_list<P: Float, Y: Float>(
         }
     }
     Ok(())
+}
+
+/// `ragged_list` compiled for AVX2 when the CPU has it (bitwise the same results).
+#[allow(clippy::too_many_arguments)]
+fn ragged_list_simd<P: Float, Y: Float>(
+    w: &mut Work,
+    gi: usize,
+    r: std::ops::Range<usize>,
+    preds: &[P],
+    labels: &[Y],
+    table: &[f64],
+    weights: Option<&[f64]>,
+    disc: &[f64],
+    opts: &LambdaOptions,
+    gout: &mut [f64],
+    hout: &mut [f64],
+) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx2<P: Float, Y: Float>(
+            w: &mut Work,
+            gi: usize,
+            r: std::ops::Range<usize>,
+            preds: &[P],
+            labels: &[Y],
+            table: &[f64],
+            weights: Option<&[f64]>,
+            disc: &[f64],
+            opts: &LambdaOptions,
+            gout: &mut [f64],
+            hout: &mut [f64],
+        ) -> Result<()> {
+            ragged_list(w, gi, r, preds, labels, table, weights, disc, opts, gout, hout, true)
+        }
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { avx2(w, gi, r, preds, labels, table, weights, disc, opts, gout, hout) };
+        }
+    }
+    ragged_list(w, gi, r, preds, labels, table, weights, disc, opts, gout, hout, false)
 }
 
 /// LambdaRank as a loss on a padded batch: per-list losses `[b]`, whether each list counts
@@ -694,13 +828,12 @@ pub fn lambdarank_loss<F: Float>(
         return Err(gains.describe("targets", targets[k].to_f64(), bi, "list"));
     }
     let disc = discounts(n);
-    let labels_below = match gains {
-        Gains::Table(t) => t.len(),
-        Gains::Exp2 => 0,
+    let table = match gains {
+        Gains::Table(t) => Some(t),
+        Gains::Exp2 => None,
     };
     for_each_list(n, losses, valid, grad, Work::default, |w, bi, loss, ok, row| {
         w.clear();
-        w.labels_below = labels_below;
         let lo = bi * n;
         w.list.idx.clear();
         for j in 0..n {
@@ -712,7 +845,7 @@ pub fn lambdarank_loss<F: Float>(
                 w.rg.push(gains.of(yv).unwrap_or(0.0));
             }
         }
-        let out = list_lambdas_simd::<true>(w, &disc, opts);
+        let out = list_lambdas_simd::<true>(w, &disc, opts, table);
         *loss = F::from_f64(out.loss);
         *ok = out.valid;
         if let Some(row) = row {
@@ -847,6 +980,88 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn wide_score_spans_match_reference() {
+        // sigma * (best - worst) > MAX_SPAN: exponentials pair by pair instead of factorised.
+        let mut rng = Rng(31337);
+        let gain = default_label_gain();
+        for metric in [Metric::Ndcg, Metric::Mrr] {
+            for &norm in &[true, false] {
+                let sizes = [13usize, 40, 7];
+                let (mut s, y, group) = random_case(&mut rng, &sizes, 4);
+                s.iter_mut().for_each(|v| *v *= 400.0);
+                let o = LambdaOptions { sigma: 1.5, truncation: 10, norm, metric };
+                let (mut grad, mut hess) = (vec![0.0; s.len()], vec![0.0; s.len()]);
+                lambdarank_gradients(&s, &y, &group, &gain, None, &o, &mut grad, &mut hess).unwrap();
+                let mut lo = 0;
+                for &m in &sizes {
+                    let (rg, rh, _) = reference(&s[lo..lo + m], &y[lo..lo + m], &gain, &o);
+                    let scale = rg.iter().chain(&rh).fold(1e-300f64, |a, v| a.max(v.abs()));
+                    for k in 0..m {
+                        assert!(close(grad[lo + k], rg[k], scale) && close(hess[lo + k], rh[k], scale), "{o:?} {k} {} {} {} {}", grad[lo + k], rg[k], hess[lo + k], rh[k]);
+                    }
+                    lo += m;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn portable_and_avx2_kernels_give_the_same_bits() {
+        if !has_avx2() {
+            return;
+        }
+        let mut rng = Rng(2024);
+        let gain = default_label_gain();
+        for metric in [Metric::Ndcg, Metric::Mrr] {
+            for &(norm, spread) in &[(true, 1.0), (false, 1.0), (true, 500.0)] {
+                for m in [2usize, 3, 5, 8, 33, 101] {
+                    let s: Vec<f64> = (0..m).map(|_| (rng.next() * 8.0).floor() * spread / 4.0).collect();
+                    let y: Vec<f64> = (0..m).map(|_| rng.int(4) as f64).collect();
+                    let o = LambdaOptions { sigma: 1.1, truncation: 20, norm, metric };
+                    let disc = discounts(m);
+                    let run = |avx2: bool| {
+                        let mut w = Work::default();
+                        w.rs.extend(&s);
+                        w.ry.extend(&y);
+                        w.rg.extend(y.iter().map(|&v| gain[v as usize]));
+                        list_lambdas::<true>(&mut w, &disc, &o, avx2, Some(&gain));
+                        (w.grad, w.hess)
+                    };
+                    let (a, b) = (run(false), run(true));
+                    assert!(a.0.iter().zip(&b.0).all(|(x, y)| x.to_bits() == y.to_bits()), "{o:?} m={m}");
+                    assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "{o:?} m={m}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_key_sort_is_a_stable_descending_sort() {
+        let mut rng = Rng(8);
+        for m in [1usize, 2, 3, 4, 7, 64, 300, 5000] {
+            for case in 0..4 {
+                let base = [1.0f64, -3.5, 0.0, 1e-300][case];
+                // Scores a few ulps apart (they collide once the low bits hold the position),
+                // exact ties, and signed zeros.
+                let s: Vec<f64> = (0..m)
+                    .map(|_| match rng.int(4) {
+                        0 => f64::from_bits(base.to_bits() + rng.int(6) as u64),
+                        1 => -0.0,
+                        2 => 0.0,
+                        _ => base,
+                    })
+                    .collect();
+                let mut w = Work::default();
+                w.rs.extend(&s);
+                w.sort();
+                let mut want: Vec<usize> = (0..m).collect();
+                want.sort_by(|&a, &b| s[b].partial_cmp(&s[a]).unwrap());
+                assert_eq!(w.idx, want, "m={m} case={case}");
             }
         }
     }
