@@ -126,9 +126,9 @@ def main():
         t_ours, all_ours = best_of(lambda: train(obj))
 
         rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k)  # warm-up
-        t_rg, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 7)
+        t_rg, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 15)
         rankgrad.set_num_threads(1)
-        t_rg1, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 5)
+        t_rg1, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 7)
         rankgrad.set_num_threads(THREADS)
         t_np, _ = best_of(lambda: numpy_lambdarank(preds, labels, group, k=k), 1)
         # The numpy version is the same objective: check it.

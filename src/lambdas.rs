@@ -439,16 +439,18 @@ fn inverse_max_dcg(y: &[f64], g: &[f64], top: &mut Vec<(f64, f64)>, disc: &[f64]
 /// `inverse_max_dcg` for integer labels below `table.len()` (their gains), by counting the
 /// labels (LightGBM's way). Four interleaved histograms keep the increments independent.
 fn inverse_max_dcg_counting(y: &[f64], table: &[f64], counts: &mut Vec<[u32; 4]>, disc: &[f64], k: usize) -> f64 {
+    let n_labels = table.len();
     counts.clear();
-    counts.resize(table.len(), [0; 4]);
+    counts.resize(n_labels, [0; 4]);
     let mut chunks = y.chunks_exact(4);
     for c in &mut chunks {
         for l in 0..4 {
-            counts[c[l] as usize][l] += 1;
+            // labels are validated integers below n_labels; min() keeps the index provably in range
+            counts[(c[l] as usize).min(n_labels - 1)][l] += 1;
         }
     }
     for &v in chunks.remainder() {
-        counts[v as usize][0] += 1;
+        counts[(v as usize).min(n_labels - 1)][0] += 1;
     }
     let k = k.min(y.len());
     let (mut p, mut max_dcg) = (0usize, 0.0);
@@ -456,7 +458,7 @@ fn inverse_max_dcg_counting(y: &[f64], table: &[f64], counts: &mut Vec<[u32; 4]>
         if p >= k {
             break;
         }
-        let c = c.iter().map(|&v| v as usize).sum::<usize>();
+        let c: usize = c.iter().map(|&v| v as usize).sum();
         for &d in &disc[p..k.min(p + c)] {
             max_dcg += table[label] * d;
         }
