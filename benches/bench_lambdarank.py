@@ -97,7 +97,6 @@ def best_of(fn, repeats=REPEATS):
 def main():
     import lightgbm as lgb
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
     rankgrad.set_num_threads(THREADS)
     X, labels, group = make_data()
     n = len(labels)
@@ -118,6 +117,11 @@ def main():
         def precomputed(_preds, _ds, fixed=fixed):
             return fixed
 
+        rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k)  # warm-up
+        t_rg, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 30)
+        rankgrad.set_num_threads(1)
+        t_rg1, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 10)
+        rankgrad.set_num_threads(THREADS)
         obj = rankgrad.lightgbm.LambdaRankObjective(truncation_level=k)
         train = lambda objective: lgb.train(dict(params, objective=objective), dataset, ROUNDS)  # noqa: E731
         train("lambdarank")  # warm-up
@@ -125,11 +129,6 @@ def main():
         t_fixed, all_fixed = best_of(lambda: train(precomputed))
         t_ours, all_ours = best_of(lambda: train(obj))
 
-        rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k)  # warm-up
-        t_rg, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 15)
-        rankgrad.set_num_threads(1)
-        t_rg1, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 7)
-        rankgrad.set_num_threads(THREADS)
         t_np, _ = best_of(lambda: numpy_lambdarank(preds, labels, group, k=k), 1)
         # The numpy version is the same objective: check it.
         want = rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k)

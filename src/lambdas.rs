@@ -199,14 +199,15 @@ impl Work {
         let mut a = 0;
         while a < m {
             let hi = keys[a] & !mask;
-            let full = desc(rs[(keys[a] & mask) as usize]);
-            let (mut b, mut mixed) = (a + 1, false);
+            let mut b = a + 1;
             while b < m && keys[b] & !mask == hi {
-                mixed |= desc(rs[(keys[b] & mask) as usize]) != full;
                 b += 1;
             }
-            if mixed {
-                keys[a..b].sort_unstable_by_key(|&k| (desc(rs[(k & mask) as usize]), k & mask));
+            if b - a > 1 {
+                let full = desc(rs[(keys[a] & mask) as usize]);
+                if keys[a + 1..b].iter().any(|&k| desc(rs[(k & mask) as usize]) != full) {
+                    keys[a..b].sort_unstable_by_key(|&k| (desc(rs[(k & mask) as usize]), k & mask));
+                }
             }
             a = b;
         }
@@ -295,6 +296,7 @@ const W: usize = 4;
 
 /// Row `i` against every `j > i` (all slices start at `i + 1` and have one length): updates
 /// grad[j], hess[j]; returns the sums over j of (t, hes, st). Portable version.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn row_portable(k: &Row, s: &[f64], y: &[f64], g: &[f64], d: &[f64], ev: &[f64], grad: &mut [f64], hess: &mut [f64]) -> [f64; 3] {
     let len = s.len();
     assert!(y.len() == len && g.len() == len && d.len() == len && ev.len() == len && grad.len() == len && hess.len() == len);
@@ -821,11 +823,11 @@ pub fn lambdarank_loss<F: Float>(
     batch.check_finite()?;
     let n = batch.n;
     let bad = (0..batch.b).into_par_iter().find_first(|&bi| {
-        (bi * n..(bi + 1) * n).any(|k| batch.mask.map_or(true, |m| m[k]) && gains.of(targets[k].to_f64()).is_none())
+        (bi * n..(bi + 1) * n).any(|k| batch.mask.is_none_or(|m| m[k]) && gains.of(targets[k].to_f64()).is_none())
     });
     if let Some(bi) = bad {
         let k = (bi * n..(bi + 1) * n)
-            .find(|&k| batch.mask.map_or(true, |m| m[k]) && gains.of(targets[k].to_f64()).is_none())
+            .find(|&k| batch.mask.is_none_or(|m| m[k]) && gains.of(targets[k].to_f64()).is_none())
             .unwrap_or(bi * n);
         return Err(gains.describe("targets", targets[k].to_f64(), bi, "list"));
     }
@@ -839,7 +841,7 @@ pub fn lambdarank_loss<F: Float>(
         let lo = bi * n;
         w.list.idx.clear();
         for j in 0..n {
-            if batch.mask.map_or(true, |m| m[lo + j]) {
+            if batch.mask.is_none_or(|m| m[lo + j]) {
                 let yv = targets[lo + j].to_f64();
                 w.rs.push(batch.scores[lo + j].to_f64());
                 w.list.idx.push(j);

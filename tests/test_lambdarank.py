@@ -419,6 +419,14 @@ def test_degenerate_lists_do_not_count_in_mean():
         x = s.clone().requires_grad_(True)
         lambdarank_loss(x, y, mask=m, backend=backend).backward()
         assert torch.all(x.grad[1:4] == 0)
+    # empty batches and lists
+    for backend in ("rust", "torch"):
+        for shape in [(0, 5), (3, 0), (2, 1)]:
+            x = torch.zeros(shape, requires_grad=True)
+            loss = lambdarank_loss(x, torch.ones(shape), backend=backend)
+            loss.backward()
+            assert float(loss.detach()) == 0.0 and torch.all(x.grad == 0)
+    assert [a.shape for a in lambdarank_gradients(np.zeros(0), np.zeros(0), [])] == [(0,), (0,)]
     # nothing counts: 0.0 and a zero gradient
     x = torch.zeros(2, 3, requires_grad=True)
     loss = lambdarank_loss(x, torch.ones(2, 3))

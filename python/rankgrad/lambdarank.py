@@ -173,7 +173,7 @@ def _rust_compute(sigma, k, norm, gain, metric):
 
 def _chunk_rows(b: int, n: int, device: torch.device) -> int:
     """Rows per chunk so that one `[B, rows, N]` temporary stays near a fixed budget."""
-    budget = (1 << 26) if device.type == "cuda" else (1 << 20)
+    budget = (1 << 23) if device.type == "cuda" else (1 << 19)  # elements per temporary
     return max(1, min(n, budget // max(1, b * n)))
 
 
@@ -183,6 +183,9 @@ def _torch_lambdas(s, y, m, sigma, k, norm, gain, metric):
     Works in the sorted order; row chunks `[B, rows, N]` of pairs, never `[B, N, N]` at once."""
     b, n = s.shape
     dev, dt = s.device, s.dtype
+    if n < 2:  # no pair anywhere
+        z = torch.zeros(b, dtype=dt, device=dev)
+        return z, torch.zeros(b, dtype=torch.bool, device=dev), torch.zeros_like(s)
     if m is None:
         m = torch.ones((b, n), dtype=torch.bool, device=dev)
     zero = torch.zeros((), dtype=dt, device=dev)
