@@ -919,8 +919,9 @@ mod tests {
                     delta /= 0.01 + ds.abs();
                 }
                 let rho = 1.0 / (1.0 + (o.sigma * ds).exp());
+                let rho_c = 1.0 / (1.0 + (-o.sigma * ds).exp()); // 1 - rho without cancellation
                 let lam = -o.sigma * delta * rho;
-                let hes = o.sigma * o.sigma * delta * rho * (1.0 - rho);
+                let hes = o.sigma * o.sigma * delta * rho * rho_c;
                 grad[h] += lam;
                 grad[l] -= lam;
                 hess[h] += hes;

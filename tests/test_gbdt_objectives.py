@@ -128,7 +128,8 @@ def test_lightgbm_objective_both_call_forms():
     ds = lgb.Dataset(rng.normal(size=(g.sum(), 3)), y, group=g, weight=w, free_raw_data=False).construct()
     obj = rankgrad.lightgbm.LambdaRankObjective(truncation_level=4, sigma=0.7, norm=False)
     want = lambdarank_gradients(preds, y, g, weights=w, truncation_level=4, sigma=0.7, norm=False)
-    for got in (obj(preds, ds), obj(y, preds, w, g)):
+    # copies: the objective reuses its output arrays from call to call
+    for got in [tuple(a.copy() for a in obj(preds, ds)), tuple(a.copy() for a in obj(y, preds, w, g))]:
         assert got[0].dtype == np.float64 and got[0].shape == preds.shape
         np.testing.assert_allclose(got[0], want[0], rtol=1e-6)  # the Dataset keeps float32 weights
         np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
@@ -138,6 +139,29 @@ def test_lightgbm_objective_both_call_forms():
         obj(preds, lgb.Dataset(np.zeros((3, 1)), np.zeros(3)).construct())
     with pytest.raises(ValueError, match="sigma"):
         rankgrad.lightgbm.LambdaRankObjective(sigma=-1)
+
+
+def test_objectives_copy_and_pickle():
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(4)
+    g = np.array([6, 4])
+    y = rng.integers(0, 3, size=10).astype(np.float64)
+    preds = rng.normal(size=10)
+    for cls in (rankgrad.lightgbm.LambdaRankObjective, rankgrad.xgboost.LambdaRankObjective):
+        obj = cls(truncation_level=3, sigma=0.5, label_gain=[0, 1, 5])
+        if cls is rankgrad.lightgbm.LambdaRankObjective:
+            first = obj(y, preds, None, g)
+        else:
+            first = None
+        for other in (copy.deepcopy(obj), pickle.loads(pickle.dumps(obj))):
+            assert other.options["truncation_level"] == 3 and other.sigma == 0.5
+            np.testing.assert_array_equal(other.label_gain, [0.0, 1.0, 5.0])
+            if first is not None:
+                again = other(y, preds, None, g)
+                np.testing.assert_array_equal(again[0], first[0])
+        assert "truncation_level=3" in repr(obj)
 
 
 def test_adapters_import_gbdt_libraries_lazily():

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy.special import expit
 
 import rankgrad
 from rankgrad import lambdarank as lr_mod
@@ -75,7 +76,8 @@ def ref_list(s, y, *, sigma=1.0, k=30, norm=True, gain=None, metric="ndcg"):
                 delta /= 0.01 + abs(ds)
             rho = _rho(sigma * ds)
             lam = -sigma * delta * rho
-            hes = sigma * sigma * delta * rho * (1.0 - rho)
+            # rho * (1 - rho), with 1 - rho = _rho(-sigma ds) so that nothing cancels
+            hes = sigma * sigma * delta * rho * _rho(-sigma * ds)
             grad[h] += lam
             grad[l] -= lam
             hess[h] += hes
@@ -247,6 +249,29 @@ def test_inputs_are_not_modified_and_threads_do_not_matter():
         np.testing.assert_array_equal(a, c)
 
 
+def test_out_buffers():
+    rng = np.random.default_rng(6)
+    preds, labels, group = random_ragged(rng, [5, 9, 30])
+    want = lambdarank_gradients(preds, labels, group)
+    out = (np.full(len(preds), np.nan), np.full(len(preds), np.nan))
+    got = lambdarank_gradients(preds, labels, group, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    n = len(preds)
+    with pytest.raises(ValueError, match="out"):
+        lambdarank_gradients(preds, labels, group, out=(np.empty(n - 1), np.empty(n)))
+    with pytest.raises(TypeError, match="out"):
+        lambdarank_gradients(preds, labels, group, out=(np.empty(n, dtype=np.float32), np.empty(n)))
+    with pytest.raises(TypeError, match="out"):
+        lambdarank_gradients(preds, labels, group, out=(np.empty(2 * n)[::2], np.empty(n)))
+    with pytest.raises(ValueError, match="share memory"):
+        lambdarank_gradients(preds, labels, group, out=(preds, np.empty(n)))
+    buf = np.empty(n)
+    with pytest.raises(ValueError, match="share memory"):
+        lambdarank_gradients(preds, labels, group, out=(buf, buf))
+
+
 def _numpy_rows_reference(preds, labels, k):
     """An independent vectorised reference for one long list (NDCG, norm on, sigma 1):
     the SPEC's loops with j vectorised, for the first k positions."""
@@ -265,9 +290,9 @@ def _numpy_rows_reference(preds, labels, k):
         ds = np.where(hi, s[i] - s[j], s[j] - s[i])
         delta = np.abs(g[i] - g[j]) * (d[i] - d[j]) * inv / (0.01 + np.abs(ds))
         delta[y[j] == y[i]] = 0.0
-        rho = 1.0 / (1.0 + np.exp(ds))
+        rho, rho_c = expit(-ds), expit(ds)  # 1 / (1 + exp(ds)) and 1 - that
         lam = -delta * rho
-        hes = delta * rho * (1 - rho)
+        hes = delta * rho * rho_c
         sign = np.where(hi, 1.0, -1.0)
         grad[i] += (sign * lam).sum()
         grad[j] -= sign * lam

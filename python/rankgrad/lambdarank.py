@@ -23,6 +23,7 @@ at ``j`` is relevant; ``delta = 1/(1+f) - 1/(1+min(j, f2))`` when ``i == f`` and
 from __future__ import annotations
 
 import math
+import threading
 import numbers
 from typing import Optional, Sequence, Tuple
 
@@ -111,13 +112,16 @@ def lambdarank_gradients(
     label_gain: Optional[Sequence[float]] = None,
     weights=None,
     metric: str = "ndcg",
+    out: Optional[Tuple[np.ndarray, np.ndarray]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """LightGBM's lambdarank objective (module docstring) with an exact sigmoid.
 
     `preds`, `labels`: `[n]`; `group`: list sizes summing to n, each list's rows contiguous
     (no cap on a list's size). Labels must be integers in `[0, len(label_gain))`
     (default gains `2^y - 1`, y < 31). `weights`: per-row, multiplying grad and hess.
-    Returns `(grad, hess)`, float64 `[n]`. Errors name the argument and the group."""
+    Returns `(grad, hess)`, float64 `[n]`, written into `out` (two contiguous float64 `[n]`
+    arrays, e.g. reused from round to round) when given. Errors name the argument and the
+    group."""
     sigma = check_positive("sigma", sigma)
     k = _check_truncation(truncation_level, allow_none=False)
     metric = _check_metric(metric)
@@ -129,9 +133,27 @@ def lambdarank_gradients(
     w = None
     if weights is not None:
         w = np.ascontiguousarray(_vector(weights, "weights", n), dtype=np.float64)
+    if out is not None:
+        out = _check_out(out, n, (p, y, w))
     return _core.lambdarank_gradients(
-        p, y, g, sigma, k, bool(norm), _label_gain(label_gain), w, metric
+        p, y, g, sigma, k, bool(norm), _label_gain(label_gain), w, metric, out
     )
+
+
+def _check_out(out, n: int, inputs) -> Tuple[np.ndarray, np.ndarray]:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2
+            and all(isinstance(a, np.ndarray) for a in out)):
+        raise TypeError("out must be a pair (grad, hess) of numpy arrays")
+    for i, a in enumerate(out):
+        if a.dtype != np.float64 or a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:
+            raise TypeError(f"out[{i}] must be a writable contiguous 1-D float64 array")
+        if a.shape[0] != n:
+            raise ValueError(f"out[{i}] has {a.shape[0]} values, expected {n} like preds")
+        if any(x is not None and np.shares_memory(a, x) for x in inputs):
+            raise ValueError(f"out[{i}] must not share memory with the inputs")
+    if np.shares_memory(out[0], out[1]):
+        raise ValueError("out[0] and out[1] must not share memory")
+    return out[0], out[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,3 +392,47 @@ def lambdarank_loss(
     if reduction == "none":
         return x.out(out)
     return _cast(out, x.dtype)
+
+
+class _GBDTObjective:
+    """Shared by the LightGBM and XGBoost adapters: the options of `lambdarank_gradients`,
+    checked once, and per-thread output arrays reused from one boosting round to the next
+    (the boosters copy grad and hess at once; reusing them saves allocating and
+    page-faulting two fresh arrays each round)."""
+
+    def __init__(self, *, sigma=1.0, truncation_level=30, norm=True, label_gain=None, metric="ndcg"):
+        self.sigma = check_positive("sigma", sigma)
+        self.truncation_level = _check_truncation(truncation_level, allow_none=False)
+        self.norm = bool(norm)
+        self.label_gain = _label_gain(label_gain)
+        self.metric = _check_metric(metric)
+        self._local = threading.local()
+
+    @property
+    def options(self) -> dict:
+        return dict(sigma=self.sigma, truncation_level=self.truncation_level, norm=self.norm,
+                    label_gain=self.label_gain, metric=self.metric)
+
+    def _gradients(self, preds, labels, group, weights):
+        """`lambdarank_gradients` into this thread's reused arrays, shaped like `preds`."""
+        preds = np.asarray(preds)
+        n = preds.size
+        out = getattr(self._local, "out", None)
+        if out is None or out[0].shape[0] != n:
+            out = self._local.out = (np.empty(n), np.empty(n))
+        grad, hess = lambdarank_gradients(preds.ravel(), labels, group, weights=weights, out=out,
+                                          **self.options)
+        return grad.reshape(preds.shape), hess.reshape(preds.shape)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(sigma={self.sigma}, truncation_level={self.truncation_level}, "
+                f"norm={self.norm}, metric={self.metric!r})")

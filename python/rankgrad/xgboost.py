@@ -11,44 +11,25 @@ weight vector with one value per row is used row by row. No weights: all ones.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 
-from .lambdarank import _check_metric, _check_truncation, _label_gain, lambdarank_gradients
-from ._inputs import check_positive
+from .lambdarank import _GBDTObjective
 
 __all__ = ["LambdaRankObjective"]
 
 
-class LambdaRankObjective:
+class LambdaRankObjective(_GBDTObjective):
     """A LambdaRank objective for `xgboost.train(obj=...)`, called as `obj(preds, dtrain)`.
     Options are those of `rankgrad.lambdarank_gradients`:
-    `sigma=1.0, truncation_level=30, norm=True, label_gain=None, metric="ndcg"`."""
+    `sigma=1.0, truncation_level=30, norm=True, label_gain=None, metric="ndcg"`.
 
-    def __init__(
-        self,
-        *,
-        sigma: float = 1.0,
-        truncation_level: int = 30,
-        norm: bool = True,
-        label_gain: Optional[Sequence[float]] = None,
-        metric: str = "ndcg",
-    ):
-        self.sigma = check_positive("sigma", sigma)
-        self.truncation_level = _check_truncation(truncation_level, allow_none=False)
-        self.norm = bool(norm)
-        self.label_gain = _label_gain(label_gain)
-        self.metric = _check_metric(metric)
-
-    @property
-    def options(self) -> dict:
-        return dict(sigma=self.sigma, truncation_level=self.truncation_level, norm=self.norm,
-                    label_gain=self.label_gain, metric=self.metric)
+    The (grad, hess) arrays it returns are reused by its next call from the same thread
+    (XGBoost copies them at once); copy them to keep them."""
 
     def __call__(self, preds, dtrain) -> Tuple[np.ndarray, np.ndarray]:
-        preds = np.asarray(preds)
-        n = preds.size
+        n = np.asarray(preds).size
         labels = dtrain.get_label()
         ptr = np.asarray(dtrain.get_uint_info("group_ptr"), dtype=np.int64)
         if ptr.size < 2:
@@ -66,9 +47,4 @@ class LambdaRankObjective:
                 f"weights: the DMatrix has {w.size} weights, expected one per group ({group.size}) "
                 f"or one per row ({n})"
             )
-        grad, hess = lambdarank_gradients(preds.ravel(), labels, group, weights=weights, **self.options)
-        return grad.reshape(preds.shape), hess.reshape(preds.shape)
-
-    def __repr__(self) -> str:
-        return (f"LambdaRankObjective(sigma={self.sigma}, truncation_level={self.truncation_level}, "
-                f"norm={self.norm}, metric={self.metric!r})")
+        return self._gradients(preds, labels, group, weights)

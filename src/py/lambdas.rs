@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -38,6 +38,20 @@ fn is_array1<T: Element>(obj: &Bound<'_, PyAny>) -> bool {
     obj.extract::<PyReadonlyArray1<'_, T>>().is_ok()
 }
 
+/// A writable, contiguous float64 output `[n]`, or a TypeError/ValueError naming `arg`.
+fn out_array<'py>(obj: &Bound<'py, PyAny>, arg: &str, n: usize) -> PyResult<PyReadwriteArray1<'py, f64>> {
+    let a = obj
+        .extract::<PyReadwriteArray1<'py, f64>>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg} must be a writable 1-D numpy array of float64")))?;
+    if a.len() != n {
+        return Err(PyValueError::new_err(format!("{arg} has {} values, expected {n} like preds", a.len())));
+    }
+    if !a.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!("{arg} must be contiguous")));
+    }
+    Ok(a)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
     py: Python<'py>,
@@ -47,6 +61,7 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
     label_gain: Option<&Bound<'py, PyAny>>,
     weights: Option<&Bound<'py, PyAny>>,
     opts: LambdaOptions,
+    out: Option<(&Bound<'py, PyAny>, &Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let p = array1::<P>(preds, "preds", "float32 or float64")?;
     let y = array1::<Y>(labels, "labels", "float32 or float64")?;
@@ -57,7 +72,7 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
     let lgv = lg.as_ref().map(as_slice);
     let wv = w.as_ref().map(as_slice);
     let n = pv.len();
-    let (grad, hess) = run_kernel(py, || {
+    let compute = |grad: &mut [f64], hess: &mut [f64]| -> Result<(), crate::Error> {
         let default_gain;
         let gain: &[f64] = match &lgv {
             Some(v) => v,
@@ -66,19 +81,32 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
                 &default_gain
             }
         };
-        let mut grad = vec![0.0f64; n];
-        let mut hess = vec![0.0f64; n];
-        lambdas::lambdarank_gradients(&pv, &yv, &gv, gain, wv.as_deref(), &opts, &mut grad, &mut hess)?;
-        Ok((grad, hess))
-    })?;
-    PyTuple::new(py, [grad.into_pyarray(py).into_any(), hess.into_pyarray(py).into_any()])
+        lambdas::lambdarank_gradients(&pv, &yv, &gv, gain, wv.as_deref(), &opts, grad, hess)
+    };
+    match out {
+        Some((og, oh)) => {
+            let (mut ga, mut ha) = (out_array(og, "out[0]", n)?, out_array(oh, "out[1]", n)?);
+            let (gs, hs) = (ga.as_slice_mut()?, ha.as_slice_mut()?);
+            run_kernel(py, || compute(gs, hs))?;
+            PyTuple::new(py, [og.clone(), oh.clone()])
+        }
+        None => {
+            let (grad, hess) = run_kernel(py, || {
+                let mut grad = vec![0.0f64; n];
+                let mut hess = vec![0.0f64; n];
+                compute(&mut grad, &mut hess)?;
+                Ok((grad, hess))
+            })?;
+            PyTuple::new(py, [grad.into_pyarray(py).into_any(), hess.into_pyarray(py).into_any()])
+        }
+    }
 }
 
 /// `(grad, hess)` float64 `[n]`: LightGBM's lambdarank objective for the ragged layout.
 /// preds and labels: 1-D float32/float64; group: int64 list sizes; label_gain, weights:
-/// float64 or None.
+/// float64 or None; out: None or two writable contiguous float64 `[n]` arrays to fill.
 #[pyfunction]
-#[pyo3(signature = (preds, labels, group, sigma, truncation_level, norm, label_gain, weights, metric))]
+#[pyo3(signature = (preds, labels, group, sigma, truncation_level, norm, label_gain, weights, metric, out=None))]
 #[allow(clippy::too_many_arguments)]
 fn lambdarank_gradients<'py>(
     py: Python<'py>,
@@ -91,8 +119,10 @@ fn lambdarank_gradients<'py>(
     label_gain: Option<&Bound<'py, PyAny>>,
     weights: Option<&Bound<'py, PyAny>>,
     metric: &str,
+    out: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let opts = LambdaOptions { sigma, truncation: truncation_level, norm, metric: parse_metric(metric)? };
+    let out = out.as_ref().map(|(a, b)| (a, b));
     let p32 = is_array1::<f32>(preds);
     if !p32 && !is_array1::<f64>(preds) {
         return Err(PyTypeError::new_err("preds must be a 1-D numpy array of float32 or float64"));
@@ -101,12 +131,11 @@ fn lambdarank_gradients<'py>(
     if !y32 && !is_array1::<f64>(labels) {
         return Err(PyTypeError::new_err("labels must be a 1-D numpy array of float32 or float64"));
     }
-    let args = (py, preds, labels, group, label_gain, weights, opts);
     match (p32, y32) {
-        (true, true) => gradients_impl::<f32, f32>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
-        (true, false) => gradients_impl::<f32, f64>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
-        (false, true) => gradients_impl::<f64, f32>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
-        (false, false) => gradients_impl::<f64, f64>(args.0, args.1, args.2, args.3, args.4, args.5, args.6),
+        (true, true) => gradients_impl::<f32, f32>(py, preds, labels, group, label_gain, weights, opts, out),
+        (true, false) => gradients_impl::<f32, f64>(py, preds, labels, group, label_gain, weights, opts, out),
+        (false, true) => gradients_impl::<f64, f32>(py, preds, labels, group, label_gain, weights, opts, out),
+        (false, false) => gradients_impl::<f64, f64>(py, preds, labels, group, label_gain, weights, opts, out),
     }
 }
 
