@@ -477,8 +477,11 @@ fn inverse_max_dcg_counting(y: &[f64], table: &[f64], counts: &mut Vec<[u32; 4]>
 const MAX_SPAN: f64 = 600.0;
 
 /// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights).
-#[inline(always)]
 /// `table`: the gain table when the labels are known to be integers below its length.
+///
+/// Precision: the factorised exponentials carry a relative error of about
+/// `1e-16 * sigma * (best - worst)` (at most ~1e-13), far below anything a booster sees.
+#[inline(always)]
 fn list_lambdas<const LOSS: bool>(
     w: &mut Work,
     disc: &[f64],
