@@ -10,6 +10,8 @@ pub mod error;
 pub mod float;
 pub mod metrics;
 pub mod ranknet;
+pub mod lambdas;
+pub mod ragged;
 
 #[cfg(feature = "python")]
 mod py;

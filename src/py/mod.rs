@@ -13,6 +13,7 @@ use crate::error::Error;
 
 mod approx;
 mod pairwise;
+mod lambdas;
 
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
 
@@ -111,5 +112,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     approx::register(m)?;
     pairwise::register(m)?;
+    lambdas::register(m)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ from ._embedding import (
     L2Regularization,
     MultipleNegativesRankingLoss,
 )
+from ._lambdarank import LambdaRankLoss
 from ._ranking import ApproxMRRLoss, ApproxNDCGLoss, ApproxRankMSELoss
 from ._ranknet import RankNetLoss
 
@@ -14,6 +15,7 @@ __all__ = [
     "ApproxMRRLoss",
     "ApproxRankMSELoss",
     "RankNetLoss",
+    "LambdaRankLoss",
     "L1Regularization",
     "L2Regularization",
     "FLOPSRegularization",

@@ -1,0 +1,47 @@
+"""`rankgrad.lambdarank_loss` as a module: options in the constructor, `loss(scores, targets, mask=None)`."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from .. import lambdarank as _lr
+from .._inputs import check_backend, check_positive, check_reduction
+
+
+class LambdaRankLoss(torch.nn.Module):
+    """LambdaRank loss (`rankgrad.lambdarank_loss`): per list
+    `c * sum_pairs delta * log(1 + exp(-sigma * ds))`, delta and c held constant, so that its
+    gradient is LightGBM's lambdarank gradient."""
+
+    def __init__(
+        self,
+        sigma: float = 1.0,
+        truncation_level: Optional[int] = None,
+        norm: bool = False,
+        reduction: str = "mean",
+        label_gain: Optional[Sequence[float]] = None,
+        metric: str = "ndcg",
+        backend: str = "auto",
+    ):
+        super().__init__()
+        check_reduction(reduction)
+        check_backend(backend)
+        self.sigma = check_positive("sigma", sigma)
+        self.truncation_level = _lr._check_truncation(truncation_level, allow_none=True)
+        self.norm = bool(norm)
+        self.reduction = reduction
+        self.label_gain = _lr._label_gain(label_gain)
+        self.metric = _lr._check_metric(metric)
+        self.backend = backend
+
+    def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
+        return _lr.lambdarank_loss(
+            scores, targets, self.sigma, self.truncation_level, self.norm, mask, self.reduction,
+            self.label_gain, self.metric, backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        return (f"sigma={self.sigma}, truncation_level={self.truncation_level}, norm={self.norm}, "
+                f"reduction={self.reduction!r}, metric={self.metric!r}")

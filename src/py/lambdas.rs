@@ -1,0 +1,223 @@
+//! Bindings for LambdaRank (`crate::lambdas`): the ragged GBDT gradients and the padded loss.
+
+use std::borrow::Cow;
+
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use super::{array2, as_rows, run_kernel, same_shape};
+use crate::batch::Padded;
+use crate::float::Float;
+use crate::lambdas::{self, Gains, LambdaOptions, Metric};
+
+fn parse_metric(metric: &str) -> PyResult<Metric> {
+    match metric {
+        "ndcg" => Ok(Metric::Ndcg),
+        "mrr" => Ok(Metric::Mrr),
+        m => Err(PyValueError::new_err(format!("metric must be 'ndcg' or 'mrr', got {m:?}"))),
+    }
+}
+
+/// Extracts `obj` as a 1-D array of `T`, or a TypeError naming `arg`.
+fn array1<'py, T: Element>(obj: &Bound<'py, PyAny>, arg: &str, what: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
+    obj.extract::<PyReadonlyArray1<'py, T>>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg} must be a 1-D numpy array of {what}")))
+}
+
+/// A 1-D array's values as a slice: borrowed when contiguous, else copied.
+fn as_slice<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
+    }
+}
+
+fn is_array1<T: Element>(obj: &Bound<'_, PyAny>) -> bool {
+    obj.extract::<PyReadonlyArray1<'_, T>>().is_ok()
+}
+
+/// A writable, contiguous float64 output `[n]`, or a TypeError/ValueError naming `arg`.
+fn out_array<'py>(obj: &Bound<'py, PyAny>, arg: &str, n: usize) -> PyResult<PyReadwriteArray1<'py, f64>> {
+    let a = obj
+        .extract::<PyReadwriteArray1<'py, f64>>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg} must be a writable 1-D numpy array of float64")))?;
+    if a.len() != n {
+        return Err(PyValueError::new_err(format!("{arg} has {} values, expected {n} like preds", a.len())));
+    }
+    if !a.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!("{arg} must be contiguous")));
+    }
+    Ok(a)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
+    py: Python<'py>,
+    preds: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    group: &Bound<'py, PyAny>,
+    label_gain: Option<&Bound<'py, PyAny>>,
+    weights: Option<&Bound<'py, PyAny>>,
+    opts: LambdaOptions,
+    out: Option<(&Bound<'py, PyAny>, &Bound<'py, PyAny>)>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let p = array1::<P>(preds, "preds", "float32 or float64")?;
+    let y = array1::<Y>(labels, "labels", "float32 or float64")?;
+    let g = array1::<i64>(group, "group", "int64")?;
+    let lg = label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
+    let w = weights.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "weights", "float64")).transpose()?;
+    let (pv, yv, gv) = (as_slice(&p), as_slice(&y), as_slice(&g));
+    let lgv = lg.as_ref().map(as_slice);
+    let wv = w.as_ref().map(as_slice);
+    let n = pv.len();
+    let compute = |grad: &mut [f64], hess: &mut [f64]| -> Result<(), crate::Error> {
+        let default_gain;
+        let gain: &[f64] = match &lgv {
+            Some(v) => v,
+            None => {
+                default_gain = lambdas::default_label_gain();
+                &default_gain
+            }
+        };
+        lambdas::lambdarank_gradients(&pv, &yv, &gv, gain, wv.as_deref(), &opts, grad, hess)
+    };
+    match out {
+        Some((og, oh)) => {
+            let (mut ga, mut ha) = (out_array(og, "out[0]", n)?, out_array(oh, "out[1]", n)?);
+            let (gs, hs) = (ga.as_slice_mut()?, ha.as_slice_mut()?);
+            run_kernel(py, || compute(gs, hs))?;
+            PyTuple::new(py, [og.clone(), oh.clone()])
+        }
+        None => {
+            let (grad, hess) = run_kernel(py, || {
+                let mut grad = vec![0.0f64; n];
+                let mut hess = vec![0.0f64; n];
+                compute(&mut grad, &mut hess)?;
+                Ok((grad, hess))
+            })?;
+            PyTuple::new(py, [grad.into_pyarray(py).into_any(), hess.into_pyarray(py).into_any()])
+        }
+    }
+}
+
+/// `(grad, hess)` float64 `[n]`: LightGBM's lambdarank objective for the ragged layout.
+/// preds and labels: 1-D float32/float64; group: int64 list sizes; label_gain, weights:
+/// float64 or None; out: None or two writable contiguous float64 `[n]` arrays to fill.
+#[pyfunction]
+#[pyo3(signature = (preds, labels, group, sigma, truncation_level, norm, label_gain, weights, metric, out=None))]
+#[allow(clippy::too_many_arguments)]
+fn lambdarank_gradients<'py>(
+    py: Python<'py>,
+    preds: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    group: &Bound<'py, PyAny>,
+    sigma: f64,
+    truncation_level: usize,
+    norm: bool,
+    label_gain: Option<&Bound<'py, PyAny>>,
+    weights: Option<&Bound<'py, PyAny>>,
+    metric: &str,
+    out: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let opts = LambdaOptions { sigma, truncation: truncation_level, norm, metric: parse_metric(metric)? };
+    let out = out.as_ref().map(|(a, b)| (a, b));
+    let p32 = is_array1::<f32>(preds);
+    if !p32 && !is_array1::<f64>(preds) {
+        return Err(PyTypeError::new_err("preds must be a 1-D numpy array of float32 or float64"));
+    }
+    let y32 = is_array1::<f32>(labels);
+    if !y32 && !is_array1::<f64>(labels) {
+        return Err(PyTypeError::new_err("labels must be a 1-D numpy array of float32 or float64"));
+    }
+    match (p32, y32) {
+        (true, true) => gradients_impl::<f32, f32>(py, preds, labels, group, label_gain, weights, opts, out),
+        (true, false) => gradients_impl::<f32, f64>(py, preds, labels, group, label_gain, weights, opts, out),
+        (false, true) => gradients_impl::<f64, f32>(py, preds, labels, group, label_gain, weights, opts, out),
+        (false, false) => gradients_impl::<f64, f64>(py, preds, labels, group, label_gain, weights, opts, out),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn loss_impl<'py, F: Float + Element>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    label_gain: Option<&Bound<'py, PyAny>>,
+    opts: LambdaOptions,
+    need_grad: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let s = array2::<F>(scores, "scores", "float32 or float64")?;
+    let shape = (s.shape()[0], s.shape()[1]);
+    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
+    same_shape(&y, "targets", shape)?;
+    let m: Option<PyReadonlyArray2<'py, bool>> = match mask {
+        Some(m) if !m.is_none() => {
+            let m = array2::<bool>(m, "mask", "bool")?;
+            same_shape(&m, "mask", shape)?;
+            Some(m)
+        }
+        _ => None,
+    };
+    let lg = label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
+    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
+    let lgv = lg.as_ref().map(as_slice);
+    let (b, n) = shape;
+    let (losses, valid, grad) = run_kernel(py, || {
+        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
+        let gains = match &lgv {
+            Some(t) => Gains::Table(t),
+            None => Gains::Exp2,
+        };
+        let mut losses = vec![F::ZERO; b];
+        let mut valid = vec![false; b];
+        let mut grad = need_grad.then(|| vec![F::ZERO; b * n]);
+        lambdas::lambdarank_loss(&batch, gains, &opts, &mut losses, &mut valid, grad.as_deref_mut())?;
+        Ok((losses, valid, grad))
+    })?;
+    let grad = match grad {
+        Some(g) => g.into_pyarray(py).reshape([b, n])?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    PyTuple::new(py, [losses.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any(), grad])
+}
+
+/// `(losses [B], valid [B] bool, grad [B, N] or None)`: the LambdaRank loss of a padded batch
+/// and its gradient. truncation_level None: every pair; label_gain None: `2^max(y, 0) - 1`.
+#[pyfunction]
+#[pyo3(signature = (scores, targets, mask, sigma, truncation_level, norm, label_gain, metric, need_grad))]
+#[allow(clippy::too_many_arguments)]
+fn lambdarank_loss<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    sigma: f64,
+    truncation_level: Option<usize>,
+    norm: bool,
+    label_gain: Option<&Bound<'py, PyAny>>,
+    metric: &str,
+    need_grad: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let opts = LambdaOptions {
+        sigma,
+        truncation: truncation_level.unwrap_or(usize::MAX),
+        norm,
+        metric: parse_metric(metric)?,
+    };
+    if scores.extract::<PyReadonlyArray2<'_, f32>>().is_ok() {
+        loss_impl::<f32>(py, scores, targets, mask, label_gain, opts, need_grad)
+    } else if scores.extract::<PyReadonlyArray2<'_, f64>>().is_ok() {
+        loss_impl::<f64>(py, scores, targets, mask, label_gain, opts, need_grad)
+    } else {
+        Err(PyTypeError::new_err("scores must be a 2-D numpy array of float32 or float64"))
+    }
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(lambdarank_gradients, m)?)?;
+    m.add_function(wrap_pyfunction!(lambdarank_loss, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,532 @@
+"""LambdaRank: `lambdarank_gradients` and `lambdarank_loss` against a plain-Python reference of
+SPEC section 4 (float64), the two loss backends against each other, and bad input."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.special import expit
+
+import rankgrad
+from rankgrad import lambdarank as lr_mod
+from rankgrad import lambdarank_gradients, lambdarank_loss
+
+DEFAULT_GAIN = [2.0**i - 1.0 for i in range(31)]
+
+
+# ------------------------------------------------------------------------------------------------
+# The reference: SPEC section 4 written out, one list at a time, plain Python floats.
+
+
+def _rho(z):
+    """1 / (1 + exp(z)) without overflow."""
+    if z > 0:
+        e = math.exp(-z)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(z))
+
+
+def _softplus(z):
+    """log(1 + exp(z)) without overflow."""
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+def ref_list(s, y, *, sigma=1.0, k=30, norm=True, gain=None, metric="ndcg"):
+    """(grad, hess, loss, valid) of one list; `k=None` means every pair."""
+    n = len(s)
+    s = [float(v) for v in s]
+    y = [float(v) for v in y]
+    k = n if k is None else k
+    G = (lambda v: gain[int(v)]) if gain is not None else (lambda v: 2.0 ** max(v, 0.0) - 1.0)
+    disc = lambda p: 1.0 / math.log2(2.0 + p)  # noqa: E731
+    order = sorted(range(n), key=lambda i: -s[i])  # stable
+    ideal = sorted(range(n), key=lambda i: -y[i])
+    max_dcg = sum(G(y[i]) * disc(p) for p, i in enumerate(ideal[:k]))
+    inv = 1.0 / max_dcg if max_dcg > 0 else 0.0
+
+    def rr(ordering):
+        for p, i in enumerate(ordering):
+            if y[i] > 0:
+                return 1.0 / (p + 1.0)
+        return 0.0
+
+    grad, hess = [0.0] * n, [0.0] * n
+    total, loss = 0.0, 0.0
+    best, worst = (s[order[0]], s[order[-1]]) if n else (0.0, 0.0)
+    for i in range(min(n - 1, k)):
+        for j in range(i + 1, n):
+            a, b = order[i], order[j]
+            if y[a] == y[b]:
+                continue
+            (h, ph), (l, pl) = ((a, i), (b, j)) if y[a] > y[b] else ((b, j), (a, i))
+            ds = s[h] - s[l]
+            if metric == "ndcg":
+                delta = (G(y[h]) - G(y[l])) * abs(disc(ph) - disc(pl)) * inv
+            else:
+                swapped = list(order)
+                swapped[i], swapped[j] = swapped[j], swapped[i]
+                delta = abs(rr(swapped) - rr(order))
+            if norm and best != worst:
+                delta /= 0.01 + abs(ds)
+            rho = _rho(sigma * ds)
+            lam = -sigma * delta * rho
+            # rho * (1 - rho), with 1 - rho = _rho(-sigma ds) so that nothing cancels
+            hes = sigma * sigma * delta * rho * _rho(-sigma * ds)
+            grad[h] += lam
+            grad[l] -= lam
+            hess[h] += hes
+            hess[l] += hes
+            total -= 2.0 * lam
+            loss += delta * _softplus(-sigma * ds)
+    if norm and total > 0:
+        f = math.log2(1.0 + total) / total
+        grad = [v * f for v in grad]
+        hess = [v * f for v in hess]
+        loss *= f
+    nrel = sum(v > 0 for v in y)
+    valid = n >= 2 and len(set(y)) > 1 and (max_dcg > 0 if metric == "ndcg" else 0 < nrel < n)
+    return grad, hess, loss, valid
+
+
+def ref_ragged(preds, labels, group, weights=None, **opts):
+    grad, hess = np.zeros(len(preds)), np.zeros(len(preds))
+    lo = 0
+    for m in group:
+        g, h, _, _ = ref_list(preds[lo:lo + m], labels[lo:lo + m], **opts)
+        grad[lo:lo + m], hess[lo:lo + m] = g, h
+        lo += m
+    if weights is not None:
+        grad, hess = grad * weights, hess * weights
+    return grad, hess
+
+
+def assert_close(got, want, rel=1e-9):
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    scale = max(np.abs(want).max(initial=0.0), 1e-300)
+    np.testing.assert_allclose(got, want, rtol=rel, atol=rel * scale)
+
+
+def random_ragged(rng, sizes, levels=5, grid=4.0):
+    """Scores on a coarse grid (many ties); list 3 all tied, list 4 a single label."""
+    n = sum(sizes)
+    preds = np.round(rng.normal(size=n) * grid) / grid
+    labels = rng.integers(0, levels, size=n).astype(np.float64)
+    lo = np.cumsum([0] + list(sizes))
+    if len(sizes) > 4:
+        preds[lo[3]:lo[4]] = 0.25
+        labels[lo[4]:lo[5]] = 2.0
+    return preds, labels, np.asarray(sizes)
+
+
+SIZES = [1, 2, 7, 12, 5, 40, 3, 64, 9]
+
+
+# ------------------------------------------------------------------------------------------------
+# lambdarank_gradients
+
+
+@pytest.mark.parametrize("metric", ["ndcg", "mrr"])
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("k", [1, 3, 10, 30, 1000])
+def test_gradients_match_reference(metric, norm, k):
+    rng = np.random.default_rng(k * 7 + norm * 3 + (metric == "mrr"))
+    preds, labels, group = random_ragged(rng, SIZES)
+    for sigma, gain, weighted in [(1.0, None, False), (0.4, [0.0, 0.5, 4.0, 2.0, 10.0], True), (2.5, None, True)]:
+        w = rng.uniform(0, 2, size=len(preds)) if weighted else None
+        opts = dict(sigma=sigma, truncation_level=k, norm=norm, label_gain=gain, metric=metric)
+        grad, hess = lambdarank_gradients(preds, labels, group, weights=w, **opts)
+        assert grad.dtype == np.float64 and hess.dtype == np.float64
+        rg, rh = ref_ragged(preds, labels, group, w, sigma=sigma, k=k, norm=norm,
+                            gain=gain or DEFAULT_GAIN, metric=metric)
+        assert_close(grad, rg)
+        assert_close(hess, rh)
+        assert np.any(grad != 0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(1, 25), min_size=1, max_size=6),
+    seed=st.integers(0, 2**32 - 1),
+    levels=st.integers(1, 6),
+    grid=st.sampled_from([1.0, 2.0, 1000.0]),
+    sigma=st.floats(0.05, 5.0),
+    k=st.integers(1, 40),
+    norm=st.booleans(),
+    metric=st.sampled_from(["ndcg", "mrr"]),
+)
+def test_gradients_hypothesis(sizes, seed, levels, grid, sigma, k, norm, metric):
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    preds = np.round(rng.normal(size=n) * 3 * grid) / grid
+    labels = rng.integers(0, levels, size=n).astype(np.float32)
+    grad, hess = lambdarank_gradients(preds, labels, sizes, sigma=sigma, truncation_level=k,
+                                      norm=norm, metric=metric)
+    rg, rh = ref_ragged(preds, labels, sizes, sigma=sigma, k=k, norm=norm, gain=DEFAULT_GAIN,
+                        metric=metric)
+    assert_close(grad, rg)
+    assert_close(hess, rh)
+
+
+def test_mrr_delta_definition_by_hand():
+    # Score order: positions 0..3 hold labels [0, 0, 1, 1]; f = 2, f2 = 3.
+    preds = np.array([4.0, 3.0, 2.0, 1.0])
+    labels = np.array([0.0, 0.0, 1.0, 1.0])
+    # With norm off and sigma -> the deltas come out of grad directly: grad_h = -sigma delta rho.
+    grad, _ = lambdarank_gradients(preds, labels, [4], norm=False, metric="mrr", sigma=1.0)
+    rho = lambda ds: 1 / (1 + math.exp(ds))  # noqa: E731
+    # pair (0, 2): i=0 < f, j relevant: delta = 1/1 - 1/3; (0, 3): same; (1, 2), (1, 3): 1/2 - 1/3;
+    # rows i = f = 2 has no irrelevant item below; the relevant items never pair with each other.
+    d0, d1 = 1 - 1 / 3, 1 / 2 - 1 / 3
+    want2 = -(d0 * rho(2.0 - 4.0) + d1 * rho(2.0 - 3.0))
+    want3 = -(d0 * rho(1.0 - 4.0) + d1 * rho(1.0 - 3.0))
+    assert grad[2] == pytest.approx(want2, rel=1e-12)
+    assert grad[3] == pytest.approx(want3, rel=1e-12)
+    # Relevant item first: only pairs (f=0, j) with j irrelevant move it down to min(j, f2).
+    preds = np.array([3.0, 2.0, 1.0, 0.0])
+    labels = np.array([1.0, 0.0, 1.0, 0.0])
+    grad, _ = lambdarank_gradients(preds, labels, [4], norm=False, metric="mrr")
+    # (0, 1): 1 - 1/2; (0, 3): first relevant becomes min(3, f2=2) -> 1 - 1/3; row 1 > f: nothing
+    want0 = -((1 - 1 / 2) * rho(1.0) + (1 - 1 / 3) * rho(3.0))
+    assert grad[0] == pytest.approx(want0, rel=1e-12)
+    assert grad[2] == 0.0
+
+
+def test_degenerate_lists_are_zero():
+    preds = np.array([1.0, 0.5, 0.5, 0.5, 2.0, 1.0, 3.0])
+    labels = np.array([3, 1, 1, 1, 0, 0, 2], dtype=np.float64)
+    grad, hess = lambdarank_gradients(preds, labels, [1, 3, 2, 1])
+    # a single row; one label only; all-zero labels; a single row
+    assert np.all(grad == 0) and np.all(hess == 0)
+    # all scores tied: norm's 1/(0.01+|ds|) is skipped, still finite
+    grad, hess = lambdarank_gradients(np.zeros(4), np.array([0.0, 1, 2, 0]), [4])
+    rg, rh = ref_ragged(np.zeros(4), [0.0, 1, 2, 0], [4], gain=DEFAULT_GAIN)
+    assert_close(grad, rg)
+    assert_close(hess, rh)
+
+
+def test_label_gain_and_dtypes():
+    rng = np.random.default_rng(3)
+    preds, labels, group = random_ragged(rng, [6, 9, 4])
+    want = lambdarank_gradients(preds, labels, group)
+    for p, y, g in [
+        (preds.astype(np.float32), labels.astype(np.int64), group.astype(np.int32)),
+        (preds, labels.astype(np.float32), group.astype(np.uint64)),
+        (list(preds), list(labels), list(group)),
+        (torch.tensor(preds), torch.tensor(labels), torch.tensor(group)),
+    ]:
+        got = lambdarank_gradients(p, y, g)
+        tol = 1e-5 if np.asarray(p).dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got[0], want[0], rtol=tol, atol=tol)
+    gain = [0.0, 1.0, 2.0, 3.0, 4.0]
+    grad, hess = lambdarank_gradients(preds, labels, group, label_gain=gain)
+    rg, rh = ref_ragged(preds, labels, group, gain=gain)
+    assert_close(grad, rg)
+    assert_close(hess, rh)
+
+
+def test_inputs_are_not_modified_and_threads_do_not_matter():
+    rng = np.random.default_rng(11)
+    sizes = [int(v) for v in rng.integers(1, 300, size=40)] + [3000]
+    preds, labels, group = random_ragged(rng, sizes)
+    w = rng.uniform(size=len(preds))
+    copies = [a.copy() for a in (preds, labels, group, w)]
+    before = rankgrad.get_num_threads()
+    try:
+        rankgrad.set_num_threads(1)
+        one = lambdarank_gradients(preds, labels, group, weights=w, truncation_level=200)
+        rankgrad.set_num_threads(2)
+        two = lambdarank_gradients(preds, labels, group, weights=w, truncation_level=200)
+    finally:
+        rankgrad.set_num_threads(0 if before == 0 else before)
+    assert one[0].tobytes() == two[0].tobytes() and one[1].tobytes() == two[1].tobytes()
+    for a, c in zip((preds, labels, group, w), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_out_buffers():
+    rng = np.random.default_rng(6)
+    preds, labels, group = random_ragged(rng, [5, 9, 30])
+    want = lambdarank_gradients(preds, labels, group)
+    out = (np.full(len(preds), np.nan), np.full(len(preds), np.nan))
+    got = lambdarank_gradients(preds, labels, group, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    n = len(preds)
+    with pytest.raises(ValueError, match="out"):
+        lambdarank_gradients(preds, labels, group, out=(np.empty(n - 1), np.empty(n)))
+    with pytest.raises(TypeError, match="out"):
+        lambdarank_gradients(preds, labels, group, out=(np.empty(n, dtype=np.float32), np.empty(n)))
+    with pytest.raises(TypeError, match="out"):
+        lambdarank_gradients(preds, labels, group, out=(np.empty(2 * n)[::2], np.empty(n)))
+    with pytest.raises(ValueError, match="share memory"):
+        lambdarank_gradients(preds, labels, group, out=(preds, np.empty(n)))
+    buf = np.empty(n)
+    with pytest.raises(ValueError, match="share memory"):
+        lambdarank_gradients(preds, labels, group, out=(buf, buf))
+
+
+def _numpy_rows_reference(preds, labels, k):
+    """An independent vectorised reference for one long list (NDCG, norm on, sigma 1):
+    the SPEC's loops with j vectorised, for the first k positions."""
+    order = np.argsort(-preds, kind="stable")
+    s, y = preds[order], labels[order]
+    n = len(s)
+    g = 2.0 ** y - 1
+    d = 1.0 / np.log2(np.arange(n) + 2.0)
+    ideal = np.sort(g)[::-1][:k]
+    inv = 1.0 / (ideal * d[:k]).sum()
+    grad, hess = np.zeros(n), np.zeros(n)
+    total = 0.0
+    for i in range(min(k, n - 1)):
+        j = np.arange(i + 1, n)
+        hi = y[i] > y[j]
+        ds = np.where(hi, s[i] - s[j], s[j] - s[i])
+        delta = np.abs(g[i] - g[j]) * (d[i] - d[j]) * inv / (0.01 + np.abs(ds))
+        delta[y[j] == y[i]] = 0.0
+        rho, rho_c = expit(-ds), expit(ds)  # 1 / (1 + exp(ds)) and 1 - that
+        lam = -delta * rho
+        hes = delta * rho * rho_c
+        sign = np.where(hi, 1.0, -1.0)
+        grad[i] += (sign * lam).sum()
+        grad[j] -= sign * lam
+        hess[i] += hes.sum()
+        hess[j] += hes
+        total -= 2 * lam.sum()
+    f = math.log2(1 + total) / total
+    out_g, out_h = np.zeros(n), np.zeros(n)
+    out_g[order], out_h[order] = grad * f, hess * f
+    return out_g, out_h
+
+
+def test_one_list_of_200k_rows():
+    rng = np.random.default_rng(5)
+    n = 200_000
+    preds = rng.normal(size=n)
+    labels = rng.integers(0, 5, size=n).astype(np.float64)
+    t = time.perf_counter()
+    grad, hess = lambdarank_gradients(preds, labels, [n], truncation_level=30)
+    assert time.perf_counter() - t < 5.0
+    rg, rh = _numpy_rows_reference(preds, labels, 30)
+    assert_close(grad, rg)
+    assert_close(hess, rh)
+
+
+@pytest.mark.parametrize(
+    "call, arg, extra",
+    [
+        (lambda p, y, g: lambdarank_gradients(p, y, [3, 3]), "group", "sum"),
+        (lambda p, y, g: lambdarank_gradients(p, y, [4, 0, 3]), "group", "group 1"),
+        (lambda p, y, g: lambdarank_gradients(p, y, [4, -1, 4]), "group", "group 1"),
+        (lambda p, y, g: lambdarank_gradients(p, np.array([0, 1, 2, 3, 4, 31, 0.0]), g), "labels", "group 1"),
+        (lambda p, y, g: lambdarank_gradients(p, np.array([0, 1, 2, 3, -1, 1, 0.0]), g), "labels", "group 1"),
+        (lambda p, y, g: lambdarank_gradients(p, np.array([0, 1.5, 2, 3, 1, 1, 0]), g), "labels", "group 0"),
+        (lambda p, y, g: lambdarank_gradients(p, y, g, label_gain=[0, 1]), "labels", "group 0"),
+        (lambda p, y, g: lambdarank_gradients(np.array([0, 1, 2, 3, np.nan, 1, 0]), y, g), "preds", "list 1"),
+        (lambda p, y, g: lambdarank_gradients(np.array([0, 1, 2, np.inf, 0, 1, 0]), y, g), "preds", "list 0"),
+        (lambda p, y, g: lambdarank_gradients(p, y, g, sigma=0), "sigma", ""),
+        (lambda p, y, g: lambdarank_gradients(p, y, g, sigma=-1.0), "sigma", ""),
+        (lambda p, y, g: lambdarank_gradients(p, y, g, truncation_level=0), "truncation_level", ""),
+        (lambda p, y, g: lambdarank_gradients(p, y[:5], g), "labels", ""),
+        (lambda p, y, g: lambdarank_gradients(p, y, g, weights=np.ones(3)), "weights", ""),
+        (lambda p, y, g: lambdarank_gradients(p, y, g, weights=-np.ones(7)), "weights", "group 0"),
+        (lambda p, y, g: lambdarank_gradients(p.reshape(1, 7), y, g), "preds", ""),
+        (lambda p, y, g: lambdarank_gradients(p, y, g, metric="map"), "metric", ""),
+        (lambda p, y, g: lambdarank_gradients(p, y, g, label_gain=[]), "label_gain", ""),
+        (lambda p, y, g: lambdarank_gradients(p, y, np.array([3.5, 3.5])), "group", ""),
+    ],
+)
+def test_gradients_bad_input(call, arg, extra):
+    p = np.arange(7, dtype=np.float64)
+    y = np.array([0, 1, 2, 3, 1, 1, 0], dtype=np.float64)
+    with pytest.raises(ValueError) as e:
+        call(p, y, [4, 3])
+    assert arg in str(e.value) and extra in str(e.value), str(e.value)
+
+
+def test_gradients_type_errors():
+    with pytest.raises(TypeError, match="truncation_level"):
+        lambdarank_gradients(np.zeros(2), np.zeros(2), [2], truncation_level=2.5)
+    with pytest.raises(TypeError, match="preds"):
+        lambdarank_gradients(np.array(["a", "b"]), np.zeros(2), [2])
+
+
+# ------------------------------------------------------------------------------------------------
+# lambdarank_loss
+
+
+def random_padded(rng, b, n, levels=4, dtype=torch.float64, grid=3.0):
+    s = torch.tensor(np.round(rng.normal(size=(b, n)) * grid) / grid, dtype=dtype)
+    y = torch.tensor(rng.integers(0, levels, size=(b, n)), dtype=dtype)
+    m = torch.tensor(rng.uniform(size=(b, n)) < 0.8)
+    m[:, 0] = True
+    if b > 3:
+        m[1] = False
+        m[1, 2] = True  # a single real item
+        y[2] = 1.0  # one label only
+        m[3] = False  # nothing real
+        s[0, :] = 0.5  # all tied
+    return s, y, m
+
+
+OPTIONS = [
+    dict(sigma=1.0, truncation_level=None, norm=False, metric="ndcg"),
+    dict(sigma=1.0, truncation_level=None, norm=True, metric="ndcg"),
+    dict(sigma=0.7, truncation_level=3, norm=True, metric="ndcg"),
+    dict(sigma=2.0, truncation_level=10, norm=False, metric="ndcg", label_gain=[0.0, 0.5, 4.0, 2.0]),
+    dict(sigma=1.3, truncation_level=None, norm=True, metric="mrr"),
+    dict(sigma=1.0, truncation_level=2, norm=False, metric="mrr"),
+]
+
+
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+@pytest.mark.parametrize("opts", OPTIONS)
+def test_loss_gradient_is_the_lambdas(backend, opts):
+    rng = np.random.default_rng(len(str(opts)) + (backend == "torch"))
+    b, n = 7, 19
+    s, y, m = random_padded(rng, b, n)
+    s.requires_grad_(True)
+    loss = lambdarank_loss(s, y, mask=m, reduction="sum", backend=backend, **opts)
+    loss.backward()
+    k = opts["truncation_level"] or n
+    total = 0.0
+    for bi in range(b):
+        real = m[bi].numpy()
+        sr, yr = s[bi].detach().numpy()[real], y[bi].numpy()[real]
+        if len(sr) == 0:
+            assert torch.all(s.grad[bi] == 0)
+            continue
+        grad, _ = lambdarank_gradients(sr, yr, [len(sr)], sigma=opts["sigma"], truncation_level=k,
+                                       norm=opts["norm"], label_gain=opts.get("label_gain"),
+                                       metric=opts["metric"])
+        assert_close(s.grad[bi].numpy()[real], grad)
+        assert torch.all(s.grad[bi][~m[bi]] == 0)
+        gain = opts.get("label_gain") or None
+        _, _, rl, _ = ref_list(sr, yr, sigma=opts["sigma"], k=k, norm=opts["norm"], gain=gain,
+                               metric=opts["metric"])
+        total += rl
+    assert float(loss.detach()) == pytest.approx(total, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("opts", OPTIONS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_rust_and_torch_backends_agree(opts, reduction, monkeypatch):
+    monkeypatch.setattr(lr_mod, "_chunk_rows", lambda b, n, dev: 3)  # several row chunks
+    rng = np.random.default_rng(17)
+    for dtype, tol in [(torch.float64, 1e-10), (torch.float32, 2e-5)]:
+        s, y, m = random_padded(rng, 6, 33, dtype=dtype)
+        out = []
+        for backend in ("rust", "torch"):
+            x = s.clone().requires_grad_(True)
+            loss = lambdarank_loss(x, y, mask=m, reduction=reduction, backend=backend, **opts)
+            assert loss.dtype == dtype
+            (loss.sum() if reduction == "none" else loss).backward()
+            out.append((loss.detach(), x.grad))
+        torch.testing.assert_close(out[0][0], out[1][0], rtol=tol, atol=tol)
+        torch.testing.assert_close(out[0][1], out[1][1], rtol=tol, atol=tol)
+
+
+def test_degenerate_lists_do_not_count_in_mean():
+    rng = np.random.default_rng(2)
+    s, y, m = random_padded(rng, 6, 8)
+    for backend in ("rust", "torch"):
+        per = lambdarank_loss(s, y, mask=m, reduction="none", backend=backend)
+        assert per[1] == 0 and per[2] == 0 and per[3] == 0
+        counted = (per != 0).sum()
+        mean = lambdarank_loss(s, y, mask=m, reduction="mean", backend=backend)
+        assert float(mean) == pytest.approx(float(per.sum() / counted), rel=1e-12)
+        x = s.clone().requires_grad_(True)
+        lambdarank_loss(x, y, mask=m, backend=backend).backward()
+        assert torch.all(x.grad[1:4] == 0)
+    # empty batches and lists
+    for backend in ("rust", "torch"):
+        for shape in [(0, 5), (3, 0), (2, 1)]:
+            x = torch.zeros(shape, requires_grad=True)
+            loss = lambdarank_loss(x, torch.ones(shape), backend=backend)
+            loss.backward()
+            assert float(loss.detach()) == 0.0 and torch.all(x.grad == 0)
+    assert [a.shape for a in lambdarank_gradients(np.zeros(0), np.zeros(0), [])] == [(0,), (0,)]
+    # nothing counts: 0.0 and a zero gradient
+    x = torch.zeros(2, 3, requires_grad=True)
+    loss = lambdarank_loss(x, torch.ones(2, 3))
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.all(x.grad == 0)
+
+
+def test_loss_dtypes_shapes_and_module():
+    rng = np.random.default_rng(9)
+    s, y, m = random_padded(rng, 4, 10, dtype=torch.float32)
+    for dtype in (torch.float16, torch.bfloat16):
+        for backend in ("rust", "torch"):
+            x = s.to(dtype).requires_grad_(True)
+            loss = lambdarank_loss(x, y, mask=m, backend=backend)
+            assert loss.dtype == dtype
+            loss.backward()
+            assert x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()
+    one = lambdarank_loss(s[0], y[0], reduction="none")
+    assert one.ndim == 0
+    assert float(one) == pytest.approx(float(lambdarank_loss(s[:1], y[:1], reduction="sum")))
+    npy = lambdarank_loss(s.numpy(), y.numpy(), mask=m.numpy())
+    assert isinstance(npy, np.generic) and float(npy) == pytest.approx(float(lambdarank_loss(s, y, mask=m)))
+    mod = rankgrad.nn.LambdaRankLoss(sigma=0.5, truncation_level=4, norm=True, reduction="sum")
+    assert float(mod(s, y, m)) == float(lambdarank_loss(s, y, 0.5, 4, True, m, "sum"))
+    targets_int = y.to(torch.int64)
+    assert float(lambdarank_loss(s, targets_int, mask=m)) == float(lambdarank_loss(s, y, mask=m))
+
+
+def test_loss_real_valued_targets_match_reference():
+    rng = np.random.default_rng(4)
+    s = rng.normal(size=(3, 9))
+    y = rng.uniform(-0.5, 3.0, size=(3, 9))
+    for backend in ("rust", "torch"):
+        x = torch.tensor(s, requires_grad=True)
+        per = lambdarank_loss(x, torch.tensor(y), norm=True, reduction="none", backend=backend)
+        per.sum().backward()
+        for bi in range(3):
+            rg, _, rl, _ = ref_list(s[bi], y[bi], k=None, norm=True)
+            assert float(per[bi].detach()) == pytest.approx(rl, rel=1e-9)
+            assert_close(x.grad[bi].numpy(), rg)
+
+
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+def test_loss_bad_input(backend):
+    s, y = torch.zeros(2, 3), torch.ones(2, 3)
+    bad_s = torch.tensor([[0.0, 1.0, 2.0], [0.0, float("nan"), 1.0]])
+    cases = [
+        (lambda: lambdarank_loss(s, y[:, :2], backend=backend), ValueError, "targets"),
+        (lambda: lambdarank_loss(bad_s, y, backend=backend), ValueError, "list 1"),
+        (lambda: lambdarank_loss(s, y, sigma=0.0, backend=backend), ValueError, "sigma"),
+        (lambda: lambdarank_loss(s, y, truncation_level=0, backend=backend), ValueError, "truncation_level"),
+        (lambda: lambdarank_loss(s, y, reduction="avg", backend=backend), ValueError, "reduction"),
+        (lambda: lambdarank_loss(s, y, mask=torch.ones(2, 3), backend=backend), TypeError, "mask"),
+        (lambda: lambdarank_loss(s, torch.tensor([[0.0, 1, 5], [0, 1, 2]]), label_gain=[0, 1, 3],
+                                 backend=backend), ValueError, "list 0"),
+        (lambda: lambdarank_loss(s, torch.tensor([[0.0, 1, 2], [0, 0.5, 2]]), label_gain=[0, 1, 3],
+                                 backend=backend), ValueError, "list 1"),
+        (lambda: lambdarank_loss(s, torch.full((2, 3), 2000.0), backend=backend), ValueError, "targets"),
+        (lambda: lambdarank_loss(torch.zeros(2, 3, 1), torch.ones(2, 3, 1), backend=backend), ValueError, "scores"),
+        (lambda: lambdarank_loss(s, y, metric="err", backend=backend), ValueError, "metric"),
+    ]
+    for call, exc, text in cases:
+        with pytest.raises(exc, match=text):
+            call()
+    # padded NaN is fine
+    m = torch.tensor([[True, True, True], [True, False, True]])
+    assert torch.isfinite(lambdarank_loss(bad_s, torch.tensor([[0.0, 1, 2], [0, 1, 2]]), mask=m, backend=backend))
+
+
+def test_loss_inputs_not_modified():
+    rng = np.random.default_rng(8)
+    s, y, m = random_padded(rng, 5, 12)
+    copies = (s.clone(), y.clone(), m.clone())
+    for backend in ("rust", "torch"):
+        x = s.clone().requires_grad_(True)
+        lambdarank_loss(x, y, mask=m, norm=True, backend=backend).backward()
+        assert torch.equal(x.detach(), copies[0])
+    assert torch.equal(s, copies[0]) and torch.equal(y, copies[1]) and torch.equal(m, copies[2])
