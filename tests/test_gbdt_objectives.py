@@ -102,20 +102,11 @@ def test_lgbm_ranker_learns(data):
     X, y, g, Xt, yt, gt = data
     obj = rankgrad.lightgbm.LambdaRankObjective()
     assert len(inspect.signature(obj).parameters) == 4  # LGBMRanker passes (y, preds, weight, group)
-    from lightgbm import sklearn as lgb_sklearn
-
-    if lgb_sklearn.SKLEARN_INSTALLED:
-        ranker = lgb.LGBMRanker(objective=obj, n_estimators=15, num_leaves=15, learning_rate=0.1,
-                                n_jobs=2, verbose=-1, random_state=1)
-        ranker.fit(X, y, group=g)
-        preds = ranker.predict(Xt)
-    else:
-        # Without scikit-learn LGBMRanker cannot be built; fit() hands the callable to
-        # lgb.train wrapped in _ObjectiveFunctionWrapper, which calls it with (y, preds, w, group):
-        # run exactly that.
-        wrapped = lgb_sklearn._ObjectiveFunctionWrapper(obj)
-        params = dict(objective=wrapped, num_leaves=15, learning_rate=0.1, num_threads=2, verbose=-1)
-        preds = lgb.train(params, lgb.Dataset(X, y, group=g), 15).predict(Xt)
+    pytest.importorskip("sklearn")  # LGBMRanker needs scikit-learn (installed by the Makefile)
+    ranker = lgb.LGBMRanker(objective=obj, n_estimators=15, num_leaves=15, learning_rate=0.1,
+                            n_jobs=2, verbose=-1, random_state=1)
+    ranker.fit(X, y, group=g)
+    preds = ranker.predict(Xt)
     assert ndcg_at(preds, yt, gt) > ndcg_at(np.zeros(len(yt)), yt, gt) + 0.05
 
 
