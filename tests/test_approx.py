@@ -433,3 +433,29 @@ def test_fortran_ordered_and_transposed_inputs():
     out = approx_ndcg_loss(t, torch.tensor(y).T, reduction="none")
     np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-15)
     np.testing.assert_array_equal(approx_ranks(s.T), approx_ranks(s.T.copy()))
+
+
+def test_torch_compile_fullgraph():
+    """The Rust loss is a torch.library custom op: torch.compile keeps it in one graph."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(8, 1).double()
+    x = torch.randn(4, 10, 8, dtype=torch.float64)
+    y = torch.randint(0, 3, (4, 10)).double()
+    m = torch.rand(4, 10) > 0.2
+
+    def step(x, y, m):
+        return approx_ndcg_loss(net(x).squeeze(-1), y, temperature=0.5, mask=m)
+
+    eager = step(x, y, m)
+    eager.backward()
+    want = net.weight.grad.clone()
+    net.zero_grad()
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")(x, y, m)
+    compiled.backward()
+    assert compiled.item() == pytest.approx(eager.item(), rel=1e-14)
+    torch.testing.assert_close(net.weight.grad, want, rtol=1e-12, atol=1e-14)
+    torch.library.opcheck(
+        torch.ops.rankgrad.approx_loss.default,
+        (torch.randn(3, 5, dtype=torch.float64, requires_grad=True), y[:3, :5], m[:3, :5], "ndcg",
+         1.0, True, "none", True),
+    )

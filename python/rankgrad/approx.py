@@ -11,7 +11,7 @@ backward, so no `[B, N, N]` tensor is ever held.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -97,33 +97,51 @@ class _RanksRust(torch.autograd.Function):
         return torch.from_numpy(g), None, None
 
 
-class _ApproxLossRust(torch.autograd.Function):
-    """Per-list losses `[B]` from the Rust kernel, which also returns their gradient."""
+@torch.library.custom_op("rankgrad::approx_loss", mutates_args=(), device_types="cpu")
+def _approx_loss_op(
+    s: torch.Tensor,
+    y: torch.Tensor,
+    m: Optional[torch.Tensor],
+    kind: str,
+    temperature: float,
+    scale_gains: bool,
+    discount: str,
+    need_grad: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-list losses `[B]`, counts `[B]` and, with `need_grad`, d losses / d scores `[B, N]`
+    (else an empty tensor), from the Rust kernel. A custom op, so torch.compile keeps it in
+    its graph."""
+    losses, valid, grad = _core.approx_loss(
+        kind,
+        s.detach().contiguous().numpy(),
+        y.contiguous().numpy(),
+        None if m is None else m.contiguous().numpy(),
+        temperature,
+        need_grad,
+        scale_gains,
+        discount,
+    )
+    grad = torch.from_numpy(grad) if need_grad else s.new_empty(0)
+    return torch.from_numpy(losses), torch.from_numpy(valid), grad
 
-    @staticmethod
-    def forward(ctx, s, y, m, kind, temperature, scale_gains, discount):
-        need_grad = ctx.needs_input_grad[0]
-        losses, valid, grad = _core.approx_loss(
-            kind,
-            s.detach().contiguous().numpy(),
-            y.contiguous().numpy(),
-            None if m is None else m.contiguous().numpy(),
-            temperature,
-            need_grad,
-            scale_gains,
-            discount,
-        )
-        valid = torch.from_numpy(valid)
-        ctx.mark_non_differentiable(valid)
-        if need_grad:
-            ctx.save_for_backward(torch.from_numpy(grad))
-        return torch.from_numpy(losses), valid
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_losses, _grad_valid):
-        (g,) = ctx.saved_tensors
-        return g * grad_losses[:, None], None, None, None, None, None, None
+@_approx_loss_op.register_fake
+def _(s, y, m, kind, temperature, scale_gains, discount, need_grad):
+    b = s.shape[0]
+    grad = s.new_empty(s.shape) if need_grad else s.new_empty(0)
+    return s.new_empty(b), s.new_empty(b, dtype=torch.bool), grad
+
+
+def _approx_loss_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[2])
+
+
+def _approx_loss_backward(ctx, grad_losses, _grad_valid, _grad_grad):
+    (g,) = ctx.saved_tensors
+    return g * grad_losses[:, None], None, None, None, None, None, None, None
+
+
+_approx_loss_op.register_autograd(_approx_loss_backward, setup_context=_approx_loss_setup)
 
 
 def _native(x: Lists):
@@ -211,9 +229,10 @@ def _loss(kind, scores, targets, mask, temperature, reduction, backend, validate
     x = lists(scores, targets, mask, validate=False)
     if use_rust(x, backend):
         if x.is_torch:
-            losses, valid = _ApproxLossRust.apply(
+            need_grad = x.scores.requires_grad and torch.is_grad_enabled()
+            losses, valid, _ = _approx_loss_op(
                 x.scores, x.targets, x.mask, kind, temperature,
-                opts.get("scale_gains", True), opts.get("discount"),
+                opts.get("scale_gains", True), opts.get("discount") or "none", need_grad,
             )
         else:
             s, y, m = x.numpy()
