@@ -459,3 +459,24 @@ def test_torch_compile_fullgraph():
         (torch.randn(3, 5, dtype=torch.float64, requires_grad=True), y[:3, :5], m[:3, :5], "ndcg",
          1.0, True, "none", True),
     )
+
+
+@pytest.mark.parametrize("step", [1, 3, 64])
+def test_torch_path_in_chunks(monkeypatch, step):
+    """Row chunks (the large-list path, recomputed in the backward) give the same result."""
+    import rankgrad.approx as approx_mod
+
+    monkeypatch.setattr(approx_mod, "_chunk", lambda b, n, device: step)
+    rng = np.random.default_rng(step)
+    s, y, mask = make_batch(rng, 3, 50, ties=True, empty_row=True)
+    for name in ("ndcg", "mse_log2"):
+        res = []
+        for backend in BACKENDS:
+            st_ = torch.tensor(s, requires_grad=True)
+            out = LOSSES[name](st_, torch.tensor(y), mask=torch.tensor(mask), reduction="sum", backend=backend)
+            out.backward()
+            res.append((out.item(), st_.grad.numpy()))
+        assert res[0][0] == pytest.approx(res[1][0], rel=1e-12)
+        np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-10, atol=1e-14)
+    st_ = torch.tensor(s[:, :9], requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: approx_ranks(x, 0.5, torch.tensor(mask[:, :9]), backend="torch"), (st_,))

@@ -46,12 +46,15 @@ class _RanksTorch(torch.autograd.Function):
         mf = m.to(s.dtype)
         r = torch.empty_like(s)
         step = _chunk(b, n, s.device)
+        ctx.p = None
         for a in range(0, n, step):
             e = min(n, a + step)
             x = s[:, None, :] - s[:, a:e, None]  # [B, c, N]: s_j - s_i
             x.mul_(inv_t).sigmoid_()
             # the j == i term is sigmoid(0) = 1/2
             r[:, a:e] = torch.bmm(x, mf[:, :, None])[..., 0] + 0.5
+        if step >= n:  # one chunk holds every pair: keep it for the backward
+            ctx.p = x
         return r * mf
 
     @staticmethod
@@ -67,9 +70,11 @@ class _RanksTorch(torch.autograd.Function):
         step = _chunk(b, n, s.device)
         for a in range(0, n, step):
             e = min(n, a + step)
-            x = s[:, a:e, None] - s[:, None, :]  # [B, c, N]: s_k - s_i
-            p = x.mul_(inv_t).sigmoid_()
-            w = p.sub_(p.square())  # sigmoid' = p (1 - p)
+            if ctx.p is not None:  # sigmoid(s_j - s_i) for row i: sigmoid' is symmetric
+                w = ctx.p - ctx.p.square()  # not in place: a backward may run twice
+            else:
+                p = (s[:, a:e, None] - s[:, None, :]).mul_(inv_t).sigmoid_()  # [B, c, N]
+                w = p.sub_(p.square())  # sigmoid' = p (1 - p)
             wc, w1 = torch.bmm(w, rhs).unbind(-1)  # sum_i w c_i m_i, sum_i w m_i
             g[:, a:e] = (wc - c[:, a:e] * w1) * inv_t
         return g * mf, None, None
