@@ -12,7 +12,7 @@
 
 use crate::batch::{for_each_list, for_each_row, scatter, Gathered, Padded};
 use crate::error::{Error, Result};
-use crate::float::{sigmoid2, sigmoid_grad, Float};
+use crate::float::{sigmoid2, sigmoid_grad, simd_dispatch, Float};
 
 /// Lanes a reduction is split into so that it vectorises; summed in a fixed order.
 const L: usize = 8;
@@ -275,35 +275,6 @@ fn list_vjp<F: Float>(w: &mut Work<F>, inv_t: F) {
     ranks_vjp(&list.s, c, inv_t, g, rows, tmp);
 }
 
-// The same code compiled for AVX2 and chosen at run time; no fused multiply-add is used, so
-// both give bitwise the same results.
-macro_rules! simd_dispatch {
-    ($name:ident, $generic:ident, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
-        fn $name<F: Float>($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-                unsafe fn avx512<F: Float>($($arg: $ty),*) -> $ret {
-                    $generic($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2<F: Float>($($arg: $ty),*) -> $ret {
-                    $generic($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vl") && std::arch::is_x86_feature_detected!("avx512dq") {
-                    // SAFETY: the CPU supports these features, checked just above.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2, checked just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $generic($($arg),*)
-        }
-    };
-}
-
 simd_dispatch!(list_loss_simd, list_loss, (w: &mut Work<F>, inv_t: F, kind: ApproxLoss, grad: bool) -> (F, bool));
 simd_dispatch!(list_ranks_simd, list_ranks, (w: &mut Work<F>, inv_t: F) -> ());
 simd_dispatch!(list_vjp_simd, list_vjp, (w: &mut Work<F>, inv_t: F) -> ());
@@ -414,23 +385,7 @@ fn check_out<F>(out: &[F], batch: &Padded<F>, arg: &'static str) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// A small deterministic generator (xorshift), so tests need no crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-        fn normal(&mut self) -> f64 {
-            let (u, v) = (self.next().max(1e-300), self.next());
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        }
-        fn label(&mut self, max: u32) -> f64 {
-            (self.next() * (max + 1) as f64).floor()
-        }
-    }
+    use crate::testing::Rng;
 
     fn sig(x: f64) -> f64 {
         1.0 / (1.0 + (-x).exp())

@@ -185,6 +185,40 @@ pub fn sigmoid_grad<F: Float>(x: F) -> F {
     e * q * q
 }
 
+/// `$name` runs `$generic` compiled for AVX-512 or AVX2 when the CPU has it, else as it is.
+/// No fused multiply-add is used, so every version gives bitwise the same results.
+macro_rules! simd_dispatch {
+    ($name:ident, $generic:ident, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        fn $name<F: $crate::float::Float>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+                unsafe fn avx512<F: $crate::float::Float>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2<F: $crate::float::Float>($($arg: $ty),*) -> $ret {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                {
+                    // SAFETY: the CPU supports these features, checked just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_dispatch;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -871,19 +871,7 @@ pub fn lambdarank_loss<F: Float>(
 mod tests {
     use super::*;
 
-    /// A small deterministic generator (xorshift), so tests need no crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-        fn int(&mut self, below: usize) -> usize {
-            (self.next() * below as f64) as usize
-        }
-    }
+    use crate::testing::Rng;
 
     /// The SPEC's per-list pseudocode, written out directly: (grad, hess, S-scaled loss).
     fn reference(s: &[f64], y: &[f64], gain: &[f64], o: &LambdaOptions) -> (Vec<f64>, Vec<f64>, f64) {

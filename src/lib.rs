@@ -16,5 +16,8 @@ pub mod ragged;
 #[cfg(feature = "python")]
 mod py;
 
+#[cfg(test)]
+mod testing;
+
 pub use error::{Error, Result};
 pub use float::Float;

@@ -235,15 +235,7 @@ pub fn metric_ragged<F: Float>(
 mod tests {
     use super::*;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::testing::Rng;
 
     /// Full stable sort, then the definitions.
     fn reference(s: &[f64], y: &[f64], metric: Metric) -> (f64, bool) {

@@ -17,7 +17,7 @@
 
 use crate::batch::{for_each_list, scatter, Gathered, Padded};
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::float::{simd_dispatch, Float};
 
 /// Lanes a reduction is split into so that it vectorises; summed in a fixed order.
 const L: usize = 8;
@@ -200,22 +200,7 @@ fn list_loss<F: Float>(w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool) {
     (F::from_f64(total * inv), true)
 }
 
-// The same code compiled for AVX2 and chosen at run time; no fused multiply-add is used, so
-// both give bitwise the same results.
-fn list_loss_simd<F: Float>(w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<F: Float>(w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool) {
-            list_loss(w, sigma, grad)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { avx2(w, sigma, grad) };
-        }
-    }
-    list_loss(w, sigma, grad)
-}
+simd_dispatch!(list_loss_simd, list_loss, (w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool));
 
 /// Per-list RankNet losses `[b]`, whether each list counts in a mean `[b]`, and with `grad`
 /// the gradient of each list's loss with respect to its scores `[b * n]` (zero at padding).
@@ -259,22 +244,7 @@ pub fn ranknet_loss<F: Float>(
 mod tests {
     use super::*;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-        fn normal(&mut self) -> f64 {
-            let (u, v) = (self.next().max(1e-300), self.next());
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        }
-        fn label(&mut self, max: u32) -> f64 {
-            (self.next() * (max + 1) as f64).floor()
-        }
-    }
+    use crate::testing::Rng;
 
     fn softplus(z: f64) -> f64 {
         z.max(0.0) + (-z.abs()).exp().ln_1p()

@@ -1,11 +1,11 @@
 //! Bindings for the approximate-rank family (`crate::approx`).
 
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array2, as_rows, run_kernel, same_shape};
+use super::{array2, as_rows, by_dtype, mask_rows, run_kernel, same_shape, shape_of};
 use crate::approx::{self, ApproxLoss, Discount};
 use crate::batch::Padded;
 use crate::float::Float;
@@ -28,40 +28,6 @@ fn parse_kind(kind: &str, scale_gains: bool, discount: Option<&str>) -> PyResult
         },
         k => return Err(PyValueError::new_err(format!("unknown approx loss {k:?}"))),
     })
-}
-
-fn mask_rows<'py>(
-    mask: Option<&Bound<'py, PyAny>>,
-    shape: (usize, usize),
-) -> PyResult<Option<PyReadonlyArray2<'py, bool>>> {
-    match mask {
-        None => Ok(None),
-        Some(m) if m.is_none() => Ok(None),
-        Some(m) => {
-            let m = array2::<bool>(m, "mask", "bool")?;
-            same_shape(&m, "mask", shape)?;
-            Ok(Some(m))
-        }
-    }
-}
-
-fn shape_of<T: Element>(a: &PyReadonlyArray2<'_, T>) -> (usize, usize) {
-    let s = a.shape();
-    (s[0], s[1])
-}
-
-/// Dispatches on the dtype of `scores` (float32 or float64).
-macro_rules! by_dtype {
-    ($scores:expr, $f:ident ( $($arg:expr),* )) => {{
-        let s = $scores;
-        if s.extract::<PyReadonlyArray2<'_, f32>>().is_ok() {
-            $f::<f32>($($arg),*)
-        } else if s.extract::<PyReadonlyArray2<'_, f64>>().is_ok() {
-            $f::<f64>($($arg),*)
-        } else {
-            Err(PyTypeError::new_err("scores must be a 2-D numpy array of float32 or float64"))
-        }
-    }};
 }
 
 fn ranks_impl<'py, F: Float + Element>(

@@ -1,13 +1,12 @@
 //! Bindings for LambdaRank (`crate::lambdas`): the ragged GBDT gradients and the padded loss.
 
-use std::borrow::Cow;
 
 use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array2, as_rows, run_kernel, same_shape};
+use super::{array1, array2, as_flat, as_rows, run_kernel, same_shape};
 use crate::batch::Padded;
 use crate::float::Float;
 use crate::lambdas::{self, Gains, LambdaOptions, Metric};
@@ -21,19 +20,6 @@ fn parse_metric(metric: &str) -> PyResult<Metric> {
 }
 
 /// Extracts `obj` as a 1-D array of `T`, or a TypeError naming `arg`.
-fn array1<'py, T: Element>(obj: &Bound<'py, PyAny>, arg: &str, what: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
-    obj.extract::<PyReadonlyArray1<'py, T>>()
-        .map_err(|_| PyTypeError::new_err(format!("{arg} must be a 1-D numpy array of {what}")))
-}
-
-/// A 1-D array's values as a slice: borrowed when contiguous, else copied.
-fn as_slice<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
-    match a.as_slice() {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
-    }
-}
-
 fn is_array1<T: Element>(obj: &Bound<'_, PyAny>) -> bool {
     obj.extract::<PyReadonlyArray1<'_, T>>().is_ok()
 }
@@ -68,9 +54,9 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
     let g = array1::<i64>(group, "group", "int64")?;
     let lg = label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
     let w = weights.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "weights", "float64")).transpose()?;
-    let (pv, yv, gv) = (as_slice(&p), as_slice(&y), as_slice(&g));
-    let lgv = lg.as_ref().map(as_slice);
-    let wv = w.as_ref().map(as_slice);
+    let (pv, yv, gv) = (as_flat(&p), as_flat(&y), as_flat(&g));
+    let lgv = lg.as_ref().map(as_flat);
+    let wv = w.as_ref().map(as_flat);
     let n = pv.len();
     let compute = |grad: &mut [f64], hess: &mut [f64]| -> Result<(), crate::Error> {
         let default_gain;
@@ -163,7 +149,7 @@ fn loss_impl<'py, F: Float + Element>(
     };
     let lg = label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
     let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
-    let lgv = lg.as_ref().map(as_slice);
+    let lgv = lg.as_ref().map(as_flat);
     let (b, n) = shape;
     let (losses, valid, grad) = run_kernel(py, || {
         let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, RwLock};
 
-use numpy::{Element, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -79,6 +79,59 @@ pub(crate) fn same_shape<T: Element>(
         )));
     }
     Ok(())
+}
+
+pub(crate) fn mask_rows<'py>(
+    mask: Option<&Bound<'py, PyAny>>,
+    shape: (usize, usize),
+) -> PyResult<Option<PyReadonlyArray2<'py, bool>>> {
+    match mask {
+        None => Ok(None),
+        Some(m) if m.is_none() => Ok(None),
+        Some(m) => {
+            let m = array2::<bool>(m, "mask", "bool")?;
+            same_shape(&m, "mask", shape)?;
+            Ok(Some(m))
+        }
+    }
+}
+
+pub(crate) fn shape_of<T: Element>(a: &PyReadonlyArray2<'_, T>) -> (usize, usize) {
+    let s = a.shape();
+    (s[0], s[1])
+}
+
+/// Dispatches on the dtype of `scores` (float32 or float64).
+macro_rules! by_dtype {
+    ($scores:expr, $f:ident ( $($arg:expr),* )) => {{
+        let s = $scores;
+        if s.extract::<PyReadonlyArray2<'_, f32>>().is_ok() {
+            $f::<f32>($($arg),*)
+        } else if s.extract::<PyReadonlyArray2<'_, f64>>().is_ok() {
+            $f::<f64>($($arg),*)
+        } else {
+            Err(PyTypeError::new_err("scores must be a 2-D numpy array of float32 or float64"))
+        }
+    }};
+}
+pub(crate) use by_dtype;
+
+/// A 1-D array of `T`, or a TypeError naming `arg`.
+pub(crate) fn array1<'py, T: Element>(
+    obj: &Bound<'py, PyAny>,
+    arg: &str,
+    what: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    obj.extract::<PyReadonlyArray1<'py, T>>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg} must be a 1-D numpy array of {what}")))
+}
+
+/// A 1-D array's values as a slice: borrowed when contiguous, else copied.
+pub(crate) fn as_flat<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
+    }
 }
 
 /// Sets the number of threads rankgrad's kernels use (0: rayon's default, one per core).

@@ -1,74 +1,16 @@
 //! Bindings for RankNet (`crate::ranknet`) and the exact metrics (`crate::metrics`).
 
-use std::borrow::Cow;
 
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array2, run_kernel, same_shape};
+use super::{array1, array2, as_flat, as_rows, by_dtype, mask_rows, run_kernel, same_shape, shape_of};
 use crate::batch::Padded;
 use crate::float::Float;
 use crate::metrics::{self, Metric};
 use crate::ranknet;
-
-fn mask_rows<'py>(
-    mask: Option<&Bound<'py, PyAny>>,
-    shape: (usize, usize),
-) -> PyResult<Option<PyReadonlyArray2<'py, bool>>> {
-    match mask {
-        Some(m) if !m.is_none() => {
-            let m = array2::<bool>(m, "mask", "bool")?;
-            same_shape(&m, "mask", shape)?;
-            Ok(Some(m))
-        }
-        _ => Ok(None),
-    }
-}
-
-fn shape_of<T: Element>(a: &PyReadonlyArray2<'_, T>) -> (usize, usize) {
-    let s = a.shape();
-    (s[0], s[1])
-}
-
-/// A 2-D array's values in row-major order: borrowed when C-contiguous, else copied.
-/// (`as_slice` alone also accepts Fortran-ordered arrays, whose memory is column-major.)
-fn as_rows<'a, T: Element + Clone>(a: &'a PyReadonlyArray2<'_, T>) -> Cow<'a, [T]> {
-    if a.is_c_contiguous() {
-        if let Ok(s) = a.as_slice() {
-            return Cow::Borrowed(s);
-        }
-    }
-    Cow::Owned(a.as_array().iter().cloned().collect())
-}
-
-/// A 1-D array's values as a slice: borrowed when contiguous, else copied.
-fn as_flat<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
-    match a.as_slice() {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
-    }
-}
-
-fn array1<'py, T: Element>(obj: &Bound<'py, PyAny>, arg: &str, what: &str) -> PyResult<PyReadonlyArray1<'py, T>> {
-    obj.extract::<PyReadonlyArray1<'py, T>>()
-        .map_err(|_| PyTypeError::new_err(format!("{arg} must be a 1-D numpy array of {what}")))
-}
-
-/// Dispatches on the dtype of `scores` (float32 or float64).
-macro_rules! by_dtype {
-    ($scores:expr, $f:ident ( $($arg:expr),* )) => {{
-        let s = $scores;
-        if s.extract::<PyReadonlyArray2<'_, f32>>().is_ok() {
-            $f::<f32>($($arg),*)
-        } else if s.extract::<PyReadonlyArray2<'_, f64>>().is_ok() {
-            $f::<f64>($($arg),*)
-        } else {
-            Err(PyTypeError::new_err("scores must be a 2-D numpy array of float32 or float64"))
-        }
-    }};
-}
 
 fn ranknet_impl<'py, F: Float + Element>(
     py: Python<'py>,
