@@ -85,17 +85,18 @@ def test_first_inserts_fill_slots_in_order_then_evict_oldest_lowest_index_first(
 
 def test_eviction_follows_age_then_index_against_a_sorted_reference():
     g = torch.Generator().manual_seed(3)
-    m = CacheManager(specs(), cache_size=12)
+    C = 300
+    m = CacheManager(specs(), cache_size=C)
     for _ in range(20):
-        age = torch.randint(0, 4, (12,), generator=g)  # many ties
+        age = torch.randint(0, 4, (C,), generator=g)  # many ties
         cache = NegativeCache(
-            {"id": torch.arange(12), "embedding": torch.zeros(12, D)}, age.clone(), torch.ones(12, dtype=torch.bool)
+            {"id": torch.arange(C), "embedding": torch.zeros(C, D)}, age.clone(), torch.ones(C, dtype=torch.bool)
         )
-        n = int(torch.randint(1, 12, (1,), generator=g))
-        new = torch.arange(100, 100 + n)
+        n = int(torch.randint(1, C, (1,), generator=g))
+        new = torch.arange(1000, 1000 + n)
         out = m.update_cache(cache, new_items={"id": new, "embedding": torch.ones(n, D)})
-        order = sorted(range(12), key=lambda i: (-int(age[i]), i))[:n]
-        want_ids = list(range(12))
+        order = sorted(range(C), key=lambda i: (-int(age[i]), i))[:n]
+        want_ids = list(range(C))
         want_age = (age + 1).tolist()
         for item, slot in zip(new.tolist(), order):
             want_ids[slot] = item
