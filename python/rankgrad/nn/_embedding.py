@@ -1,0 +1,388 @@
+"""Embedding losses for dual encoders (SPEC section 6).
+
+Sparsity regularizers (L1, L2, FLOPS) and the Multiple Negatives Ranking loss
+(in-batch softmax cross-entropy), on one process or across torch.distributed ranks.
+
+dtypes follow SPEC section 2: float32 and float64 are computed natively; float16 and
+bfloat16 are computed in float32; the loss is returned in the input dtype (the
+promoted dtype when the inputs differ).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from .._inputs import check_positive
+
+__all__ = [
+    "L1Regularization",
+    "L2Regularization",
+    "FLOPSRegularization",
+    "MultipleNegativesRankingLoss",
+]
+
+SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
+
+# The Manhattan backward works on [rows, C, D] blocks of at most this many elements.
+_CHUNK_ELEMENTS = 1 << 23
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_weight(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+    if not (v >= 0.0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return v
+
+
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def _check_tensor(x, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    return x
+
+
+def _dtypes(tensors: Sequence[Tensor]) -> Tuple[torch.dtype, torch.dtype]:
+    """(compute dtype, output dtype) for a set of floating-point inputs."""
+    out = tensors[0].dtype
+    for t in tensors[1:]:
+        out = torch.promote_types(out, t.dtype)
+    work = torch.float64 if out == torch.float64 else torch.float32
+    return work, out
+
+
+def _same_device(x: Tensor, name: str, ref: Tensor, ref_name: str) -> None:
+    if x.device != ref.device:
+        raise ValueError(f"{name} is on {x.device} but {ref_name} is on {ref.device}")
+
+
+# ----------------------------------------------------------------------- regularizers
+
+
+class _Regularization(nn.Module):
+    def __init__(self, query_weight: float = 1e-4, doc_weight: float = 1e-4):
+        super().__init__()
+        self.query_weight = _check_weight("query_weight", query_weight)
+        self.doc_weight = _check_weight("doc_weight", doc_weight)
+
+    def extra_repr(self) -> str:
+        return f"query_weight={self.query_weight}, doc_weight={self.doc_weight}"
+
+    @staticmethod
+    def _penalty(rows: Tensor) -> Tensor:  # rows: [R, D]
+        raise NotImplementedError
+
+    def forward(self, query_embeddings: Tensor, doc_embeddings: Tensor) -> Tensor:
+        q = _check_tensor(query_embeddings, "query_embeddings")
+        d = _check_tensor(doc_embeddings, "doc_embeddings")
+        for x, name in ((q, "query_embeddings"), (d, "doc_embeddings")):
+            if x.ndim < 1:
+                raise ValueError(f"{name} must be [*, D] (at least 1-D), got a 0-d tensor")
+        _same_device(d, "doc_embeddings", q, "query_embeddings")
+        work, out = _dtypes([q, d])
+
+        def penalty(x: Tensor) -> Tensor:
+            rows = x.to(work).reshape(-1, x.shape[-1])
+            if rows.shape[0] == 0:
+                return rows.sum()  # no rows: 0, still attached to the graph
+            return self._penalty(rows)
+
+        return (self.query_weight * penalty(q) + self.doc_weight * penalty(d)).to(out)
+
+
+class L1Regularization(_Regularization):
+    """`query_weight * mean_rows ||q||_1 + doc_weight * mean_rows ||d||_1`.
+
+    Rows are every leading index of a `[*, D]` input; a 1-D input is one row.
+    """
+
+    @staticmethod
+    def _penalty(rows: Tensor) -> Tensor:
+        return rows.abs().sum(dim=-1).mean()
+
+
+class L2Regularization(_Regularization):
+    """`query_weight * mean_rows ||q||_2 + doc_weight * mean_rows ||d||_2`.
+
+    The norm is not squared; a zero row gets a zero (sub)gradient.
+    """
+
+    @staticmethod
+    def _penalty(rows: Tensor) -> Tensor:
+        return torch.linalg.vector_norm(rows, dim=-1).mean()
+
+
+class FLOPSRegularization(_Regularization):
+    """`query_weight * sum_j (mean_rows |q_j|)^2 + doc_weight * sum_j (mean_rows |d_j|)^2`.
+
+    The FLOPS regularizer of SPLADE (Paria et al., ICLR 2020): a smooth proxy for the
+    number of floating-point operations of a sparse dot product.
+    """
+
+    @staticmethod
+    def _penalty(rows: Tensor) -> Tensor:
+        return rows.abs().mean(dim=0).square().sum()
+
+
+# ------------------------------------------------------------------------ similarities
+
+
+def _l2_distance(x: Tensor, y: Tensor) -> Tensor:
+    """Pairwise L2 distances `[n, m]` from `||x||^2 + ||y||^2 - 2 x.y`, no `[n, m, D]` tensor.
+
+    The square is clamped at 0 and the root has a zero gradient at zero distance.
+    """
+    sq = (x * x).sum(-1)[:, None] + (y * y).sum(-1)[None, :] - 2.0 * (x @ y.T)
+    sq = sq.clamp_min(0.0)
+    pos = sq > 0
+    return torch.where(pos, torch.where(pos, sq, torch.ones_like(sq)).sqrt(), torch.zeros_like(sq))
+
+
+class _L1Distance(torch.autograd.Function):
+    """Pairwise L1 distances `[n, m]`; the backward works on bounded `[rows, m, D]` blocks.
+
+    torch.cdist's own backward allocates a full `[m, n, D]` buffer; this one does not.
+    The subgradient of |t| at 0 is taken as 0.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:
+        ctx.save_for_backward(x, y)
+        return torch.cdist(x, y, p=1.0)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, y = ctx.saved_tensors
+        need_x, need_y = ctx.needs_input_grad
+        gx = torch.zeros_like(x) if need_x else None
+        gy = torch.zeros_like(y) if need_y else None
+        m, dim = y.shape
+        rows = max(1, _CHUNK_ELEMENTS // max(1, m * dim))
+        for i in range(0, x.shape[0], rows):
+            sign = torch.sign(x[i : i + rows, None, :] - y[None, :, :])  # [r, m, D]
+            g = grad[i : i + rows]  # [r, m]
+            if gx is not None:
+                gx[i : i + rows] = torch.bmm(g[:, None, :], sign)[:, 0, :]
+            if gy is not None:
+                gy -= torch.bmm(g.T[:, None, :], sign.transpose(0, 1))[:, 0, :]
+        return gx, gy
+
+
+def similarity_matrix(x: Tensor, y: Tensor, similarity: str) -> Tensor:
+    """`sim(x_i, y_j)` for `x [n, D]`, `y [m, D]`: cosine, dot, `1/(1 + L2)`, `1/(1 + L1)`."""
+    if similarity == "cosine":
+        return F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
+    if similarity == "dot":
+        return x @ y.T
+    if similarity == "euclidean":
+        return 1.0 / (1.0 + _l2_distance(x, y))
+    if similarity == "manhattan":
+        return 1.0 / (1.0 + _L1Distance.apply(x, y))
+    raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+
+
+# ------------------------------------------------------------------------- distributed
+
+
+def _process_group():
+    """The default group when torch.distributed runs with more than one rank, else None."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.group.WORLD
+    return None
+
+
+class _GatherRows(torch.autograd.Function):
+    """Concatenates the `[n_r, D]` rows of every rank in rank order (n_r may differ).
+
+    Backward: the gradient of the gathered rows is summed over ranks and each rank
+    takes back its own rows, so every rank's loss reaches the rows it used.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, sizes: List[int], rank: int, group) -> Tensor:
+        dist = torch.distributed
+        ctx.sizes, ctx.rank, ctx.group = sizes, rank, group
+        width = max(sizes)
+        buf = x.new_zeros((width, x.shape[1]))
+        buf[: x.shape[0]] = x
+        parts = [torch.empty_like(buf) for _ in sizes]
+        dist.all_gather(parts, buf, group=group)
+        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        dist = torch.distributed
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None, None, None
+
+
+def _gather_batches(anchors: Tensor, positives: Tensor, negatives: Tensor, with_anchors: bool, group):
+    """Every rank's (anchors, positives, negatives) in rank order, and this rank's offset.
+
+    This rank's own rows are the local tensors themselves (their local graph is kept);
+    the other ranks' rows come through `_GatherRows`, whose backward sends each rank's
+    gradient to the rank that produced the rows.
+    """
+    dist = torch.distributed
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    b, dim = positives.shape
+    info = torch.tensor(
+        [b, negatives.shape[0], dim, positives.element_size()], dtype=torch.int64, device=positives.device
+    )
+    infos = [torch.empty_like(info) for _ in range(world)]
+    dist.all_gather(infos, info, group=group)
+    table = [[int(v) for v in t.tolist()] for t in infos]
+    for r, (_, _, d_r, size_r) in enumerate(table):
+        if d_r != dim:
+            raise ValueError(
+                f"anchors: embedding dimension differs across ranks ({dim} on rank {rank}, {d_r} on rank {r})"
+            )
+        if size_r != positives.element_size():
+            raise ValueError(f"anchors: dtype differs across ranks (rank {rank} vs rank {r})")
+
+    local = [anchors, positives, negatives] if with_anchors else [positives, negatives]
+    counts = [[t[0], t[0], t[1]] if with_anchors else [t[0], t[1]] for t in table]
+    gathered = _GatherRows.apply(torch.cat(local), [sum(c) for c in counts], rank, group)
+
+    pieces: List[List[Tensor]] = [[] for _ in local]
+    start = 0
+    for r, c in enumerate(counts):
+        for k, n in enumerate(c):
+            pieces[k].append(local[k] if r == rank else gathered[start : start + n])
+            start += n
+    offset = sum(t[0] for t in table[:rank])
+    merged = [torch.cat(p) for p in pieces]
+    if with_anchors:
+        return merged[0], merged[1], merged[2], offset
+    return None, merged[0], merged[1], offset
+
+
+# ------------------------------------------------------------------------------ MNRL
+
+
+class MultipleNegativesRankingLoss(nn.Module):
+    """In-batch softmax cross-entropy for dual encoders (InfoNCE, "MNRL").
+
+    For anchors `a [B, D]`, positives `p [B, D]` and optional hard negatives
+    `n [B, K, D]`, the candidates are `c = [p_1..p_B, n_11..n_1K, .., n_B1..n_BK]` and
+
+        loss = mean_i  -log softmax_j(scale * sim(a_i, c_j))[i]
+
+    `similarity`: "cosine", "dot", "euclidean" (`1/(1 + ||a - c||_2)`) or
+    "manhattan" (`1/(1 + ||a - c||_1)`). `symmetric=True` returns the average of that
+    loss and `mean_i -log softmax_j(scale * sim(p_i, a_j))[i]` (no hard negatives there).
+
+    `gather_across_devices=True` under torch.distributed: every rank's positives and
+    negatives (and anchors, for the symmetric term) join the candidates, so anchor i of
+    rank r has target `B_0 + .. + B_{r-1} + i`. Each rank returns the mean over its own
+    anchors; each rank's embeddings receive the gradient of the sum of every rank's loss,
+    so that DDP's gradient averaging yields the gradient of the mean loss over the
+    global batch (exactly the one-process loss when the ranks' batch sizes are equal).
+    Every rank must call the loss and its backward. Without an initialised process
+    group it is the one-process loss.
+
+    float16/bfloat16 inputs are computed in float32; the loss has the input dtype.
+    """
+
+    def __init__(
+        self,
+        scale: float = 20.0,
+        similarity: str = "cosine",
+        symmetric: bool = False,
+        gather_across_devices: bool = False,
+    ):
+        super().__init__()
+        self.scale = check_positive("scale", scale)
+        if not isinstance(similarity, str):
+            raise TypeError(f"similarity must be a str, one of {SIMILARITIES}, got {type(similarity).__name__}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        self.similarity = similarity
+        self.symmetric = _check_flag("symmetric", symmetric)
+        self.gather_across_devices = _check_flag("gather_across_devices", gather_across_devices)
+
+    def extra_repr(self) -> str:
+        return (
+            f"scale={self.scale}, similarity={self.similarity!r}, symmetric={self.symmetric}, "
+            f"gather_across_devices={self.gather_across_devices}"
+        )
+
+    def forward(self, anchors: Tensor, positives: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
+        a, p, n, out = _check_triplet(anchors, positives, negatives)
+        b = a.shape[0]
+        group = _process_group() if self.gather_across_devices else None
+        if group is None:
+            all_a, all_p, all_n, offset = a, p, n, 0
+        else:
+            all_a, all_p, all_n, offset = _gather_batches(a, p, n, self.symmetric, group)
+        target = torch.arange(offset, offset + b, device=a.device)
+        logits = self.scale * similarity_matrix(a, torch.cat([all_p, all_n]), self.similarity)
+        loss = F.cross_entropy(logits, target)
+        if self.symmetric:
+            if group is None:
+                back = logits[:, :b].T  # sim(p_i, a_j), every similarity being symmetric
+            else:
+                back = self.scale * similarity_matrix(p, all_a, self.similarity)
+            loss = 0.5 * (loss + F.cross_entropy(back, target))
+        return loss.to(out)
+
+
+def _check_triplet(anchors, positives, negatives):
+    """(anchors, positives, negatives flattened to [B*K, D]) in the compute dtype, and the output dtype."""
+    a = _check_tensor(anchors, "anchors")
+    p = _check_tensor(positives, "positives")
+    if a.ndim != 2:
+        raise ValueError(f"anchors must be 2-D [B, D], got shape {tuple(a.shape)}")
+    if a.shape[0] == 0:
+        raise ValueError("anchors must hold at least one row, got an empty batch")
+    if p.ndim != 2:
+        raise ValueError(f"positives must be 2-D [B, D], got shape {tuple(p.shape)}")
+    if p.shape != a.shape:
+        raise ValueError(
+            f"positives has shape {tuple(p.shape)}, expected {tuple(a.shape)} like anchors "
+            "(same batch size and dimension)"
+        )
+    _same_device(p, "positives", a, "anchors")
+    tensors = [a, p]
+    if negatives is not None:
+        n = _check_tensor(negatives, "negatives")
+        if n.ndim != 3:
+            hint = " (for one negative per anchor, pass negatives.unsqueeze(1))" if n.ndim == 2 else ""
+            raise ValueError(f"negatives must be 3-D [B, K, D], got shape {tuple(n.shape)}{hint}")
+        if n.shape[0] != a.shape[0] or n.shape[2] != a.shape[1]:
+            raise ValueError(
+                f"negatives has shape {tuple(n.shape)}, expected [{a.shape[0]}, K, {a.shape[1]}] "
+                "(anchors' batch size and dimension)"
+            )
+        _same_device(n, "negatives", a, "anchors")
+        tensors.append(n)
+    work, out = _dtypes(tensors)
+    a, p = a.to(work), p.to(work)
+    if negatives is None:
+        n = a.new_zeros((0, a.shape[1]))
+    else:
+        n = negatives.to(work).reshape(-1, a.shape[1])
+    return a, p, n, out
