@@ -193,6 +193,26 @@ def test_samples_follow_softmax_over_filled_slots(transform):
     chi_square_check(counts[:6], torch.softmax(s[0], 0))
 
 
+def test_large_caches_are_sampled_in_two_stages_with_the_same_distribution():
+    """Above 1024 candidates a row is sampled block by block (1500 slots: 39 blocks of 39,
+    the last one padded); the draw must still follow the softmax over every filled slot."""
+    from rankgrad import negative_cache
+
+    size, filled = 1500, 1480
+    assert size > negative_cache._FLAT_SAMPLE_MAX
+    g = torch.Generator().manual_seed(8)
+    table = 0.25 * torch.randn(filled, D, generator=g)
+    cache = cache_with(table, list(range(filled)), size=size)
+    q = torch.randn(1, D, generator=g)
+    gen = torch.Generator().manual_seed(9)
+    slots = torch.cat([draw(cache, table, q, 10000, generator=gen).flatten() for _ in range(4)])
+    counts = torch.bincount(slots, minlength=size)
+    assert counts[filled:].sum() == 0
+    probs = torch.softmax((q @ table.T)[0].double(), 0)
+    assert float(probs.min()) * slots.numel() > 5  # chi-square needs expected counts >= 5
+    chi_square_check(counts[:filled], probs)
+
+
 def test_top_k_draws_only_each_querys_top_k_by_softmax():
     g = torch.Generator().manual_seed(5)
     table = torch.randn(12, D, generator=g)

@@ -18,6 +18,7 @@ of torch.distributed and sampled as if it were one cache.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
@@ -244,7 +245,9 @@ class CacheManager:
                 age.index_fill_(0, idx, -1)
         if insert is not None and next(iter(insert.values())).shape[0] > 0:
             n = next(iter(insert.values())).shape[0]
-            slots = torch.sort(age, descending=True, stable=True).indices[:n]
+            c = self.cache_size
+            # Oldest first, ties to the lowest index: the largest keys age * c - index.
+            slots = (age * c - torch.arange(c, device=age.device)).topk(n).indices
             for k, v in insert.items():
                 data[k].index_copy_(0, slots, v)
             filled.index_fill_(0, slots, True)
@@ -312,15 +315,45 @@ class CacheManager:
 # Sampling
 
 
-def _gumbel_argmax(logits: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    """One index per row drawn from softmax(logits) by Gumbel-max; -inf entries are never drawn."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-    gumbel = -torch.log(-torch.log(u.clamp_min(torch.finfo(u.dtype).tiny)))
-    return torch.argmax(logits + gumbel, dim=1)
+# Rows longer than this are sampled in two Gumbel-max stages (blocks, then within a block).
+_FLAT_SAMPLE_MAX = 1024
+
+
+def _race(weights: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    """Gumbel-max on log-weights: `argmax_j (log w_j + G_j)`, `G_j = -log(-log U_j)`, computed
+    as `argmax_j w_j / (-log U_j)`, the exponential of the same quantity. w_j = 0 is never drawn."""
+    u = torch.rand(weights.shape, generator=generator, device=weights.device, dtype=weights.dtype)
+    return (weights / u.log_().neg_()).max(dim=1).indices  # U = 0 gives -log U = inf: weight 0
+
+
+def _gumbel_sample(logits: Tensor, generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+    """Per row, an index drawn from softmax(logits) by Gumbel-max, and logsumexp(logits).
+
+    A row of K > _FLAT_SAMPLE_MAX logits is cut into about sqrt(K) blocks: Gumbel-max over
+    the blocks' total weights picks a block, a second Gumbel-max picks within it, so
+    P(j) = (W_block / W) (w_j / W_block) = softmax(logits)_j exactly, from 2 sqrt(K)
+    uniforms instead of K (the same construction as the sharded cache's two draws).
+    -inf logits are never drawn; a row of -inf has logsumexp -inf.
+    """
+    b, k = logits.shape
+    m = logits.amax(dim=1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    w = (logits - m).exp_()
+    if k <= _FLAT_SAMPLE_MAX:
+        return _race(w, generator), w.sum(dim=1).log_() + m[:, 0]
+    size = int(math.ceil(math.sqrt(k)))
+    blocks = -(-k // size)
+    if blocks * size != k:
+        w = torch.nn.functional.pad(w, (0, blocks * size - k))
+    w = w.view(b, blocks, size)
+    mass = w.sum(dim=2)
+    block = _race(mass, generator)
+    inner = _race(w[torch.arange(b, device=w.device), block], generator)
+    return block * size + inner, mass.sum(dim=1).log_() + m[:, 0]
 
 
 class _Retrieval(NamedTuple):
-    logits: Tensor  # [B, K] the cache's logits (per slot, or per shard's log-sum-exp), -inf = none
+    lse: Tensor  # [B] log-sum-exp of the cache's logits (over the top k when set)
     slots: Tensor  # [B] int64 sampled slot (global index when sharded)
     data: Dict[str, Tensor]  # {data_key: [B, ...]} the sampled documents
     cached: Tensor  # [B, D] their cached embeddings
@@ -446,22 +479,23 @@ class CacheClassificationLoss:
 
     # -- retrieval ----------------------------------------------------------------------
 
-    def _cache_logits(self, q: Tensor, cache: NegativeCache, dtype) -> Tensor:
+    def _cache_logits(self, q: Tensor, cache: NegativeCache, dtype, full: bool) -> Tensor:
         s = self._t(q.to(dtype) @ cache.data[self.embedding_key].to(dtype).T)
-        return s.masked_fill(~cache.filled, float("-inf"))
+        return s if full else s.masked_fill(~cache.filled, float("-inf"))
 
     def _retrieve(self, q: Tensor, cache: NegativeCache, dtype) -> _Retrieval:
         emb = cache.data[self.embedding_key]
-        if not bool(cache.filled.any()):
-            return _Retrieval(q.new_empty(q.shape[0], 0), q.new_empty(0, dtype=torch.int64), {}, emb[:0], False)
-        s = self._cache_logits(q, cache, dtype)
+        filled = int(cache.filled.sum())
+        if filled == 0:
+            return _Retrieval(q.new_empty(0), q.new_empty(0, dtype=torch.int64), {}, emb[:0], False)
+        s = self._cache_logits(q, cache, dtype, full=filled == cache.cache_size)
         cand = None
         if self.top_k is not None:
             s, cand = s.topk(min(self.top_k, cache.cache_size), dim=1)
-        j = _gumbel_argmax(s, self.generator)
+        j, lse = _gumbel_sample(s, self.generator)
         slots = j if cand is None else cand.gather(1, j[:, None])[:, 0]
         data = {k: cache.data[k][slots] for k in self.data_keys}
-        return _Retrieval(s, slots, data, emb[slots], True)
+        return _Retrieval(lse, slots, data, emb[slots], True)
 
     def _retrieve_sharded(self, q: Tensor, cache: NegativeCache, dtype) -> _Retrieval:
         dist, group = _dist(), self.group
@@ -473,12 +507,12 @@ class CacheClassificationLoss:
         bmax = int(meta[:, 0].max())
         emb = cache.data[self.embedding_key]
         if bmax == 0:
-            return _Retrieval(q.new_empty(0, world), q.new_empty(0, dtype=torch.int64), {}, emb[:0], False)
+            return _Retrieval(q.new_empty(0), q.new_empty(0, dtype=torch.int64), {}, emb[:0], False)
         q_pad = q.new_zeros(bmax, q.shape[1])
         q_pad[:b] = q
         queries = torch.cat(_all_gather(q_pad, group))  # [world * bmax, D], rank r's queries in block r
 
-        s = self._cache_logits(queries, cache, dtype)
+        s = self._cache_logits(queries, cache, dtype, full=bool(cache.filled.all()))
         cand = None
         if self.top_k is not None:
             # Exact top-k over the union: the global top k lie among the shards' local top k.
@@ -489,8 +523,7 @@ class CacheClassificationLoss:
             mine = (winners // k_local == rank).sum(dim=1)
             keep = torch.arange(k_local, device=dev)[None, :] < mine[:, None]
             s = s.masked_fill(~keep, float("-inf"))
-        lse = torch.logsumexp(s, dim=1)
-        j = _gumbel_argmax(s, self.generator)
+        j, lse = _gumbel_sample(s, self.generator)
         slots = j if cand is None else cand.gather(1, j[:, None])[:, 0]
 
         # Each shard's local sample and log-sum-exp travel back to the rank of the query.
@@ -502,11 +535,11 @@ class CacheClassificationLoss:
             for k in self.data_keys
         }
         if b == 0 or not bool(torch.isfinite(lse_w).any()):
-            return _Retrieval(lse_w, q.new_empty(0, dtype=torch.int64), {}, emb[:0], False)
-        shard = _gumbel_argmax(lse_w, self.generator)  # a second Gumbel draw over the shards
+            return _Retrieval(q.new_empty(0), q.new_empty(0, dtype=torch.int64), {}, emb[:0], False)
+        shard, lse = _gumbel_sample(lse_w, self.generator)  # a second Gumbel draw over the shards
         row = torch.arange(b, device=dev)
         data = {k: v[shard, row] for k, v in data_w.items()}
-        return _Retrieval(lse_w, shard * c + slot_w[shard, row], data, cached_w[shard, row], True)
+        return _Retrieval(lse, shard * c + slot_w[shard, row], data, cached_w[shard, row], True)
 
     # -- the loss -----------------------------------------------------------------------
 
@@ -549,7 +582,7 @@ class CacheClassificationLoss:
         s_neg = self._t((q * fresh).sum(dim=1))
 
         s_pos_c = s_pos.detach()
-        log_p = s_pos_c - torch.logsumexp(torch.cat([s_pos_c[:, None], r.logits], dim=1), dim=1)
+        log_p = s_pos_c - torch.logaddexp(s_pos_c, r.lse)
         p = log_p.exp()
         training = (1.0 - p) * (s_neg - s_pos)
         f = fresh.detach()
