@@ -1,0 +1,512 @@
+"""rankgrad.negative_cache in one process (SPEC section 7).
+
+Statistical tests use a fixed seed, so they are deterministic; each states the test
+and its threshold, chosen so that a correct sampler would fail it for fewer than 1 seed
+in 10,000.
+"""
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from rankgrad.negative_cache import (
+    CacheClassificationLoss,
+    CacheLossHandler,
+    CacheLossReturn,
+    CacheManager,
+    NegativeCache,
+)
+
+D = 4
+
+
+def specs(d=D):
+    return {"id": ((), torch.int64), "embedding": ((d,), torch.float32)}
+
+
+def items(ids, table):
+    ids = torch.as_tensor(ids, dtype=torch.int64)
+    return {"id": ids, "embedding": table[ids]}
+
+
+def lookup(table):
+    return lambda data: table[data["id"]]
+
+
+def chi_square_check(counts, probs, alpha=1e-4):
+    """Pearson chi-square goodness of fit plus a per-cell 5-sigma bound on the frequency."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    probs = torch.as_tensor(probs, dtype=torch.float64)
+    n = counts.sum()
+    expected = n * probs
+    stat = float(((counts - expected) ** 2 / expected).sum())
+    critical = stats.chi2.ppf(1 - alpha, df=len(probs) - 1)
+    assert stat < critical, f"chi-square {stat:.2f} >= {critical:.2f}: {counts.tolist()} vs {expected.tolist()}"
+    bound = 5 * torch.sqrt(probs * (1 - probs) / n)
+    assert bool(((counts / n - probs).abs() <= bound).all()), (counts / n, probs)
+
+
+# ---------------------------------------------------------------------------------------
+# The update rule
+
+
+def test_new_cache_is_empty_with_equal_ages_on_its_device():
+    cache = CacheManager(specs(), cache_size=5).init_cache()
+    assert isinstance(cache, NegativeCache)
+    assert cache.data["id"].shape == (5,) and cache.data["embedding"].shape == (5, D)
+    assert cache.data["embedding"].dtype == torch.float32
+    assert cache.age.dtype == torch.int64 and cache.age.tolist() == [0] * 5
+    assert cache.filled.tolist() == [False] * 5
+    assert cache.device == torch.device("cpu")
+
+
+def test_first_inserts_fill_slots_in_order_then_evict_oldest_lowest_index_first():
+    table = torch.randn(50, D)
+    m = CacheManager(specs(), cache_size=5)
+    c = m.update_cache(m.init_cache(), new_items=items([10, 11, 12], table))
+    assert c.data["id"].tolist() == [10, 11, 12, 0, 0]
+    assert c.filled.tolist() == [True, True, True, False, False]
+    assert c.age.tolist() == [0, 0, 0, 1, 1]
+    assert torch.equal(c.data["embedding"][:3], table[10:13])
+
+    c = m.update_cache(c, new_items=items([13], table))  # the empty slots are the oldest
+    assert c.data["id"].tolist() == [10, 11, 12, 13, 0]
+    assert c.age.tolist() == [1, 1, 1, 0, 2]
+    c = m.update_cache(c, new_items=items([14, 15], table))  # slot 4 (age 2), then slot 0 (tie, lowest)
+    assert c.data["id"].tolist() == [15, 11, 12, 13, 14]
+    assert c.filled.all()
+    assert c.age.tolist() == [0, 2, 2, 1, 0]
+    c = m.update_cache(c, new_items=items([16, 17], table))  # ties at age 2: slot 1 then 2
+    assert c.data["id"].tolist() == [15, 16, 17, 13, 14]
+    assert c.age.tolist() == [1, 0, 0, 2, 1]
+
+
+def test_eviction_follows_age_then_index_against_a_sorted_reference():
+    g = torch.Generator().manual_seed(3)
+    C = 300
+    m = CacheManager(specs(), cache_size=C)
+    for _ in range(20):
+        age = torch.randint(0, 4, (C,), generator=g)  # many ties
+        cache = NegativeCache(
+            {"id": torch.arange(C), "embedding": torch.zeros(C, D)}, age.clone(), torch.ones(C, dtype=torch.bool)
+        )
+        n = int(torch.randint(1, C, (1,), generator=g))
+        new = torch.arange(1000, 1000 + n)
+        out = m.update_cache(cache, new_items={"id": new, "embedding": torch.ones(n, D)})
+        order = sorted(range(C), key=lambda i: (-int(age[i]), i))[:n]
+        want_ids = list(range(C))
+        want_age = (age + 1).tolist()
+        for item, slot in zip(new.tolist(), order):
+            want_ids[slot] = item
+            want_age[slot] = 0
+        assert out.data["id"].tolist() == want_ids
+        assert out.age.tolist() == want_age
+        assert cache.age.tolist() == age.tolist()  # not in place by default
+
+
+def test_lru_refresh_makes_a_slot_youngest_and_fifo_does_not():
+    table = torch.randn(50, D)
+    fresh = torch.full((1, D), 7.0)
+    for use_lru in (True, False):
+        m = CacheManager(specs(), cache_size=3, use_lru=use_lru)
+        c = m.init_cache()
+        for i in range(3):
+            c = m.update_cache(c, new_items=items([i], table))
+        assert c.age.tolist() == [2, 1, 0]
+        c = m.update_cache(
+            c, new_items=items([9], table), updated_item_indices=torch.tensor([0]), updated_item_data={"embedding": fresh}
+        )
+        if use_lru:  # slot 0 was refreshed, so slot 1 is the oldest and goes
+            assert c.data["id"].tolist() == [0, 9, 2]
+            assert torch.equal(c.data["embedding"][0], fresh[0])
+            assert c.age.tolist() == [0, 0, 1]
+        else:  # refreshed or not, slot 0 is the oldest
+            assert c.data["id"].tolist() == [9, 1, 2]
+            assert c.age.tolist() == [0, 2, 1]
+
+
+def test_refresh_last_write_wins_ignores_empty_slots_and_masks():
+    m = CacheManager(specs(), cache_size=4)
+    c = m.update_cache(m.init_cache(), new_items=items([0, 1], torch.zeros(5, D)))
+    vals = torch.arange(4 * D, dtype=torch.float32).view(4, D)
+    c2 = m.update_cache(
+        c, updated_item_indices=torch.tensor([1, 0, 1, 3]), updated_item_data={"embedding": vals}
+    )
+    assert torch.equal(c2.data["embedding"][1], vals[2])  # the last write to slot 1
+    assert torch.equal(c2.data["embedding"][0], vals[1])
+    assert torch.equal(c2.data["embedding"][3], torch.zeros(D))  # slot 3 is empty: dropped
+    assert c2.filled.tolist() == [True, True, False, False]
+    assert c2.age.tolist() == [0, 0, 2, 2]
+    c3 = m.update_cache(
+        c,
+        updated_item_indices=torch.tensor([0, 1]),
+        updated_item_data={"embedding": vals[:2]},
+        updated_item_mask=torch.tensor([False, True]),
+        new_items=items([3, 4], torch.ones(5, D)),
+        new_items_mask=torch.tensor([False, True]),
+    )
+    assert torch.equal(c3.data["embedding"][0], torch.zeros(D))
+    assert torch.equal(c3.data["embedding"][1], vals[1])
+    assert c3.data["id"].tolist() == [0, 1, 4, 0]
+    assert c3.filled.tolist() == [True, True, True, False]
+
+
+def test_inplace_update_changes_the_given_tensors():
+    m = CacheManager(specs(), cache_size=3)
+    c = m.init_cache()
+    age = c.age
+    out = m.update_cache(c, new_items=items([2], torch.ones(3, D)), inplace=True)
+    assert out is c and out.age is age
+    assert age.tolist() == [0, 1, 1] and c.filled.tolist() == [True, False, False]
+
+
+# ---------------------------------------------------------------------------------------
+# Sampling
+
+
+def cache_with(table, ids, size):
+    m = CacheManager(specs(table.shape[1]), cache_size=size)
+    return m.update_cache(m.init_cache(), new_items=items(ids, table))
+
+
+def draw(cache, table, q, n, **kw):
+    """`n` samples per query row of q (q repeated n times); returns slots [n, B]."""
+    loss = CacheClassificationLoss("embedding", ("id",), reduction="none", **kw)
+    out = loss(lookup(table), q.repeat(n, 1), torch.zeros(n * q.shape[0], q.shape[1]), cache)
+    return out.updated_item_indices.view(n, q.shape[0])
+
+
+@pytest.mark.parametrize("transform", [None, lambda s: 2.0 * s])
+def test_samples_follow_softmax_over_filled_slots(transform):
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(10, D, generator=g) * 0.7
+    cache = cache_with(table, [3, 1, 4, 7, 5, 9], size=9)  # slots 6..8 stay empty
+    q = torch.randn(1, D, generator=g)
+    n = 30000
+    slots = draw(cache, table, q, n, score_transform=transform, generator=torch.Generator().manual_seed(1))
+    counts = torch.bincount(slots.flatten(), minlength=9)
+    assert counts[6:].sum() == 0  # empty slots are never sampled
+    s = q @ table[[3, 1, 4, 7, 5, 9]].T
+    s = s if transform is None else transform(s)
+    chi_square_check(counts[:6], torch.softmax(s[0], 0))
+
+
+def test_large_caches_are_sampled_in_two_stages_with_the_same_distribution():
+    """Above 1024 candidates a row is sampled block by block (1500 slots: 39 blocks of 39,
+    the last one padded); the draw must still follow the softmax over every filled slot."""
+    from rankgrad import negative_cache
+
+    size, filled = 1500, 1480
+    assert size > negative_cache._FLAT_SAMPLE_MAX
+    g = torch.Generator().manual_seed(8)
+    table = 0.25 * torch.randn(filled, D, generator=g)
+    cache = cache_with(table, list(range(filled)), size=size)
+    q = torch.randn(1, D, generator=g)
+    gen = torch.Generator().manual_seed(9)
+    slots = torch.cat([draw(cache, table, q, 10000, generator=gen).flatten() for _ in range(4)])
+    counts = torch.bincount(slots, minlength=size)
+    assert counts[filled:].sum() == 0
+    probs = torch.softmax((q @ table.T)[0].double(), 0)
+    assert float(probs.min()) * slots.numel() > 5  # chi-square needs expected counts >= 5
+    chi_square_check(counts[:filled], probs)
+
+
+def test_top_k_draws_only_each_querys_top_k_by_softmax():
+    g = torch.Generator().manual_seed(5)
+    table = torch.randn(12, D, generator=g)
+    ids = list(range(12))
+    cache = cache_with(table, ids, size=12)
+    q = torch.randn(2, D, generator=g)
+    n = 20000
+    slots = draw(cache, table, q, n, top_k=3, generator=torch.Generator().manual_seed(2))
+    s = q @ table.T
+    for b in range(2):
+        top = s[b].topk(3).indices
+        counts = torch.bincount(slots[:, b], minlength=12)
+        others = torch.ones(12, dtype=torch.bool)
+        others[top] = False
+        assert counts[others].sum() == 0
+        chi_square_check(counts[top], torch.softmax(s[b, top], 0))
+    assert set(s[0].topk(3).indices.tolist()) != set(s[1].topk(3).indices.tolist())  # the test means something
+
+
+def test_top_k_larger_than_the_filled_slots():
+    g = torch.Generator().manual_seed(6)
+    table = torch.randn(5, D, generator=g)
+    cache = cache_with(table, [0, 1, 2], size=8)
+    q = torch.randn(1, D, generator=g)
+    slots = draw(cache, table, q, 20000, top_k=6, generator=torch.Generator().manual_seed(3))
+    counts = torch.bincount(slots.flatten(), minlength=8)
+    assert counts[3:].sum() == 0
+    chi_square_check(counts[:3], torch.softmax((q @ table[:3].T)[0], 0))
+
+
+def test_generator_makes_sampling_reproducible():
+    table = torch.randn(8, D, generator=torch.Generator().manual_seed(0))
+    cache = cache_with(table, list(range(8)), size=8)
+    q = torch.randn(5, D, generator=torch.Generator().manual_seed(1))
+    a = draw(cache, table, q, 50, generator=torch.Generator().manual_seed(42))
+    b = draw(cache, table, q, 50, generator=torch.Generator().manual_seed(42))
+    c = draw(cache, table, q, 50, generator=torch.Generator().manual_seed(43))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# ---------------------------------------------------------------------------------------
+# Losses
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_losses_and_staleness_match_their_formulas(reduction):
+    g = torch.Generator().manual_seed(11)
+    table = torch.randn(10, D, generator=g, dtype=torch.float64)
+    ids = [2, 5, 7, 8]
+    m = CacheManager({"id": ((), torch.int64), "embedding": ((D,), torch.float64)}, cache_size=6)
+    stale = table[ids] + 0.3 * torch.randn(4, D, generator=g, dtype=torch.float64)  # cached != fresh
+    cache = m.update_cache(m.init_cache(), new_items={"id": torch.tensor(ids), "embedding": stale})
+    scale = 1.5
+    loss = CacheClassificationLoss(
+        "embedding", ("id",), score_transform=lambda s: scale * s, reduction=reduction,
+        generator=torch.Generator().manual_seed(0),
+    )
+    q = torch.randn(3, D, generator=g, dtype=torch.float64, requires_grad=True)
+    pos = torch.randn(3, D, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.nn.Parameter(table.clone())
+    out = loss(lambda d: w[d["id"]], q, pos, cache)
+    assert isinstance(out, CacheLossReturn)
+
+    slots = out.updated_item_indices
+    assert slots.shape == (3,) and slots.dtype == torch.int64
+    j_ids = cache.data["id"][slots]
+    fresh = w[j_ids]
+    s_pos = scale * (q * pos).sum(1)
+    s_neg = scale * (q * fresh).sum(1)
+    s_all = torch.cat([s_pos[:, None], scale * q @ stale.T], 1)
+    p = torch.softmax(s_all, 1)[:, 0].detach()
+    want_train = (1 - p) * (s_neg - s_pos)
+    want_interp = -torch.log(p)
+    want_stale = ((stale[slots] - table[j_ids]) ** 2).sum(1) / (table[j_ids] ** 2).sum(1)
+    red = {"none": lambda x: x, "mean": lambda x: x.mean(), "sum": lambda x: x.sum()}[reduction]
+    torch.testing.assert_close(out.training_loss, red(want_train))
+    torch.testing.assert_close(out.interpretable_loss, red(want_interp.detach()))
+    torch.testing.assert_close(out.staleness, red(want_stale))
+    assert float(red(want_stale).sum()) > 0.01  # the cache really was stale
+    torch.testing.assert_close(out.updated_item_data["embedding"], table[j_ids])
+    assert not out.updated_item_data["embedding"].requires_grad
+
+    grads = torch.autograd.grad(out.training_loss.sum(), (q, pos, w))
+    want = torch.autograd.grad(red(want_train).sum(), (q, pos, w))
+    for got, exp in zip(grads, want):
+        torch.testing.assert_close(got, exp)
+    assert grads[2].abs().sum() > 0  # gradient reached doc_network through s_neg
+
+
+@pytest.mark.parametrize("transform", [None, lambda s: 3.0 * s])
+def test_expected_gradient_is_the_full_softmax_cross_entropy_gradient(transform):
+    """Fresh cache: mean over R draws of d training_loss / d q -> d(-log p)/d q.
+
+    Per draw and query, the gradient is c (1 - p)(e_J - d_pos) (c = 1 or 3), so each
+    component of the mean has standard deviation c (1 - p) std(e_J) / sqrt(R); the
+    tolerance is 6 such standard deviations.
+    """
+    g = torch.Generator().manual_seed(21)
+    c = 1.0 if transform is None else 3.0
+    table = torch.randn(8, D, generator=g, dtype=torch.float64) * 0.6
+    m = CacheManager({"id": ((), torch.int64), "embedding": ((D,), torch.float64)}, cache_size=10)
+    cache = m.update_cache(m.init_cache(), new_items={"id": torch.arange(8), "embedding": table})
+    q = torch.randn(3, D, generator=g, dtype=torch.float64)
+    pos = torch.randn(3, D, generator=g, dtype=torch.float64)
+    r = 20000
+    qr = q.repeat(r, 1).requires_grad_(True)
+    loss = CacheClassificationLoss(
+        "embedding", ("id",), score_transform=transform, reduction="sum",
+        generator=torch.Generator().manual_seed(7),
+    )
+    out = loss(lookup(table), qr, pos.repeat(r, 1), cache)
+    assert float(out.staleness) == 0.0
+    mean_grad = torch.autograd.grad(out.training_loss, qr)[0].view(r, 3, D).mean(0)
+
+    qf = q.clone().requires_grad_(True)
+    logits = c * torch.cat([(qf * pos).sum(1, keepdim=True), qf @ table.T], 1)
+    full = -torch.log_softmax(logits, 1)[:, 0].sum()
+    want = torch.autograd.grad(full, qf)[0]
+
+    with torch.no_grad():
+        p = torch.softmax(logits, 1)[:, 0]
+        probs = torch.softmax(c * q @ table.T, 1)  # [3, 8]
+        mean_e = probs @ table
+        var_e = probs @ table**2 - mean_e**2
+        sd = c * (1 - p)[:, None] * var_e.clamp_min(0).sqrt() / math.sqrt(r)
+    err = (mean_grad - want).abs()
+    assert bool((err <= 6 * sd + 1e-9).all()), (err, sd)
+    assert float(want.abs().max()) > 20 * float(sd.max())  # the gradient is well resolved
+
+
+def test_empty_cache_gives_zero_losses_and_refreshes_nothing():
+    m = CacheManager(specs(), cache_size=4)
+    loss = CacheClassificationLoss("embedding", ("id",))
+    q = torch.randn(3, D, requires_grad=True)
+    called = []
+    out = loss(lambda d: called.append(1), q, torch.randn(3, D), m.init_cache())
+    assert not called
+    assert float(out.training_loss.detach()) == 0.0 and float(out.interpretable_loss) == 0.0 and float(out.staleness) == 0.0
+    out.training_loss.backward()
+    assert torch.equal(q.grad, torch.zeros(3, D))
+    assert out.updated_item_indices.shape == (0,)
+    assert out.updated_item_data["embedding"].shape == (0, D)
+
+
+def test_low_precision_queries_score_in_float32():
+    table = torch.randn(6, D)
+    cache = cache_with(table, list(range(6)), size=6)
+    q = torch.randn(3, D).to(torch.bfloat16).requires_grad_(True)
+    loss = CacheClassificationLoss("embedding", ("id",))
+    out = loss(lookup(table), q, torch.randn(3, D, dtype=torch.bfloat16), cache)
+    assert out.training_loss.dtype == torch.float32
+    out.training_loss.backward()
+    assert q.grad.dtype == torch.bfloat16 and torch.isfinite(q.grad.float()).all()
+
+
+# ---------------------------------------------------------------------------------------
+# The handler
+
+
+def test_handler_writes_back_refreshed_embeddings_and_enqueues_positives():
+    g = torch.Generator().manual_seed(4)
+    table = torch.randn(40, D, generator=g)
+    m = CacheManager(specs(), cache_size=8)
+    loss = CacheClassificationLoss("embedding", ("id",), generator=torch.Generator().manual_seed(0))
+    h = CacheLossHandler(m, loss)
+    assert h.cache.filled.sum() == 0
+    q = torch.randn(3, D, generator=g, requires_grad=True)
+
+    pos = table[[0, 1, 2]].clone().requires_grad_(True)
+    out = h(lookup(table), q, pos, {"id": torch.tensor([0, 1, 2])})
+    assert out.updated_item_indices.numel() == 0  # nothing to sample yet
+    assert h.cache.data["id"][:3].tolist() == [0, 1, 2] and h.cache.filled.sum() == 3
+    assert not h.cache.data["embedding"].requires_grad
+
+    moved = table + 10.0  # the document network has changed since the items were cached
+    out = h(lookup(moved), q, moved[[3, 4, 5]], {"id": torch.tensor([3, 4, 5])})
+    out.training_loss.backward()
+    refreshed = out.updated_item_indices.unique()
+    assert refreshed.numel() >= 1 and bool((refreshed < 3).all())
+    for slot in range(3):
+        i = int(h.cache.data["id"][slot])
+        want = moved[i] if slot in refreshed.tolist() else table[i]
+        torch.testing.assert_close(h.cache.data["embedding"][slot], want)
+        assert int(h.cache.age[slot]) == (0 if slot in refreshed.tolist() else 1)
+    assert h.cache.data["id"][3:6].tolist() == [3, 4, 5]
+    torch.testing.assert_close(h.cache.data["embedding"][3:6], moved[[3, 4, 5]])
+    assert float(out.staleness) > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_cache_stays_on_its_device():
+    dev = torch.device("cuda")
+    table = torch.randn(20, D, device=dev)
+    m = CacheManager(specs(), cache_size=8)
+    loss = CacheClassificationLoss("embedding", ("id",), top_k=4, generator=torch.Generator(dev).manual_seed(0))
+    h = CacheLossHandler(m, loss, device=dev)
+    q = torch.randn(3, D, device=dev, requires_grad=True)
+    for step in range(3):
+        ids = torch.arange(3 * step, 3 * step + 3, device=dev)
+        out = h(lookup(table), q, table[ids], {"id": ids})
+    out.training_loss.backward()
+    assert all(v.device.type == "cuda" for v in h.cache.data.values())
+    assert h.cache.age.device.type == "cuda" and out.updated_item_indices.device.type == "cuda"
+    assert q.grad.abs().sum() > 0
+    slots = draw(h.cache, table, q[:1].detach(), 20000, generator=torch.Generator(dev).manual_seed(1))
+    counts = torch.bincount(slots.flatten().cpu(), minlength=8)
+    filled = h.cache.filled.cpu()
+    assert counts[~filled].sum() == 0
+    s = (q[:1].detach() @ h.cache.data["embedding"].T).cpu()[0]
+    chi_square_check(counts[filled], torch.softmax(s[filled].double(), 0))
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_spec_without_the_embedding_key_is_refused():
+    m = CacheManager({"id": ((), torch.int64), "emb": ((D,), torch.float32)}, cache_size=4)
+    loss = CacheClassificationLoss("embedding", ("id",))
+    with pytest.raises(ValueError, match="embedding_key 'embedding'"):
+        CacheLossHandler(m, loss)
+    with pytest.raises(ValueError, match="'embedding'.*embedding_key"):
+        loss(lookup(torch.zeros(5, D)), torch.zeros(2, D), torch.zeros(2, D), m.init_cache())
+    m2 = CacheManager({"embedding": ((D,), torch.float32)}, cache_size=4)
+    with pytest.raises(ValueError, match="data_keys"):
+        CacheLossHandler(m2, loss)
+
+
+def test_new_items_of_the_wrong_shape_dtype_or_fields_are_refused():
+    m = CacheManager(specs(), cache_size=4)
+    c = m.init_cache()
+    with pytest.raises(ValueError, match=r"new_items\['embedding'\] has shape \(2, 5\)"):
+        m.update_cache(c, new_items={"id": torch.tensor([0, 1]), "embedding": torch.zeros(2, 5)})
+    with pytest.raises(ValueError, match=r"new_items\['embedding'\] has 3 rows"):
+        m.update_cache(c, new_items={"id": torch.tensor([0, 1]), "embedding": torch.zeros(3, D)})
+    with pytest.raises(TypeError, match=r"new_items\['id'\] must be integer"):
+        m.update_cache(c, new_items={"id": torch.zeros(2), "embedding": torch.zeros(2, D)})
+    with pytest.raises(ValueError, match="new_items.*missing \\['id'\\]"):
+        m.update_cache(c, new_items={"embedding": torch.zeros(2, D)})
+    with pytest.raises(ValueError, match="new_items has 5 items, more than cache_size=4"):
+        m.update_cache(c, new_items={"id": torch.arange(5), "embedding": torch.zeros(5, D)})
+    with pytest.raises(ValueError, match="updated_item_indices must lie in"):
+        m.update_cache(c, updated_item_indices=torch.tensor([4]), updated_item_data={"embedding": torch.zeros(1, D)})
+    with pytest.raises(ValueError, match="given together"):
+        m.update_cache(c, updated_item_indices=torch.tensor([0]))
+    with pytest.raises(ValueError, match="updated_item_data has fields \\['x'\\]"):
+        m.update_cache(c, updated_item_indices=torch.tensor([0]), updated_item_data={"x": torch.zeros(1, D)})
+    assert c.filled.sum() == 0 and c.age.tolist() == [0] * 4  # nothing half-applied
+
+
+def test_a_cache_on_another_device_is_refused():
+    m = CacheManager(specs(), cache_size=4)
+    meta = m.init_cache(device="meta")
+    assert meta.device.type == "meta"
+    loss = CacheClassificationLoss("embedding", ("id",))
+    with pytest.raises(ValueError, match="query_embeddings is on cpu but the cache is on meta"):
+        loss(lookup(torch.zeros(5, D)), torch.zeros(2, D), torch.zeros(2, D), meta)
+    with pytest.raises(ValueError, match=r"new_items\['id'\] is on cpu but the cache is on meta"):
+        m.update_cache(meta, new_items=items([0], torch.zeros(2, D)))
+    h = CacheLossHandler(m, loss, device="meta")
+    with pytest.raises(ValueError, match="query_embeddings is on cpu"):
+        h(lookup(torch.zeros(5, D)), torch.zeros(2, D), torch.zeros(2, D), {"id": torch.tensor([0, 1])})
+    gen_loss = CacheClassificationLoss("embedding", ("id",), generator=torch.Generator())
+    q = torch.zeros(2, D, device="meta")
+    with pytest.raises(ValueError, match="generator is on cpu but the cache is on meta"):
+        gen_loss(lookup(torch.zeros(5, D)), q, q, meta)
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(TypeError, match="specs"):
+        CacheManager([("id", ((), torch.int64))], cache_size=4)
+    with pytest.raises(TypeError, match=r"specs\['id'\] dtype"):
+        CacheManager({"id": ((), "int64")}, cache_size=4)
+    with pytest.raises(ValueError, match="cache_size"):
+        CacheManager(specs(), cache_size=0)
+    with pytest.raises(TypeError, match="cache_size"):
+        CacheManager(specs(), cache_size=4.0)
+    with pytest.raises(ValueError, match="top_k"):
+        CacheClassificationLoss("embedding", ("id",), top_k=0)
+    with pytest.raises(ValueError, match="reduction"):
+        CacheClassificationLoss("embedding", ("id",), reduction="avg")
+    with pytest.raises(TypeError, match="data_keys"):
+        CacheClassificationLoss("embedding", "id")
+    with pytest.raises(TypeError, match="generator"):
+        CacheClassificationLoss("embedding", ("id",), generator=0)
+    table = torch.randn(5, D)
+    cache = cache_with(table, [0, 1], size=4)
+    loss = CacheClassificationLoss("embedding", ("id",))
+    with pytest.raises(ValueError, match=r"query_embeddings has shape \(2, 3\), expected \[B, 4\]"):
+        loss(lookup(table), torch.zeros(2, 3), torch.zeros(2, 3), cache)
+    with pytest.raises(ValueError, match="pos_doc_embeddings has 3 rows"):
+        loss(lookup(table), torch.zeros(2, D), torch.zeros(3, D), cache)
+    with pytest.raises(ValueError, match="doc_network returned"):
+        loss(lambda d: torch.zeros(2, D + 1), torch.zeros(2, D), torch.zeros(2, D), cache)
+    h = CacheLossHandler(CacheManager(specs(), cache_size=4), loss)
+    with pytest.raises(ValueError, match="pos_doc_data must have the fields \\['id'\\]"):
+        h(lookup(table), torch.zeros(2, D), torch.zeros(2, D), {"tokens": torch.zeros(2)})
