@@ -173,8 +173,8 @@ def write(results):
         f"{results['rounds']} rounds. LightGBM's gradient time = training with "
         "`objective=\"lambdarank\"` minus training with a custom objective returning precomputed "
         "arrays. rankgrad writes into output arrays reused from round to round, as its LightGBM and "
-        "XGBoost adapters do (into freshly allocated arrays: last column). Timings taken while "
-        "other jobs shared the machine: treat them as noisy.",
+        "XGBoost adapters do (into freshly allocated arrays: last column). One run: timings on a "
+        "busy machine are noisy.",
         "",
         "| truncation | LightGBM C++ (ms/round) | rankgrad (ms/round) | rankgrad, 1 thread | numpy (ms/round) "
         "| rankgrad vs LightGBM | rankgrad vs numpy | rankgrad, fresh arrays |",
