@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array2, as_rows, by_dtype, mask_rows, run_kernel, same_shape, shape_of};
+use super::{array2, as_rows, by_dtype, mask_rows, run_kernel, same_shape, shape_of, padded_loss};
 use crate::approx::{self, ApproxLoss, Discount};
 use crate::batch::Padded;
 use crate::float::Float;
@@ -72,27 +72,10 @@ fn loss_impl<'py, F: Float + Element>(
     temperature: f64,
     need_grad: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let s = array2::<F>(scores, "scores", "float32 or float64")?;
-    let shape = shape_of(&s);
-    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
-    same_shape(&y, "targets", shape)?;
-    let m = mask_rows(mask, shape)?;
-    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
     let t = F::from_f64(temperature);
-    let (b, n) = shape;
-    let (losses, valid, grad) = run_kernel(py, || {
-        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
-        let mut losses = vec![F::ZERO; b];
-        let mut valid = vec![false; b];
-        let mut grad = need_grad.then(|| vec![F::ZERO; b * n]);
-        approx::approx_loss(&batch, t, kind, &mut losses, &mut valid, grad.as_deref_mut())?;
-        Ok((losses, valid, grad))
-    })?;
-    let grad = match grad {
-        Some(g) => g.into_pyarray(py).reshape([b, n])?.into_any(),
-        None => py.None().into_bound(py),
-    };
-    PyTuple::new(py, [losses.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any(), grad])
+    padded_loss::<F, _>(py, scores, targets, mask, need_grad, |batch, losses, valid, grad| {
+        approx::approx_loss(batch, t, kind, losses, valid, grad)
+    })
 }
 
 /// Approximate ranks `[B, N]` (0 at padded positions).

@@ -1,13 +1,12 @@
 //! Bindings for LambdaRank (`crate::lambdas`): the ragged GBDT gradients and the padded loss.
 
 
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array1, array2, as_flat, as_rows, run_kernel, same_shape};
-use crate::batch::Padded;
+use super::{array1, as_flat, padded_loss, run_kernel};
 use crate::float::Float;
 use crate::lambdas::{self, Gains, LambdaOptions, Metric};
 
@@ -135,39 +134,15 @@ fn loss_impl<'py, F: Float + Element>(
     opts: LambdaOptions,
     need_grad: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let s = array2::<F>(scores, "scores", "float32 or float64")?;
-    let shape = (s.shape()[0], s.shape()[1]);
-    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
-    same_shape(&y, "targets", shape)?;
-    let m: Option<PyReadonlyArray2<'py, bool>> = match mask {
-        Some(m) if !m.is_none() => {
-            let m = array2::<bool>(m, "mask", "bool")?;
-            same_shape(&m, "mask", shape)?;
-            Some(m)
-        }
-        _ => None,
-    };
     let lg = label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
-    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
     let lgv = lg.as_ref().map(as_flat);
-    let (b, n) = shape;
-    let (losses, valid, grad) = run_kernel(py, || {
-        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
+    padded_loss::<F, _>(py, scores, targets, mask, need_grad, |batch, losses, valid, grad| {
         let gains = match &lgv {
             Some(t) => Gains::Table(t),
             None => Gains::Exp2,
         };
-        let mut losses = vec![F::ZERO; b];
-        let mut valid = vec![false; b];
-        let mut grad = need_grad.then(|| vec![F::ZERO; b * n]);
-        lambdas::lambdarank_loss(&batch, gains, &opts, &mut losses, &mut valid, grad.as_deref_mut())?;
-        Ok((losses, valid, grad))
-    })?;
-    let grad = match grad {
-        Some(g) => g.into_pyarray(py).reshape([b, n])?.into_any(),
-        None => py.None().into_bound(py),
-    };
-    PyTuple::new(py, [losses.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any(), grad])
+        lambdas::lambdarank_loss(batch, gains, &opts, losses, valid, grad)
+    })
 }
 
 /// `(losses [B], valid [B] bool, grad [B, N] or None)`: the LambdaRank loss of a padded batch

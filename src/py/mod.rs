@@ -5,11 +5,14 @@ use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, RwLock};
 
-use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
+use crate::batch::Padded;
 use crate::error::Error;
+use crate::float::Float;
 
 mod approx;
 mod pairwise;
@@ -132,6 +135,43 @@ pub(crate) fn as_flat<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) ->
         Ok(s) => Cow::Borrowed(s),
         Err(_) => Cow::Owned(a.as_array().iter().cloned().collect()),
     }
+}
+
+/// Runs a padded-batch loss kernel on numpy `scores`, `targets` (same dtype) and `mask`:
+/// `kernel(batch, losses [B], valid [B], grad [B * N] or None)`. Returns the Python tuple
+/// `(losses [B], valid [B] bool, grad [B, N] or None)`.
+pub(crate) fn padded_loss<'py, F, K>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    need_grad: bool,
+    kernel: K,
+) -> PyResult<Bound<'py, PyTuple>>
+where
+    F: Float + Element,
+    K: FnOnce(&Padded<F>, &mut [F], &mut [bool], Option<&mut [F]>) -> Result<(), Error> + Send,
+{
+    let s = array2::<F>(scores, "scores", "float32 or float64")?;
+    let shape = shape_of(&s);
+    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
+    same_shape(&y, "targets", shape)?;
+    let m = mask_rows(mask, shape)?;
+    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
+    let (b, n) = shape;
+    let (losses, valid, grad) = run_kernel(py, || {
+        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
+        let mut losses = vec![F::ZERO; b];
+        let mut valid = vec![false; b];
+        let mut grad = need_grad.then(|| vec![F::ZERO; b * n]);
+        kernel(&batch, &mut losses, &mut valid, grad.as_deref_mut())?;
+        Ok((losses, valid, grad))
+    })?;
+    let grad = match grad {
+        Some(g) => g.into_pyarray(py).reshape([b, n])?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    PyTuple::new(py, [losses.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any(), grad])
 }
 
 /// Sets the number of threads rankgrad's kernels use (0: rayon's default, one per core).

@@ -1,12 +1,12 @@
 //! Bindings for RankNet (`crate::ranknet`) and the exact metrics (`crate::metrics`).
 
 
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray2};
+use numpy::{Element, IntoPyArray, PyReadonlyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array1, array2, as_flat, as_rows, by_dtype, mask_rows, run_kernel, same_shape, shape_of};
+use super::{array1, array2, as_flat, as_rows, by_dtype, mask_rows, run_kernel, same_shape, shape_of, padded_loss};
 use crate::batch::Padded;
 use crate::float::Float;
 use crate::metrics::{self, Metric};
@@ -20,27 +20,10 @@ fn ranknet_impl<'py, F: Float + Element>(
     sigma: f64,
     need_grad: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let s = array2::<F>(scores, "scores", "float32 or float64")?;
-    let shape = shape_of(&s);
-    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
-    same_shape(&y, "targets", shape)?;
-    let m = mask_rows(mask, shape)?;
-    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
     let sigma = F::from_f64(sigma);
-    let (b, n) = shape;
-    let (losses, valid, grad) = run_kernel(py, || {
-        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
-        let mut losses = vec![F::ZERO; b];
-        let mut valid = vec![false; b];
-        let mut grad = need_grad.then(|| vec![F::ZERO; b * n]);
-        ranknet::ranknet_loss(&batch, sigma, &mut losses, &mut valid, grad.as_deref_mut())?;
-        Ok((losses, valid, grad))
-    })?;
-    let grad = match grad {
-        Some(g) => g.into_pyarray(py).reshape([b, n])?.into_any(),
-        None => py.None().into_bound(py),
-    };
-    PyTuple::new(py, [losses.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any(), grad])
+    padded_loss::<F, _>(py, scores, targets, mask, need_grad, |batch, losses, valid, grad| {
+        ranknet::ranknet_loss(batch, sigma, losses, valid, grad)
+    })
 }
 
 /// `(losses [B], valid [B] bool, grad [B, N] or None)`: per-list RankNet losses and the
