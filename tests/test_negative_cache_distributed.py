@@ -81,7 +81,8 @@ def _worker(rank, init_file, out_dir):
         first = torch.tensor([100 * rank + i for i in range(3)])
         h(lookup, query.repeat(3, 1), table[first % 40], {"id": first})
         b = H_BATCH[rank]
-        qs = 0.1 * torch.randn(b, D, generator=torch.Generator().manual_seed(rank), dtype=torch.float64)  # ~uniform
+        gq = torch.Generator().manual_seed(rank)
+        qs = 0.1 * torch.randn(b, D, generator=gq, dtype=torch.float64)  # sampling is ~uniform
         new = torch.tensor([100 * rank + 50 + i for i in range(b)])
         out = h(lambda d: table2[d["id"] % 40], qs, table[new % 40], {"id": new})
         result["handler"] = {

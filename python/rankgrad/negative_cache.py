@@ -265,7 +265,9 @@ class CacheManager:
         if indices.dim() != 1:
             raise ValueError(f"updated_item_indices must be 1-D [m], got shape {tuple(indices.shape)}")
         if indices.device != cache.device:
-            raise ValueError(f"updated_item_indices is on {indices.device} but the cache is on {cache.device}")
+            raise ValueError(
+                f"updated_item_indices is on {indices.device} but the cache is on {cache.device}"
+            )
         if not isinstance(values, Mapping):
             raise TypeError("updated_item_data must be a dict {name: Tensor[m, *shape]}")
         extra = set(values) - set(self.specs)
@@ -467,7 +469,9 @@ class CacheClassificationLoss:
             if not x.dtype.is_floating_point:
                 raise TypeError(f"{name} must be floating-point, got {x.dtype}")
             if x.dim() != 2 or x.shape[1] != emb.shape[1]:
-                raise ValueError(f"{name} has shape {tuple(x.shape)}, expected [B, {emb.shape[1]}] like the cache")
+                raise ValueError(
+                    f"{name} has shape {tuple(x.shape)}, expected [B, {emb.shape[1]}] like the cache"
+                )
             if x.device != cache.device:
                 raise ValueError(f"{name} is on {x.device} but the cache is on {cache.device}")
         if pos.shape[0] != q.shape[0]:
@@ -503,7 +507,9 @@ class CacheClassificationLoss:
         b, c, dev = q.shape[0], cache.cache_size, cache.device
         meta = torch.stack(_all_gather(torch.tensor([b, c], device=dev), group)).cpu()
         if bool((meta[:, 1] != c).any()):
-            raise ValueError(f"cache: every rank's shard must have the same cache_size, got {meta[:, 1].tolist()}")
+            raise ValueError(
+                f"cache: every rank's shard must have the same cache_size, got {meta[:, 1].tolist()}"
+            )
         bmax = int(meta[:, 0].max())
         emb = cache.data[self.embedding_key]
         if bmax == 0:
