@@ -13,12 +13,10 @@
 use crate::batch::{for_each_list, for_each_row, scatter, Gathered, Padded};
 use crate::error::{Error, Result};
 use crate::float::{sigmoid2, sigmoid_grad, simd_dispatch, Float};
+use crate::gains::{check_gain_range, gain};
 
 /// Lanes a reduction is split into so that it vectorises; summed in a fixed order.
 const L: usize = 8;
-
-/// Largest target for `2^y - 1` gains: the ideal DCG stays finite in f64.
-const MAX_GAIN_EXPONENT: f64 = 1000.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Discount {
@@ -164,16 +162,6 @@ impl<F: Float> Work<F> {
             v.resize(m, F::ZERO);
         }
         m
-    }
-}
-
-#[inline]
-fn gain(y: f64, scale_gains: bool) -> f64 {
-    let y = y.max(0.0);
-    if scale_gains {
-        y.exp2() - 1.0
-    } else {
-        y
     }
 }
 
@@ -334,27 +322,11 @@ pub fn approx_loss<F: Float>(
     grad: Option<&mut [F]>,
 ) -> Result<()> {
     let inv_t = check_temperature(temperature)?;
-    if batch.targets.is_none() {
-        return Err(Error::invalid("targets", "are required"));
-    }
-    if losses.len() != batch.b || valid.len() != batch.b {
-        return Err(Error::invalid("losses", "output buffers must have one value per list"));
-    }
-    if let Some(g) = grad.as_deref() {
-        check_out(g, batch, "grad")?;
-    }
+    let targets = batch.list_outputs("losses", &[losses.len(), valid.len()], grad.as_deref().map(<[F]>::len))?;
     batch.check_finite()?;
-    if let (ApproxLoss::Ndcg { scale_gains: true }, Some(t)) = (kind, batch.targets) {
-        if let Some(k) = (0..t.len()).find(|&k| t[k].to_f64() > MAX_GAIN_EXPONENT) {
-            return Err(Error::invalid(
-                "targets",
-                format!(
-                    "value {:?} in list {} is too large for 2^y - 1 gains (scale_gains=True)",
-                    t[k],
-                    k / batch.n.max(1)
-                ),
-            ));
-        }
+    if let ApproxLoss::Ndcg { scale_gains: true } = kind {
+        let n = batch.n.max(1);
+        check_gain_range(targets, batch.mask, "targets", |k| k / n)?;
     }
     let want_grad = grad.is_some();
     for_each_list(batch.n, losses, valid, grad, Work::<F>::default, |w, bi, loss, ok, row| {

@@ -55,6 +55,19 @@ impl<'a, F: Float> Padded<'a, F> {
         Ok(Padded { scores, targets, mask, b, n })
     }
 
+    /// The targets a per-list kernel needs, after checking its output buffers: each of
+    /// `per_list` (named `arg`) holds one value per list, `grad` (if any) the shape of scores.
+    pub fn list_outputs(&self, arg: &'static str, per_list: &[usize], grad: Option<usize>) -> Result<&'a [F]> {
+        let targets = self.targets.ok_or_else(|| Error::invalid("targets", "are required"))?;
+        if per_list.iter().any(|&len| len != self.b) {
+            return Err(Error::invalid(arg, "output buffers must have one value per list"));
+        }
+        if grad.is_some_and(|len| len != self.b * self.n) {
+            return Err(Error::invalid("grad", "output buffer must have the shape of scores"));
+        }
+        Ok(targets)
+    }
+
     #[inline]
     fn is_real(&self, k: usize) -> bool {
         self.mask.map_or(true, |m| m[k])

@@ -37,10 +37,9 @@ use rayon::prelude::*;
 use crate::batch::{for_each_list, Gathered, Padded};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::gains::MAX_GAIN_EXPONENT;
 use crate::ragged::Groups;
 
-/// Largest target for `2^y - 1` gains in the padded (torch) form.
-const MAX_GAIN_EXPONENT: f64 = 1000.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -812,17 +811,7 @@ pub fn lambdarank_loss<F: Float>(
 ) -> Result<()> {
     opts.check()?;
     gains.check()?;
-    let Some(targets) = batch.targets else {
-        return Err(Error::invalid("targets", "are required"));
-    };
-    if losses.len() != batch.b || valid.len() != batch.b {
-        return Err(Error::invalid("losses", "output buffers must have one value per list"));
-    }
-    if let Some(g) = grad.as_deref() {
-        if g.len() != batch.b * batch.n {
-            return Err(Error::invalid("grad", "output buffer must have the shape of scores"));
-        }
-    }
+    let targets = batch.list_outputs("losses", &[losses.len(), valid.len()], grad.as_deref().map(<[F]>::len))?;
     batch.check_finite()?;
     let n = batch.n;
     let bad = (0..batch.b).into_par_iter().find_first(|&bi| {

@@ -8,6 +8,7 @@ pub mod approx;
 pub mod batch;
 pub mod error;
 pub mod float;
+pub mod gains;
 pub mod metrics;
 pub mod ranknet;
 pub mod lambdas;

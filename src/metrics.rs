@@ -23,9 +23,7 @@ use rayon::prelude::*;
 use crate::batch::{Gathered, Padded};
 use crate::error::{Error, Result};
 use crate::float::Float;
-
-/// Largest target for `2^y - 1` gains: sums of gains stay finite in f64.
-const MAX_GAIN_EXPONENT: f64 = 1000.0;
+use crate::gains::{check_gain_range, gain};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -51,16 +49,6 @@ impl Metric {
 
     fn caps_targets(&self) -> bool {
         matches!(self, Metric::Ndcg { scale_gains: true, .. })
-    }
-}
-
-#[inline]
-fn gain(y: f64, scale_gains: bool) -> f64 {
-    let y = y.max(0.0);
-    if scale_gains {
-        y.exp2() - 1.0
-    } else {
-        y
     }
 }
 
@@ -127,45 +115,14 @@ fn top_k<T, C: Fn(&T, &T) -> Ordering>(v: &mut [T], k: usize, cmp: C) {
     v[..k].sort_unstable_by(&cmp);
 }
 
-fn check_outputs(values: &[f64], valid: &[bool], lists: usize) -> Result<()> {
-    if values.len() != lists || valid.len() != lists {
-        return Err(Error::invalid("values", "output buffers must have one value per list"));
-    }
-    Ok(())
-}
-
-fn too_large<F: Float>(targets: &[F], arg: &'static str, list_of: impl Fn(usize) -> usize) -> Result<()> {
-    if let Some(k) = (0..targets.len()).find(|&k| targets[k].to_f64() > MAX_GAIN_EXPONENT) {
-        return Err(Error::invalid(
-            arg,
-            format!(
-                "value {:?} in list {} is too large for 2^y - 1 gains (scale_gains=True)",
-                targets[k],
-                list_of(k)
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Per-list metric values `[b]` of a padded batch and whether each list has a relevant item.
 pub fn metric_padded<F: Float>(batch: &Padded<F>, metric: Metric, values: &mut [f64], valid: &mut [bool]) -> Result<()> {
     metric.check()?;
-    let Some(targets) = batch.targets else {
-        return Err(Error::invalid("targets", "are required"));
-    };
-    check_outputs(values, valid, batch.b)?;
+    let targets = batch.list_outputs("values", &[values.len(), valid.len()], None)?;
     batch.check_finite()?;
     if metric.caps_targets() {
         let n = batch.n.max(1);
-        let mask = batch.mask;
-        let real: Vec<F> = match mask {
-            // Padded targets are ignored: neutralise them before the check.
-            Some(mk) => targets.iter().zip(mk).map(|(&t, &r)| if r { t } else { F::ZERO }).collect(),
-            None => Vec::new(),
-        };
-        let t = if mask.is_some() { &real[..] } else { targets };
-        too_large(t, "targets", |k| k / n)?;
+        check_gain_range(targets, batch.mask, "targets", |k| k / n)?;
     }
     values
         .par_iter_mut()
@@ -196,7 +153,9 @@ pub fn metric_ragged<F: Float>(
     if labels.len() != n {
         return Err(Error::invalid("labels", format!("has {} values, expected {n} like preds", labels.len())));
     }
-    check_outputs(values, valid, group.len())?;
+    if values.len() != group.len() || valid.len() != group.len() {
+        return Err(Error::invalid("values", "output buffers must have one value per list"));
+    }
     let mut offsets = Vec::with_capacity(group.len() + 1);
     offsets.push(0usize);
     let mut total = 0usize;
@@ -218,7 +177,7 @@ pub fn metric_ragged<F: Float>(
         return Err(Error::NonFinite { arg: "labels", list: list_of(k) });
     }
     if metric.caps_targets() {
-        too_large(labels, "labels", list_of)?;
+        check_gain_range(labels, None, "labels", list_of)?;
     }
     values
         .par_iter_mut()

@@ -215,17 +215,7 @@ pub fn ranknet_loss<F: Float>(
     if !(sigma > F::ZERO) || !sigma.is_finite() {
         return Err(Error::invalid("sigma", format!("must be a positive finite number, got {sigma:?}")));
     }
-    if batch.targets.is_none() {
-        return Err(Error::invalid("targets", "are required"));
-    }
-    if losses.len() != batch.b || valid.len() != batch.b {
-        return Err(Error::invalid("losses", "output buffers must have one value per list"));
-    }
-    if let Some(g) = grad.as_deref() {
-        if g.len() != batch.b * batch.n {
-            return Err(Error::invalid("grad", "output buffer must have the shape of scores"));
-        }
-    }
+    batch.list_outputs("losses", &[losses.len(), valid.len()], grad.as_deref().map(<[F]>::len))?;
     batch.check_finite()?;
     let want_grad = grad.is_some();
     for_each_list(batch.n, losses, valid, grad, Work::<F>::default, |w, bi, loss, ok, row| {

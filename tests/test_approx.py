@@ -360,8 +360,12 @@ def test_rust_kernel_errors_are_value_errors():
         _core.approx_loss("ndcg", np.zeros((2, 3), np.int32), s, None, 1.0, True)
     with pytest.raises(ValueError, match="temperature"):
         _core.approx_ranks(s, None, -1.0)
-    with pytest.raises(ValueError, match="targets"):
-        approx_ndcg_loss(s, np.full((2, 3), 5000.0))  # 2^5000 - 1 overflows
+    with pytest.raises(ValueError, match="targets.*list 1"):
+        approx_ndcg_loss(s, np.array([[1.0, 0, 0], [0, 5000.0, 0]]))  # 2^5000 - 1 overflows
+    # a padded position is not checked: it changes nothing
+    pad = np.array([[True, True, True], [True, False, True]])
+    y = np.array([[1.0, 0, 0], [0, 5000.0, 1]])
+    assert np.isfinite(approx_ndcg_loss(s, y, mask=pad))
 
 
 def test_modules():

@@ -137,9 +137,31 @@ pub(crate) fn as_flat<'a, T: Element + Clone>(a: &'a PyReadonlyArray1<'_, T>) ->
     }
 }
 
-/// Runs a padded-batch loss kernel on numpy `scores`, `targets` (same dtype) and `mask`:
-/// `kernel(batch, losses [B], valid [B], grad [B * N] or None)`. Returns the Python tuple
-/// `(losses [B], valid [B] bool, grad [B, N] or None)`.
+/// Runs `kernel` without the GIL on the padded batch made of numpy `scores`, `targets` (same
+/// dtype) and `mask`, after checking their types and shapes.
+pub(crate) fn with_padded<'py, F, R, K>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    kernel: K,
+) -> PyResult<R>
+where
+    F: Float + Element,
+    R: Send,
+    K: FnOnce(&Padded<F>) -> Result<R, Error> + Send,
+{
+    let s = array2::<F>(scores, "scores", "float32 or float64")?;
+    let shape = shape_of(&s);
+    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
+    same_shape(&y, "targets", shape)?;
+    let m = mask_rows(mask, shape)?;
+    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
+    run_kernel(py, || kernel(&Padded::new(&sv, Some(&yv), mv.as_deref(), shape.0, shape.1)?))
+}
+
+/// A padded-batch loss kernel `kernel(batch, losses [B], valid [B], grad [B * N] or None)` on
+/// numpy inputs, returned as the tuple `(losses [B], valid [B] bool, grad [B, N] or None)`.
 pub(crate) fn padded_loss<'py, F, K>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
@@ -152,23 +174,16 @@ where
     F: Float + Element,
     K: FnOnce(&Padded<F>, &mut [F], &mut [bool], Option<&mut [F]>) -> Result<(), Error> + Send,
 {
-    let s = array2::<F>(scores, "scores", "float32 or float64")?;
-    let shape = shape_of(&s);
-    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
-    same_shape(&y, "targets", shape)?;
-    let m = mask_rows(mask, shape)?;
-    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
-    let (b, n) = shape;
-    let (losses, valid, grad) = run_kernel(py, || {
-        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
+    let (losses, valid, grad, n) = with_padded(py, scores, targets, mask, |batch: &Padded<F>| {
+        let (b, n) = (batch.b, batch.n);
         let mut losses = vec![F::ZERO; b];
         let mut valid = vec![false; b];
         let mut grad = need_grad.then(|| vec![F::ZERO; b * n]);
-        kernel(&batch, &mut losses, &mut valid, grad.as_deref_mut())?;
-        Ok((losses, valid, grad))
+        kernel(batch, &mut losses, &mut valid, grad.as_deref_mut())?;
+        Ok((losses, valid, grad, n))
     })?;
     let grad = match grad {
-        Some(g) => g.into_pyarray(py).reshape([b, n])?.into_any(),
+        Some(g) => g.into_pyarray(py).reshape([losses.len(), n])?.into_any(),
         None => py.None().into_bound(py),
     };
     PyTuple::new(py, [losses.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any(), grad])

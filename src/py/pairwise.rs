@@ -6,7 +6,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array1, array2, as_flat, as_rows, by_dtype, mask_rows, run_kernel, same_shape, shape_of, padded_loss};
+use super::{array1, as_flat, by_dtype, padded_loss, run_kernel, with_padded};
 use crate::batch::Padded;
 use crate::float::Float;
 use crate::metrics::{self, Metric};
@@ -60,17 +60,9 @@ fn metric_impl<'py, F: Float + Element>(
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let s = array2::<F>(scores, "scores", "float32 or float64")?;
-    let shape = shape_of(&s);
-    let y = array2::<F>(targets, "targets", "the dtype of scores")?;
-    same_shape(&y, "targets", shape)?;
-    let m = mask_rows(mask, shape)?;
-    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
-    let (b, n) = shape;
-    let (values, valid) = run_kernel(py, || {
-        let batch = Padded::new(&sv, Some(&yv), mv.as_deref(), b, n)?;
-        let (mut values, mut valid) = (vec![0.0; b], vec![false; b]);
-        metrics::metric_padded(&batch, metric, &mut values, &mut valid)?;
+    let (values, valid) = with_padded(py, scores, targets, mask, |batch: &Padded<F>| {
+        let (mut values, mut valid) = (vec![0.0; batch.b], vec![false; batch.b]);
+        metrics::metric_padded(batch, metric, &mut values, &mut valid)?;
         Ok((values, valid))
     })?;
     values_and_valid(py, values, valid)
