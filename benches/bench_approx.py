@@ -106,8 +106,16 @@ def run_case(method: str, b: int, n: int, device: str) -> dict:
         sync()
         times.append(time.perf_counter() - t0)
     input_bytes = 2 * s.numel() * s.element_size()
-    return {"method": method, "b": b, "n": n, "device": device, "seconds": statistics.median(times),
-            "peak_bytes": max(peak, 0), "input_bytes": input_bytes, "reps": len(times)}
+    return {
+        "method": method,
+        "b": b,
+        "n": n,
+        "device": device,
+        "seconds": statistics.median(times),
+        "peak_bytes": max(peak, 0),
+        "input_bytes": input_bytes,
+        "reps": len(times),
+    }
 
 
 def main() -> None:
@@ -122,20 +130,29 @@ def main() -> None:
         method, b, n = args.case.split(":")
         print(json.dumps(run_case(method, int(b), int(n), args.device)))
         return
-    sizes = CPU_SIZES if args.sizes is None else tuple(tuple(map(int, s.split("x"))) for s in args.sizes.split(","))
+    sizes = (
+        CPU_SIZES
+        if args.sizes is None
+        else tuple(tuple(map(int, s.split("x"))) for s in args.sizes.split(","))
+    )
     methods = [m for m in args.methods.split(",") if not (m == "rust" and args.device != "cpu")]
     rows = []
     for b, n in sizes:
         for method in methods:
             out = subprocess.run(
                 [sys.executable, __file__, "--device", args.device, "--case", f"{method}:{b}:{n}"],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{method:>9} {b:>4}x{n:<6} {row['seconds'] * 1e3:10.2f} ms  "
-                  f"{row['seconds'] / (b * n * n) * 1e9:7.3f} ns/pair  "
-                  f"peak {row['peak_bytes'] / 2**20:9.1f} MiB", flush=True)
+            print(
+                f"{method:>9} {b:>4}x{n:<6} {row['seconds'] * 1e3:10.2f} ms  "
+                f"{row['seconds'] / (b * n * n) * 1e9:7.3f} ns/pair  "
+                f"peak {row['peak_bytes'] / 2**20:9.1f} MiB",
+                flush=True,
+            )
     write_results(rows, Path(args.out), args.device)
 
 
@@ -168,9 +185,12 @@ def write_results(rows, out: Path, device: str) -> None:
                 f"| {b} x {n} | {m} | {r['seconds'] * 1e3:.2f} | {r['seconds'] / (b * n * n) * 1e9:.3f} | "
                 f"{r['peak_bytes'] / 2**20:.1f} | {r['peak_bytes'] / r['input_bytes']:.1f}x | {speed} |"
             )
-    lines += ["", "Inputs: scores and targets, `[B, N]` float32 each. Peak extra memory: "
-              "growth of the process's peak RSS (CPU) or of torch's peak allocation (CUDA) during "
-              "the first call, measured in a fresh process per case."]
+    lines += [
+        "",
+        "Inputs: scores and targets, `[B, N]` float32 each. Peak extra memory: "
+        "growth of the process's peak RSS (CPU) or of torch's peak allocation (CUDA) during "
+        "the first call, measured in a fresh process per case.",
+    ]
     (out / f"{tag}.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -50,10 +49,10 @@ def numpy_lambdarank(preds, labels, group, sigma=1.0, k=30, norm=True):
     grad, hess = np.zeros(len(preds)), np.zeros(len(preds))
     lo = 0
     for m in group:
-        s, y = preds[lo:lo + m], labels[lo:lo + m]
+        s, y = preds[lo : lo + m], labels[lo : lo + m]
         order = np.argsort(-s, kind="stable")
         ss, ys = s[order], y[order]
-        gs = 2.0 ** ys - 1.0
+        gs = 2.0**ys - 1.0
         disc = 1.0 / np.log2(np.arange(m) + 2.0)
         ideal = np.sort(gs)[::-1][:k]
         max_dcg = (ideal * disc[: len(ideal)]).sum()
@@ -102,14 +101,27 @@ def main():
     n = len(labels)
     rng = np.random.default_rng(1)
     preds = rng.normal(size=n)  # distinct scores: the sort's worst case
-    dataset = lgb.Dataset(X, labels, group=group, free_raw_data=False,
-                          params={"verbose": -1}).construct()
-    base = dict(learning_rate=0.1, num_leaves=31, min_data_in_leaf=20,
-                num_threads=THREADS, force_col_wise=True, verbose=-1, seed=1)
+    dataset = lgb.Dataset(X, labels, group=group, free_raw_data=False, params={"verbose": -1}).construct()
+    base = dict(
+        learning_rate=0.1,
+        num_leaves=31,
+        min_data_in_leaf=20,
+        num_threads=THREADS,
+        force_col_wise=True,
+        verbose=-1,
+        seed=1,
+    )
 
-    results = {"queries": Q, "docs_per_query": M, "features": F, "rounds": ROUNDS,
-               "threads": THREADS, "cpu": platform.processor() or platform.machine(),
-               "cores": os.cpu_count(), "by_truncation": {}}
+    results = {
+        "queries": Q,
+        "docs_per_query": M,
+        "features": F,
+        "rounds": ROUNDS,
+        "threads": THREADS,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "by_truncation": {},
+    }
     for k in TRUNCATIONS:
         params = dict(base, lambdarank_truncation_level=k)
         fixed = rankgrad.lambdarank_gradients(np.zeros(n), labels, group, truncation_level=k)
@@ -122,7 +134,9 @@ def main():
         ours = lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k, out=out)  # noqa: E731
         ours()  # warm-up
         t_rg, _ = best_of(ours, 30)
-        t_fresh, _ = best_of(lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 30)
+        t_fresh, _ = best_of(
+            lambda: rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=k), 30
+        )
         rankgrad.set_num_threads(1)
         t_rg1, _ = best_of(ours, 10)
         rankgrad.set_num_threads(THREADS)
@@ -153,10 +167,13 @@ def main():
             "train_precomputed_s": t_fixed,
             "train_runs_s": {"builtin": all_builtin, "rankgrad": all_ours, "precomputed": all_fixed},
         }
-        print(f"truncation {k}: LightGBM {lgb_grad * 1e3:.1f} ms/round, rankgrad {t_rg * 1e3:.1f} ms "
-              f"({t_rg1 * 1e3:.1f} ms on 1 thread, {t_fresh * 1e3:.1f} ms into fresh arrays), "
-              f"numpy {t_np * 1e3:.0f} ms; training {ROUNDS} rounds: "
-              f"built-in {t_builtin:.2f} s, rankgrad {t_ours:.2f} s, precomputed {t_fixed:.2f} s", flush=True)
+        print(
+            f"truncation {k}: LightGBM {lgb_grad * 1e3:.1f} ms/round, rankgrad {t_rg * 1e3:.1f} ms "
+            f"({t_rg1 * 1e3:.1f} ms on 1 thread, {t_fresh * 1e3:.1f} ms into fresh arrays), "
+            f"numpy {t_np * 1e3:.0f} ms; training {ROUNDS} rounds: "
+            f"built-in {t_builtin:.2f} s, rankgrad {t_ours:.2f} s, precomputed {t_fixed:.2f} s",
+            flush=True,
+        )
     write(results)
 
 
@@ -171,7 +188,7 @@ def write(results):
         f"({results['queries'] * results['docs_per_query']:,} rows), graded labels 0..4, "
         f"{results['threads']} threads, {results['cores']}-core machine. Best of {REPEATS} runs of "
         f"{results['rounds']} rounds. LightGBM's gradient time = training with "
-        "`objective=\"lambdarank\"` minus training with a custom objective returning precomputed "
+        '`objective="lambdarank"` minus training with a custom objective returning precomputed '
         "arrays. rankgrad writes into output arrays reused from round to round, as its LightGBM and "
         "XGBoost adapters do (into freshly allocated arrays: last column). One run: timings on a "
         "busy machine are noisy.",
@@ -195,7 +212,9 @@ def write(results):
         "|---:|---:|---:|---:|",
     ]
     for k, v in r.items():
-        lines.append(f"| {k} | {v['train_builtin_s']:.2f} | {v['train_rankgrad_s']:.2f} | {v['train_precomputed_s']:.2f} |")
+        lines.append(
+            f"| {k} | {v['train_builtin_s']:.2f} | {v['train_rankgrad_s']:.2f} | {v['train_precomputed_s']:.2f} |"
+        )
     (OUT / "lambdarank.md").write_text("\n".join(lines) + "\n")
     plot(results)
     print(f"wrote {OUT / 'lambdarank.md'}")
@@ -212,8 +231,11 @@ def plot(results):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     x = np.arange(len(ks))
     width = 0.27
-    series = [("LightGBM C++", "lightgbm_gradient_s_per_round"), ("rankgrad", "rankgrad_gradient_s_per_round"),
-              ("numpy", "numpy_gradient_s_per_round")]
+    series = [
+        ("LightGBM C++", "lightgbm_gradient_s_per_round"),
+        ("rankgrad", "rankgrad_gradient_s_per_round"),
+        ("numpy", "numpy_gradient_s_per_round"),
+    ]
     for i, (name, key) in enumerate(series):
         ax1.bar(x + (i - 1) * width, [r[k][key] * 1e3 for k in ks], width, label=name)
     ax1.set_yscale("log")
@@ -221,7 +243,9 @@ def plot(results):
     ax1.set_ylabel("gradient time per round (ms, log)")
     ax1.set_title(f"{results['queries']} queries x {results['docs_per_query']} docs")
     ax1.legend()
-    for i, (name, key) in enumerate([("built-in", "train_builtin_s"), ("rankgrad objective", "train_rankgrad_s")]):
+    for i, (name, key) in enumerate(
+        [("built-in", "train_builtin_s"), ("rankgrad objective", "train_rankgrad_s")]
+    ):
         ax2.bar(x + (i - 0.5) * 0.35, [r[k][key] for k in ks], 0.35, label=name)
     ax2.set_xticks(x, [f"truncation {k}" for k in ks])
     ax2.set_ylabel(f"LightGBM training, {results['rounds']} rounds (s)")

@@ -113,7 +113,10 @@ def train(cache_size, top_k, task: Task, eval_docs, eval_queries):
     else:
         specs = {"tokens": ((DOC_LEN,), torch.int64), "embedding": ((DIM,), torch.float32)}
         loss_fn = CacheClassificationLoss(
-            "embedding", ("tokens",), score_transform=lambda s: SCALE * s, top_k=top_k,
+            "embedding",
+            ("tokens",),
+            score_transform=lambda s: SCALE * s,
+            top_k=top_k,
             generator=torch.Generator().manual_seed(SEED + 2),
         )
         handler = CacheLossHandler(CacheManager(specs, cache_size), loss_fn)

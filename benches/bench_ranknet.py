@@ -59,14 +59,21 @@ def main(quick: bool) -> None:
             t_torch = timed(step(lambda a, c: rankgrad.ranknet_loss(a, c, backend="torch"), s, y), repeat)
             t_naive = timed(step(naive, s, y), repeat) if b * n * n <= 2**24 else float("nan")
             rows.append((str(dtype).split(".")[-1], b, n, t_rust, t_torch, t_naive))
-            print(f"{rows[-1][0]:8s} B={b:4d} N={n:5d}  rust {t_rust * 1e3:8.2f} ms  torch-native {t_torch * 1e3:8.2f} ms  "
-                  f"naive autograd {t_naive * 1e3:8.2f} ms", flush=True)
+            print(
+                f"{rows[-1][0]:8s} B={b:4d} N={n:5d}  rust {t_rust * 1e3:8.2f} ms  torch-native {t_torch * 1e3:8.2f} ms  "
+                f"naive autograd {t_naive * 1e3:8.2f} ms",
+                flush=True,
+            )
     s = np.random.default_rng(0).normal(size=(2048, 200))
     y = np.random.default_rng(1).integers(0, 5, size=(2048, 200)).astype(np.float64)
     t_ndcg = timed(lambda: rankgrad.ndcg(s, y, k=10), repeat)
-    t_ndcg_t = timed(lambda: rankgrad.ndcg(torch.from_numpy(s), torch.from_numpy(y), k=10, backend="torch"), repeat)
+    t_ndcg_t = timed(
+        lambda: rankgrad.ndcg(torch.from_numpy(s), torch.from_numpy(y), k=10, backend="torch"), repeat
+    )
     t_mrr = timed(lambda: rankgrad.mrr(s, y), repeat)
-    print(f"ndcg@10 [2048, 200]: rust {t_ndcg * 1e3:.2f} ms, torch {t_ndcg_t * 1e3:.2f} ms; mrr rust {t_mrr * 1e3:.2f} ms")
+    print(
+        f"ndcg@10 [2048, 200]: rust {t_ndcg * 1e3:.2f} ms, torch {t_ndcg_t * 1e3:.2f} ms; mrr rust {t_mrr * 1e3:.2f} ms"
+    )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -78,9 +85,15 @@ def main(quick: bool) -> None:
         "| dtype | B | N | rust (ms) | torch-native (ms) | naive [B,N,N] autograd (ms) |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {d} | {b} | {n} | {r * 1e3:.2f} | {t * 1e3:.2f} | {v * 1e3:.2f} |" for d, b, n, r, t, v in rows]
-    lines += ["", f"Exact metrics on [2048, 200] float64: ndcg@10 rust {t_ndcg * 1e3:.2f} ms, "
-              f"torch {t_ndcg_t * 1e3:.2f} ms; mrr rust {t_mrr * 1e3:.2f} ms.", ""]
+    lines += [
+        f"| {d} | {b} | {n} | {r * 1e3:.2f} | {t * 1e3:.2f} | {v * 1e3:.2f} |" for d, b, n, r, t, v in rows
+    ]
+    lines += [
+        "",
+        f"Exact metrics on [2048, 200] float64: ndcg@10 rust {t_ndcg * 1e3:.2f} ms, "
+        f"torch {t_ndcg_t * 1e3:.2f} ms; mrr rust {t_mrr * 1e3:.2f} ms.",
+        "",
+    ]
     (RESULTS / "ranknet.md").write_text("\n".join(lines))
     try:
         import matplotlib

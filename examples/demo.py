@@ -72,9 +72,11 @@ def main() -> None:
     x, y, mask = make_data()
     cut = QUERIES * 4 // 5
     data, test = (x[:cut], y[:cut], mask[:cut]), (x[cut:], y[cut:], mask[cut:])
-    print(f"{cut} training and {QUERIES - cut} test queries, up to {DOCS} documents each, "
-          f"batches of {BATCH} queries, {EPOCHS} epochs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"{cut} training and {QUERIES - cut} test queries, up to {DOCS} documents each, "
+        f"batches of {BATCH} queries, {EPOCHS} epochs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     rows = {b: train(b, data, test) for b in ("rust", "torch")}
     print(f"{'path':<14}{'NDCG@10 before':>16}{'after':>10}{'ms/step':>10}{'ms in loss':>12}")
     for b, (before, after, step, loss) in rows.items():

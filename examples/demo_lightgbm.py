@@ -17,7 +17,6 @@ import numpy as np
 
 import rankgrad
 
-
 W = np.random.default_rng(42).normal(size=20)  # the hidden relevance function's weights
 
 
@@ -35,11 +34,11 @@ def ndcg_at(preds, labels, group, k=10):
     out, lo = [], 0
     disc = 1.0 / np.log2(np.arange(2, 2 + k))
     for m in group:
-        s, y = preds[lo:lo + m], labels[lo:lo + m]
+        s, y = preds[lo : lo + m], labels[lo : lo + m]
         lo += m
         top, ideal = y[np.argsort(-s, kind="stable")[:k]], np.sort(y)[::-1][:k]
-        idcg = ((2.0 ** ideal - 1) * disc[: len(ideal)]).sum()
-        out.append(((2.0 ** top - 1) * disc[: len(top)]).sum() / idcg if idcg > 0 else 0.0)
+        idcg = ((2.0**ideal - 1) * disc[: len(ideal)]).sum()
+        out.append(((2.0**top - 1) * disc[: len(top)]).sum() / idcg if idcg > 0 else 0.0)
     return float(np.mean(out))
 
 
@@ -63,11 +62,20 @@ def main():
     Xt, yt, gt = make_queries(300, 150, seed=1)
     train = lgb.Dataset(X, y, group=g, free_raw_data=False, params={"verbose": -1}).construct()
     rounds = 100
-    print(f"train: {len(g)} queries x {g[0]} docs; test: {len(gt)} queries; {rounds} rounds, "
-          f"num_leaves=31, learning_rate=0.1, lambdarank_truncation_level=30, 2 threads\n")
+    print(
+        f"train: {len(g)} queries x {g[0]} docs; test: {len(gt)} queries; {rounds} rounds, "
+        f"num_leaves=31, learning_rate=0.1, lambdarank_truncation_level=30, 2 threads\n"
+    )
     print(f"{'objective':<36}{'test NDCG@10':>14}{'train time (s)':>16}")
-    base = dict(learning_rate=0.1, num_leaves=31, min_data_in_leaf=20, lambdarank_truncation_level=30,
-                num_threads=2, verbose=-1, seed=1)
+    base = dict(
+        learning_rate=0.1,
+        num_leaves=31,
+        min_data_in_leaf=20,
+        lambdarank_truncation_level=30,
+        num_threads=2,
+        verbose=-1,
+        seed=1,
+    )
     print(f"{'untrained (all scores equal)':<36}{ndcg_at(np.zeros(len(yt)), yt, gt):>14.4f}{'':>16}")
     for name, objective in [
         ("LightGBM built-in lambdarank", "lambdarank"),
@@ -90,9 +98,11 @@ def main():
         builtin = f"refused ({str(e).splitlines()[0][:70]})"
     t = time.perf_counter()
     booster = lgb.train(dict(params, objective=rankgrad.lightgbm.LambdaRankObjective()), big, 5)
-    print(f"\nOne query of 15,000 documents: LightGBM built-in {builtin};\n"
-          f"rankgrad objective trained 5 rounds in {time.perf_counter() - t:.2f} s "
-          f"(NDCG@10 on it {ndcg_at(booster.predict(Xb), yb, gb):.3f}).")
+    print(
+        f"\nOne query of 15,000 documents: LightGBM built-in {builtin};\n"
+        f"rankgrad objective trained 5 rounds in {time.perf_counter() - t:.2f} s "
+        f"(NDCG@10 on it {ndcg_at(booster.predict(Xb), yb, gb):.3f})."
+    )
 
 
 if __name__ == "__main__":

@@ -322,7 +322,8 @@ pub fn approx_loss<F: Float>(
     grad: Option<&mut [F]>,
 ) -> Result<()> {
     let inv_t = check_temperature(temperature)?;
-    let targets = batch.list_outputs("losses", &[losses.len(), valid.len()], grad.as_deref().map(<[F]>::len))?;
+    let targets =
+        batch.list_outputs("losses", &[losses.len(), valid.len()], grad.as_deref().map(<[F]>::len))?;
     batch.check_finite()?;
     if let ApproxLoss::Ndcg { scale_gains: true } = kind {
         let n = batch.n.max(1);
@@ -366,8 +367,9 @@ mod tests {
     /// Direct O(N^2) evaluation of r, the loss and (via c and the definition) its gradient.
     fn reference(s: &[f64], y: &[f64], t: f64, kind: ApproxLoss) -> (f64, bool, Vec<f64>) {
         let n = s.len();
-        let r: Vec<f64> =
-            (0..n).map(|i| 1.0 + (0..n).filter(|&j| j != i).map(|j| sig((s[j] - s[i]) / t)).sum::<f64>()).collect();
+        let r: Vec<f64> = (0..n)
+            .map(|i| 1.0 + (0..n).filter(|&j| j != i).map(|j| sig((s[j] - s[i]) / t)).sum::<f64>())
+            .collect();
         if n < 2 {
             return (0.0, false, vec![0.0; n]);
         }
@@ -382,7 +384,9 @@ mod tests {
                 }
                 let dcg: f64 = (0..n).map(|i| g[i] / (1.0 + r[i]).log2()).sum();
                 let c = (0..n)
-                    .map(|i| g[i] * std::f64::consts::LN_2 / ((1.0 + r[i]) * (1.0 + r[i]).ln().powi(2)) / idcg)
+                    .map(|i| {
+                        g[i] * std::f64::consts::LN_2 / ((1.0 + r[i]) * (1.0 + r[i]).ln().powi(2)) / idcg
+                    })
                     .collect();
                 (1.0 - dcg / idcg, c)
             }
@@ -418,10 +422,13 @@ mod tests {
         for k in 0..n {
             for i in 0..n {
                 let drik = if i == k {
-                    -(0..n).filter(|&j| j != i).map(|j| {
-                        let p = sig((s[j] - s[i]) / t);
-                        p * (1.0 - p) / t
-                    }).sum::<f64>()
+                    -(0..n)
+                        .filter(|&j| j != i)
+                        .map(|j| {
+                            let p = sig((s[j] - s[i]) / t);
+                            p * (1.0 - p) / t
+                        })
+                        .sum::<f64>()
                 } else {
                     let p = sig((s[k] - s[i]) / t);
                     p * (1.0 - p) / t
@@ -469,7 +476,12 @@ mod tests {
                             assert_eq!(v[bi], rv, "{kind:?} valid b={bi}");
                             assert!(close(l[bi], rl, 1e-12), "{kind:?} loss {} vs {rl}", l[bi]);
                             for (k, &j) in idx.iter().enumerate() {
-                                assert!(close(g[bi * n + j], rg[k], 1e-11), "{kind:?} grad {} vs {}", g[bi * n + j], rg[k]);
+                                assert!(
+                                    close(g[bi * n + j], rg[k], 1e-11),
+                                    "{kind:?} grad {} vs {}",
+                                    g[bi * n + j],
+                                    rg[k]
+                                );
                             }
                             for j in (0..n).filter(|&j| !mask[bi * n + j]) {
                                 assert_eq!(g[bi * n + j], 0.0);
@@ -487,12 +499,29 @@ mod tests {
         let (b, n) = (3, 70);
         let s: Vec<f64> = (0..b * n).map(|_| rng.normal()).collect();
         let y: Vec<f64> = (0..b * n).map(|_| rng.label(4)).collect();
-        let (s32, y32): (Vec<f32>, Vec<f32>) = (s.iter().map(|&v| v as f32).collect(), y.iter().map(|&v| v as f32).collect());
+        let (s32, y32): (Vec<f32>, Vec<f32>) =
+            (s.iter().map(|&v| v as f32).collect(), y.iter().map(|&v| v as f32).collect());
         for &kind in &KINDS {
             let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
-            approx_loss(&Padded::new(&s, Some(&y), None, b, n).unwrap(), 1.0, kind, &mut l, &mut v, Some(&mut g)).unwrap();
+            approx_loss(
+                &Padded::new(&s, Some(&y), None, b, n).unwrap(),
+                1.0,
+                kind,
+                &mut l,
+                &mut v,
+                Some(&mut g),
+            )
+            .unwrap();
             let (mut l32, mut v32, mut g32) = (vec![0.0f32; b], vec![false; b], vec![0.0f32; b * n]);
-            approx_loss(&Padded::new(&s32, Some(&y32), None, b, n).unwrap(), 1.0, kind, &mut l32, &mut v32, Some(&mut g32)).unwrap();
+            approx_loss(
+                &Padded::new(&s32, Some(&y32), None, b, n).unwrap(),
+                1.0,
+                kind,
+                &mut l32,
+                &mut v32,
+                Some(&mut g32),
+            )
+            .unwrap();
             assert_eq!(v, v32);
             for bi in 0..b {
                 assert!((l[bi] - l32[bi] as f64).abs() < 1e-4 * (1.0 + l[bi].abs()), "{kind:?}");
@@ -510,7 +539,8 @@ mod tests {
         let (b, n) = (4, 23);
         for &dense in &[true, false] {
             let s: Vec<f64> = (0..b * n).map(|_| (rng.normal() * 4.0).round() / 4.0).collect(); // ties
-            let c: Vec<f64> = (0..b * n).map(|_| if dense || rng.next() < 0.2 { rng.normal() } else { 0.0 }).collect();
+            let c: Vec<f64> =
+                (0..b * n).map(|_| if dense || rng.next() < 0.2 { rng.normal() } else { 0.0 }).collect();
             let mask: Vec<bool> = (0..b * n).map(|k| k / n != 3 && rng.next() < 0.9).collect(); // list 3 empty
             let batch = Padded::new(&s, None, Some(&mask), b, n).unwrap();
             let mut r = vec![0.0; b * n];
@@ -520,14 +550,23 @@ mod tests {
             for bi in 0..b {
                 let idx: Vec<usize> = (0..n).filter(|&j| mask[bi * n + j]).collect();
                 for &i in &idx {
-                    let want = 1.0 + idx.iter().filter(|&&j| j != i).map(|&j| sig((s[bi * n + j] - s[bi * n + i]) / 0.7)).sum::<f64>();
+                    let want = 1.0
+                        + idx
+                            .iter()
+                            .filter(|&&j| j != i)
+                            .map(|&j| sig((s[bi * n + j] - s[bi * n + i]) / 0.7))
+                            .sum::<f64>();
                     assert!(close(r[bi * n + i], want, 1e-13));
                     // dL/ds_k = (1/T) sum_{i != k} sigmoid'((s_k - s_i)/T) (c_i - c_k)
                     let k = i;
-                    let want: f64 = idx.iter().filter(|&&j| j != k).map(|&j| {
-                        let p = sig((s[bi * n + k] - s[bi * n + j]) / 0.7);
-                        p * (1.0 - p) * (c[bi * n + j] - c[bi * n + k]) / 0.7
-                    }).sum();
+                    let want: f64 = idx
+                        .iter()
+                        .filter(|&&j| j != k)
+                        .map(|&j| {
+                            let p = sig((s[bi * n + k] - s[bi * n + j]) / 0.7);
+                            p * (1.0 - p) * (c[bi * n + j] - c[bi * n + k]) / 0.7
+                        })
+                        .sum();
                     assert!(close(g[bi * n + k], want, 1e-12), "{} vs {want}", g[bi * n + k]);
                 }
                 for j in (0..n).filter(|&j| !mask[bi * n + j]) {
@@ -548,7 +587,15 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let (mut l, mut v, mut g) = (vec![0.0f32; b], vec![false; b], vec![0.0f32; b * n]);
-                approx_loss(&batch, 0.5, ApproxLoss::Ndcg { scale_gains: true }, &mut l, &mut v, Some(&mut g)).unwrap();
+                approx_loss(
+                    &batch,
+                    0.5,
+                    ApproxLoss::Ndcg { scale_gains: true },
+                    &mut l,
+                    &mut v,
+                    Some(&mut g),
+                )
+                .unwrap();
                 (l, g)
             })
         };
@@ -578,7 +625,10 @@ mod tests {
         let batch = Padded::new(&s, Some(&y), None, 2, 2).unwrap();
         let (mut l, mut v) = (vec![0.0; 2], vec![false; 2]);
         let kind = ApproxLoss::Mrr;
-        assert_eq!(approx_loss(&batch, 1.0, kind, &mut l, &mut v, None), Err(Error::NonFinite { arg: "scores", list: 0 }));
+        assert_eq!(
+            approx_loss(&batch, 1.0, kind, &mut l, &mut v, None),
+            Err(Error::NonFinite { arg: "scores", list: 0 })
+        );
         let ok = [1.0f64, 2.0, 0.0, 1.0];
         let batch = Padded::new(&ok, Some(&y), None, 2, 2).unwrap();
         for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
@@ -586,7 +636,8 @@ mod tests {
         }
         let big = [1.0f64, 2000.0, 0.0, 1.0];
         let batch = Padded::new(&ok, Some(&big), None, 2, 2).unwrap();
-        let err = approx_loss(&batch, 1.0, ApproxLoss::Ndcg { scale_gains: true }, &mut l, &mut v, None).unwrap_err();
+        let err = approx_loss(&batch, 1.0, ApproxLoss::Ndcg { scale_gains: true }, &mut l, &mut v, None)
+            .unwrap_err();
         assert_eq!(err.arg(), "targets");
     }
 }

@@ -27,14 +27,9 @@ impl<'a, F: Float> Padded<'a, F> {
         b: usize,
         n: usize,
     ) -> Result<Self> {
-        let len = b
-            .checked_mul(n)
-            .ok_or_else(|| Error::invalid("scores", "shape is too large"))?;
+        let len = b.checked_mul(n).ok_or_else(|| Error::invalid("scores", "shape is too large"))?;
         if scores.len() != len {
-            return Err(Error::invalid(
-                "scores",
-                format!("has {} values, expected {b} x {n}", scores.len()),
-            ));
+            return Err(Error::invalid("scores", format!("has {} values, expected {b} x {n}", scores.len())));
         }
         if let Some(t) = targets {
             if t.len() != len {
@@ -57,7 +52,12 @@ impl<'a, F: Float> Padded<'a, F> {
 
     /// The targets a per-list kernel needs, after checking its output buffers: each of
     /// `per_list` (named `arg`) holds one value per list, `grad` (if any) the shape of scores.
-    pub fn list_outputs(&self, arg: &'static str, per_list: &[usize], grad: Option<usize>) -> Result<&'a [F]> {
+    pub fn list_outputs(
+        &self,
+        arg: &'static str,
+        per_list: &[usize],
+        grad: Option<usize>,
+    ) -> Result<&'a [F]> {
         let targets = self.targets.ok_or_else(|| Error::invalid("targets", "are required"))?;
         if per_list.iter().any(|&len| len != self.b) {
             return Err(Error::invalid(arg, "output buffers must have one value per list"));
@@ -161,9 +161,7 @@ where
     if n == 0 {
         return;
     }
-    out.par_chunks_mut(n)
-        .enumerate()
-        .for_each_init(&init, |w, (bi, row)| f(w, bi, row));
+    out.par_chunks_mut(n).enumerate().for_each_init(&init, |w, (bi, row)| f(w, bi, row));
 }
 
 #[cfg(test)]
@@ -197,7 +195,10 @@ mod tests {
         let b = Padded::new(&s, Some(&y), Some(&m), 1, 4).unwrap();
         let mut w = Gathered::default();
         b.gather(0, &mut w);
-        assert_eq!((w.s.as_slice(), w.y.as_slice(), w.idx.as_slice()), (&[2.0, 4.0][..], &[6.0, 8.0][..], &[1, 3][..]));
+        assert_eq!(
+            (w.s.as_slice(), w.y.as_slice(), w.idx.as_slice()),
+            (&[2.0, 4.0][..], &[6.0, 8.0][..], &[1, 3][..])
+        );
         let mut row = [9.0f32; 4];
         scatter(&w.idx, &w.s, &mut row);
         assert_eq!(row, [0.0, 2.0, 0.0, 4.0]);

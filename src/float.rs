@@ -67,7 +67,7 @@ impl Float for f32 {
         const LN2_HI: f32 = 0.693_359_4; // 355/512, exact
         const LN2_LO: f32 = -2.121_944_4e-4;
         const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-        // Keeps 2^n and the sigmoid built on it in the normal range (no denormals).
+                                         // Keeps 2^n and the sigmoid built on it in the normal range (no denormals).
         let x = select(self < -87.0, -87.0, self);
         let x = select(x > 87.0, 87.0, x);
         let t = x * LOG2E + MAGIC;
@@ -77,8 +77,7 @@ impl Float for f32 {
             + r * (1.0
                 + r * (0.5
                     + r * (1.0 / 6.0
-                        + r * (1.0 / 24.0
-                            + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+                        + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
         // t's low mantissa bits hold n + 2^22; shift n + 127 into the exponent field.
         let e = (t.to_bits() as i32).wrapping_sub(0x4B40_0000 - 127) << 23;
         p * f32::from_bits(e as u32)

@@ -40,7 +40,6 @@ use crate::float::Float;
 use crate::gains::MAX_GAIN_EXPONENT;
 use crate::ragged::Groups;
 
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
     Ndcg,
@@ -296,9 +295,25 @@ const W: usize = 4;
 /// Row `i` against every `j > i` (all slices start at `i + 1` and have one length): updates
 /// grad[j], hess[j]; returns the sums over j of (t, hes, st). Portable version.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-fn row_portable(k: &Row, s: &[f64], y: &[f64], g: &[f64], d: &[f64], ev: &[f64], grad: &mut [f64], hess: &mut [f64]) -> [f64; 3] {
+fn row_portable(
+    k: &Row,
+    s: &[f64],
+    y: &[f64],
+    g: &[f64],
+    d: &[f64],
+    ev: &[f64],
+    grad: &mut [f64],
+    hess: &mut [f64],
+) -> [f64; 3] {
     let len = s.len();
-    assert!(y.len() == len && g.len() == len && d.len() == len && ev.len() == len && grad.len() == len && hess.len() == len);
+    assert!(
+        y.len() == len
+            && g.len() == len
+            && d.len() == len
+            && ev.len() == len
+            && grad.len() == len
+            && hess.len() == len
+    );
     let full = len / W * W;
     let mut acc = [[0.0f64; W]; 3];
     for j0 in (0..full).step_by(W) {
@@ -348,12 +363,29 @@ fn finish(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn row_avx2(k: &Row, s: &[f64], y: &[f64], g: &[f64], d: &[f64], ev: &[f64], grad: &mut [f64], hess: &mut [f64]) -> [f64; 3] {
+unsafe fn row_avx2(
+    k: &Row,
+    s: &[f64],
+    y: &[f64],
+    g: &[f64],
+    d: &[f64],
+    ev: &[f64],
+    grad: &mut [f64],
+    hess: &mut [f64],
+) -> [f64; 3] {
     use std::arch::x86_64::*;
     let len = s.len();
-    assert!(y.len() == len && g.len() == len && d.len() == len && ev.len() == len && grad.len() == len && hess.len() == len);
+    assert!(
+        y.len() == len
+            && g.len() == len
+            && d.len() == len
+            && ev.len() == len
+            && grad.len() == len
+            && hess.len() == len
+    );
     let full = len / W * W;
-    let (si, yi, gi, di) = (_mm256_set1_pd(k.si), _mm256_set1_pd(k.yi), _mm256_set1_pd(k.gi), _mm256_set1_pd(k.di));
+    let (si, yi, gi, di) =
+        (_mm256_set1_pd(k.si), _mm256_set1_pd(k.yi), _mm256_set1_pd(k.gi), _mm256_set1_pd(k.di));
     let (wi, scale, sigma) = (_mm256_set1_pd(k.wi), _mm256_set1_pd(k.scale), _mm256_set1_pd(k.sigma));
     let (c0, c1) = (_mm256_set1_pd(k.c0), _mm256_set1_pd(k.c1));
     let one = _mm256_set1_pd(1.0);
@@ -398,7 +430,17 @@ unsafe fn row_avx2(k: &Row, s: &[f64], y: &[f64], g: &[f64], d: &[f64], ev: &[f6
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row_kernel(avx2: bool, k: &Row, s: &[f64], y: &[f64], g: &[f64], d: &[f64], ev: &[f64], grad: &mut [f64], hess: &mut [f64]) -> [f64; 3] {
+fn row_kernel(
+    avx2: bool,
+    k: &Row,
+    s: &[f64],
+    y: &[f64],
+    g: &[f64],
+    d: &[f64],
+    ev: &[f64],
+    grad: &mut [f64],
+    hess: &mut [f64],
+) -> [f64; 3] {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: `avx2` is true only when the CPU has AVX2 (see `has_avx2`).
@@ -439,7 +481,13 @@ fn inverse_max_dcg(y: &[f64], g: &[f64], top: &mut Vec<(f64, f64)>, disc: &[f64]
 
 /// `inverse_max_dcg` for integer labels below `table.len()` (their gains), by counting the
 /// labels (LightGBM's way). Four interleaved histograms keep the increments independent.
-fn inverse_max_dcg_counting(y: &[f64], table: &[f64], counts: &mut Vec<[u32; 4]>, disc: &[f64], k: usize) -> f64 {
+fn inverse_max_dcg_counting(
+    y: &[f64],
+    table: &[f64],
+    counts: &mut Vec<[u32; 4]>,
+    disc: &[f64],
+    k: usize,
+) -> f64 {
     let n_labels = table.len();
     counts.clear();
     counts.resize(n_labels, [0; 4]);
@@ -543,8 +591,8 @@ fn list_lambdas<const LOSS: bool>(
     }
     let rows = (m - 1).min(o.truncation);
     let mut total = [0.0f64; 2]; // S / 2, loss
-    // For MRR the signed deltas of a row go to `dv` and enter as g (with gi = 0, d = 0, di = 1,
-    // scale = -sigma); for NDCG scale = sigma * inv.
+                                 // For MRR the signed deltas of a row go to `dv` and enter as g (with gi = 0, d = 0, di = 1,
+                                 // scale = -sigma); for NDCG scale = sigma * inv.
     let (ndcg, scale) = match o.metric {
         Metric::Ndcg => (true, o.sigma * inv),
         Metric::Mrr => (false, -o.sigma),
@@ -620,11 +668,21 @@ fn list_lambdas<const LOSS: bool>(
 
 // The list code compiled for AVX2 (with the AVX2 row kernel) and chosen at run time; no fused
 // multiply-add is used and the lanes are fixed, so both give bitwise the same results.
-fn list_lambdas_simd<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions, table: Option<&[f64]>) -> ListOut {
+fn list_lambdas_simd<const LOSS: bool>(
+    w: &mut Work,
+    disc: &[f64],
+    o: &LambdaOptions,
+    table: Option<&[f64]>,
+) -> ListOut {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2")]
-        unsafe fn avx2<const LOSS: bool>(w: &mut Work, disc: &[f64], o: &LambdaOptions, table: Option<&[f64]>) -> ListOut {
+        unsafe fn avx2<const LOSS: bool>(
+            w: &mut Work,
+            disc: &[f64],
+            o: &LambdaOptions,
+            table: Option<&[f64]>,
+        ) -> ListOut {
             list_lambdas::<LOSS>(w, disc, o, true, table)
         }
         if has_avx2() {
@@ -656,11 +714,17 @@ pub fn lambdarank_gradients<P: Float, Y: Float>(
     let gains = Gains::Table(label_gain);
     gains.check()?;
     if labels.len() != n {
-        return Err(Error::invalid("labels", format!("has {} values, expected {n} like preds", labels.len())));
+        return Err(Error::invalid(
+            "labels",
+            format!("has {} values, expected {n} like preds", labels.len()),
+        ));
     }
     if let Some(wt) = weights {
         if wt.len() != n {
-            return Err(Error::invalid("weights", format!("has {} values, expected {n} like preds", wt.len())));
+            return Err(Error::invalid(
+                "weights",
+                format!("has {} values, expected {n} like preds", wt.len()),
+            ));
         }
     }
     if grad.len() != n || hess.len() != n {
@@ -685,9 +749,21 @@ pub fn lambdarank_gradients<P: Float, Y: Float>(
         .filter_map(|(gi, gout, hout)| {
             WORK.with(|w| {
                 let w = &mut w.borrow_mut();
-                ragged_list_simd(w, gi, groups.range(gi), preds, labels, label_gain, weights, &disc, opts, gout, hout)
-                    .err()
-                    .map(|e| (gi, e))
+                ragged_list_simd(
+                    w,
+                    gi,
+                    groups.range(gi),
+                    preds,
+                    labels,
+                    label_gain,
+                    weights,
+                    &disc,
+                    opts,
+                    gout,
+                    hout,
+                )
+                .err()
+                .map(|e| (gi, e))
             })
         })
         .min_by_key(|(gi, _)| *gi);
@@ -727,7 +803,8 @@ fn ragged_list<P: Float, Y: Float>(
     if !w.ry.iter().fold(true, |ok, &v| ok & (v >= 0.0) & (v < len) & (v.floor() == v)) {
         gout.fill(0.0);
         hout.fill(0.0);
-        let bad = w.ry.iter().find(|&&v| !(v >= 0.0 && v < len && v.floor() == v)).copied().unwrap_or(f64::NAN);
+        let bad =
+            w.ry.iter().find(|&&v| !(v >= 0.0 && v < len && v.floor() == v)).copied().unwrap_or(f64::NAN);
         return Err(Gains::Table(table).describe("labels", bad, gi, "group"));
     }
     w.rg.extend(w.ry.iter().map(|&v| table[v as usize]));
@@ -811,11 +888,13 @@ pub fn lambdarank_loss<F: Float>(
 ) -> Result<()> {
     opts.check()?;
     gains.check()?;
-    let targets = batch.list_outputs("losses", &[losses.len(), valid.len()], grad.as_deref().map(<[F]>::len))?;
+    let targets =
+        batch.list_outputs("losses", &[losses.len(), valid.len()], grad.as_deref().map(<[F]>::len))?;
     batch.check_finite()?;
     let n = batch.n;
     let bad = (0..batch.b).into_par_iter().find_first(|&bi| {
-        (bi * n..(bi + 1) * n).any(|k| batch.mask.is_none_or(|m| m[k]) && gains.of(targets[k].to_f64()).is_none())
+        (bi * n..(bi + 1) * n)
+            .any(|k| batch.mask.is_none_or(|m| m[k]) && gains.of(targets[k].to_f64()).is_none())
     });
     if let Some(bi) = bad {
         let k = (bi * n..(bi + 1) * n)
@@ -949,15 +1028,26 @@ mod tests {
                             for weights in [None, Some(&w[..])] {
                                 let mut grad = vec![0.0; s.len()];
                                 let mut hess = vec![0.0; s.len()];
-                                lambdarank_gradients(&s, &y, &group, gain, weights, &o, &mut grad, &mut hess).unwrap();
+                                lambdarank_gradients(&s, &y, &group, gain, weights, &o, &mut grad, &mut hess)
+                                    .unwrap();
                                 let mut lo = 0;
                                 for &m in &sizes {
                                     let (rg, rh, _) = reference(&s[lo..lo + m], &y[lo..lo + m], gain, &o);
                                     let scale = rg.iter().chain(&rh).fold(1e-300f64, |a, v| a.max(v.abs()));
                                     for k2 in 0..m {
                                         let wt = weights.map_or(1.0, |w| w[lo + k2]);
-                                        assert!(close(grad[lo + k2], rg[k2] * wt, scale), "{o:?} grad {} vs {}", grad[lo + k2], rg[k2] * wt);
-                                        assert!(close(hess[lo + k2], rh[k2] * wt, scale), "{o:?} hess {} vs {}", hess[lo + k2], rh[k2] * wt);
+                                        assert!(
+                                            close(grad[lo + k2], rg[k2] * wt, scale),
+                                            "{o:?} grad {} vs {}",
+                                            grad[lo + k2],
+                                            rg[k2] * wt
+                                        );
+                                        assert!(
+                                            close(hess[lo + k2], rh[k2] * wt, scale),
+                                            "{o:?} hess {} vs {}",
+                                            hess[lo + k2],
+                                            rh[k2] * wt
+                                        );
                                     }
                                     lo += m;
                                 }
@@ -987,7 +1077,14 @@ mod tests {
                     let (rg, rh, _) = reference(&s[lo..lo + m], &y[lo..lo + m], &gain, &o);
                     let scale = rg.iter().chain(&rh).fold(1e-300f64, |a, v| a.max(v.abs()));
                     for k in 0..m {
-                        assert!(close(grad[lo + k], rg[k], scale) && close(hess[lo + k], rh[k], scale), "{o:?} {k} {} {} {} {}", grad[lo + k], rg[k], hess[lo + k], rh[k]);
+                        assert!(
+                            close(grad[lo + k], rg[k], scale) && close(hess[lo + k], rh[k], scale),
+                            "{o:?} {k} {} {} {} {}",
+                            grad[lo + k],
+                            rg[k],
+                            hess[lo + k],
+                            rh[k]
+                        );
                     }
                     lo += m;
                 }
@@ -1055,7 +1152,8 @@ mod tests {
     fn f32_preds_and_labels() {
         let mut rng = Rng(5);
         let (s, y, group) = random_case(&mut rng, &[30, 12], 4);
-        let (s32, y32): (Vec<f32>, Vec<f32>) = (s.iter().map(|&v| v as f32).collect(), y.iter().map(|&v| v as f32).collect());
+        let (s32, y32): (Vec<f32>, Vec<f32>) =
+            (s.iter().map(|&v| v as f32).collect(), y.iter().map(|&v| v as f32).collect());
         let gain = default_label_gain();
         let o = LambdaOptions::default();
         let (mut g1, mut h1, mut g2, mut h2) = (vec![0.0; 42], vec![0.0; 42], vec![0.0; 42], vec![0.0; 42]);
@@ -1108,9 +1206,10 @@ mod tests {
         let s = [1.0, 2.0, 3.0, 4.0];
         let y = [0.0, 1.0, 2.0, 1.0];
         let (mut g, mut h) = (vec![0.0; 4], vec![0.0; 4]);
-        let mut run = |s: &[f64], y: &[f64], group: &[i64], gain: &[f64], w: Option<&[f64]>, o: &LambdaOptions| {
-            lambdarank_gradients(s, y, group, gain, w, o, &mut g, &mut h).unwrap_err()
-        };
+        let mut run =
+            |s: &[f64], y: &[f64], group: &[i64], gain: &[f64], w: Option<&[f64]>, o: &LambdaOptions| {
+                lambdarank_gradients(s, y, group, gain, w, o, &mut g, &mut h).unwrap_err()
+            };
         assert_eq!(run(&s, &y, &[2, 1], &gain, None, &o).arg(), "group");
         assert_eq!(run(&s, &y, &[2, 0, 2], &gain, None, &o).arg(), "group");
         assert_eq!(run(&s, &y[..3], &[2, 2], &gain, None, &o).arg(), "labels");
@@ -1118,14 +1217,20 @@ mod tests {
         assert!(e.arg() == "labels" && e.to_string().contains("group 1"), "{e}");
         assert_eq!(run(&s, &[0.0, -1.0, 1.0, 0.0], &[2, 2], &gain, None, &o).arg(), "labels");
         assert_eq!(run(&s, &[0.0, 3.0, 1.0, 0.0], &[2, 2], &[0.0, 1.0, 3.0], None, &o).arg(), "labels");
-        assert_eq!(run(&[1.0, f64::NAN, 0.0, 1.0], &y, &[1, 1, 2], &gain, None, &o), Error::NonFinite { arg: "preds", list: 1 });
+        assert_eq!(
+            run(&[1.0, f64::NAN, 0.0, 1.0], &y, &[1, 1, 2], &gain, None, &o),
+            Error::NonFinite { arg: "preds", list: 1 }
+        );
         assert_eq!(run(&s, &y, &[2, 2], &gain, Some(&[1.0, 1.0, -1.0, 1.0]), &o).arg(), "weights");
         assert_eq!(run(&s, &y, &[2, 2], &[], None, &o).arg(), "label_gain");
         assert_eq!(run(&s, &y, &[2, 2], &[0.0, f64::NAN], None, &o).arg(), "label_gain");
         for sigma in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert_eq!(run(&s, &y, &[4], &gain, None, &LambdaOptions { sigma, ..o }).arg(), "sigma");
         }
-        assert_eq!(run(&s, &y, &[4], &gain, None, &LambdaOptions { truncation: 0, ..o }).arg(), "truncation_level");
+        assert_eq!(
+            run(&s, &y, &[4], &gain, None, &LambdaOptions { truncation: 0, ..o }).arg(),
+            "truncation_level"
+        );
     }
 
     #[test]
@@ -1137,9 +1242,11 @@ mod tests {
             for &norm in &[false, true] {
                 for &k in &[2usize, 10, usize::MAX] {
                     let s: Vec<f64> = (0..b * n).map(|_| (rng.next() * 12.0).floor() / 3.0).collect();
-                    let y: Vec<f64> = (0..b * n).map(|k| if k / n == 2 { 1.0 } else { rng.int(4) as f64 }).collect();
+                    let y: Vec<f64> =
+                        (0..b * n).map(|k| if k / n == 2 { 1.0 } else { rng.int(4) as f64 }).collect();
                     // list 1 has a single real item, list 2 a single label.
-                    let mask: Vec<bool> = (0..b * n).map(|k| if k / n == 1 { k % n == 3 } else { rng.next() < 0.8 }).collect();
+                    let mask: Vec<bool> =
+                        (0..b * n).map(|k| if k / n == 1 { k % n == 3 } else { rng.next() < 0.8 }).collect();
                     let batch = Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap();
                     let o = LambdaOptions { sigma: 1.3, truncation: k, norm, metric };
                     let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
@@ -1161,7 +1268,17 @@ mod tests {
                         // Also bitwise the ragged kernel's gradient.
                         let (mut gg, mut hh) = (vec![0.0; sr.len()], vec![0.0; sr.len()]);
                         if !sr.is_empty() {
-                            lambdarank_gradients(&sr, &yr, &[sr.len() as i64], &gain, None, &o, &mut gg, &mut hh).unwrap();
+                            lambdarank_gradients(
+                                &sr,
+                                &yr,
+                                &[sr.len() as i64],
+                                &gain,
+                                None,
+                                &o,
+                                &mut gg,
+                                &mut hh,
+                            )
+                            .unwrap();
                             for (p, &j) in idx.iter().enumerate() {
                                 assert_eq!(g[bi * n + j].to_bits(), gg[p].to_bits());
                             }
@@ -1178,11 +1295,13 @@ mod tests {
         let y = [0.5f32, 2.25, -1.0, 0.0];
         let batch = Padded::new(&s, Some(&y), None, 1, 4).unwrap();
         let (mut l, mut v, mut g) = (vec![0.0f32; 1], vec![false; 1], vec![0.0f32; 4]);
-        lambdarank_loss(&batch, Gains::Exp2, &LambdaOptions::default(), &mut l, &mut v, Some(&mut g)).unwrap();
+        lambdarank_loss(&batch, Gains::Exp2, &LambdaOptions::default(), &mut l, &mut v, Some(&mut g))
+            .unwrap();
         assert!(v[0] && l[0] > 0.0 && g.iter().all(|x| x.is_finite()));
         let big = [0.0f32, 1001.0, 0.0, 0.0];
         let batch = Padded::new(&s, Some(&big), None, 1, 4).unwrap();
-        let e = lambdarank_loss(&batch, Gains::Exp2, &LambdaOptions::default(), &mut l, &mut v, None).unwrap_err();
+        let e = lambdarank_loss(&batch, Gains::Exp2, &LambdaOptions::default(), &mut l, &mut v, None)
+            .unwrap_err();
         assert_eq!(e.arg(), "targets");
     }
 }

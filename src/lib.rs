@@ -9,10 +9,10 @@ pub mod batch;
 pub mod error;
 pub mod float;
 pub mod gains;
-pub mod metrics;
-pub mod ranknet;
 pub mod lambdas;
+pub mod metrics;
 pub mod ragged;
+pub mod ranknet;
 
 #[cfg(feature = "python")]
 mod py;

@@ -78,7 +78,8 @@ pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: Metric, w: &mut Scratch) 
             }
             // The ranking by score: a total order (score desc, position asc), so an unstable
             // selection or sort gives the stable order.
-            let by_score = |a: &usize, b: &usize| s[*b].partial_cmp(&s[*a]).unwrap_or(Ordering::Equal).then(a.cmp(b));
+            let by_score =
+                |a: &usize, b: &usize| s[*b].partial_cmp(&s[*a]).unwrap_or(Ordering::Equal).then(a.cmp(b));
             let order = &mut w.order;
             order.clear();
             order.extend(0..m);
@@ -98,7 +99,8 @@ pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: Metric, w: &mut Scratch) 
             }
             let Some(r) = best else { return (0.0, false) };
             let sr = s[r];
-            let pos = s[..r].iter().filter(|&&v| v >= sr).count() + s[r + 1..].iter().filter(|&&v| v > sr).count();
+            let pos =
+                s[..r].iter().filter(|&&v| v >= sr).count() + s[r + 1..].iter().filter(|&&v| v > sr).count();
             (if pos < k { 1.0 / (pos as f64 + 1.0) } else { 0.0 }, true)
         }
     }
@@ -116,7 +118,12 @@ fn top_k<T, C: Fn(&T, &T) -> Ordering>(v: &mut [T], k: usize, cmp: C) {
 }
 
 /// Per-list metric values `[b]` of a padded batch and whether each list has a relevant item.
-pub fn metric_padded<F: Float>(batch: &Padded<F>, metric: Metric, values: &mut [f64], valid: &mut [bool]) -> Result<()> {
+pub fn metric_padded<F: Float>(
+    batch: &Padded<F>,
+    metric: Metric,
+    values: &mut [f64],
+    valid: &mut [bool],
+) -> Result<()> {
     metric.check()?;
     let targets = batch.list_outputs("values", &[values.len(), valid.len()], None)?;
     batch.check_finite()?;
@@ -124,17 +131,13 @@ pub fn metric_padded<F: Float>(batch: &Padded<F>, metric: Metric, values: &mut [
         let n = batch.n.max(1);
         check_gain_range(targets, batch.mask, "targets", |k| k / n)?;
     }
-    values
-        .par_iter_mut()
-        .zip(valid.par_iter_mut())
-        .enumerate()
-        .for_each_init(
-            || (Gathered::<F>::default(), Scratch::default()),
-            |(list, w), (bi, (v, ok))| {
-                batch.gather(bi, list);
-                (*v, *ok) = list_metric(&list.s, &list.y, metric, w);
-            },
-        );
+    values.par_iter_mut().zip(valid.par_iter_mut()).enumerate().for_each_init(
+        || (Gathered::<F>::default(), Scratch::default()),
+        |(list, w), (bi, (v, ok))| {
+            batch.gather(bi, list);
+            (*v, *ok) = list_metric(&list.s, &list.y, metric, w);
+        },
+    );
     Ok(())
 }
 
@@ -151,7 +154,10 @@ pub fn metric_ragged<F: Float>(
     metric.check()?;
     let n = preds.len();
     if labels.len() != n {
-        return Err(Error::invalid("labels", format!("has {} values, expected {n} like preds", labels.len())));
+        return Err(Error::invalid(
+            "labels",
+            format!("has {} values, expected {n} like preds", labels.len()),
+        ));
     }
     if values.len() != group.len() || valid.len() != group.len() {
         return Err(Error::invalid("values", "output buffers must have one value per list"));
@@ -179,14 +185,13 @@ pub fn metric_ragged<F: Float>(
     if metric.caps_targets() {
         check_gain_range(labels, None, "labels", list_of)?;
     }
-    values
-        .par_iter_mut()
-        .zip(valid.par_iter_mut())
-        .enumerate()
-        .for_each_init(Scratch::default, |w, (g, (v, ok))| {
+    values.par_iter_mut().zip(valid.par_iter_mut()).enumerate().for_each_init(
+        Scratch::default,
+        |w, (g, (v, ok))| {
             let (lo, hi) = (offsets[g], offsets[g + 1]);
             (*v, *ok) = list_metric(&preds[lo..hi], &labels[lo..hi], metric, w);
-        });
+        },
+    );
     Ok(())
 }
 
@@ -239,7 +244,9 @@ mod tests {
             for metric in metrics() {
                 // Coarse scores: many ties; sparse labels: some lists without a relevant item.
                 let s: Vec<f64> = (0..b * n).map(|_| (rng.next() * 6.0).floor() - 2.0).collect();
-                let y: Vec<f64> = (0..b * n).map(|_| if rng.next() < 0.6 { 0.0 } else { (rng.next() * 5.0).floor() - 1.0 }).collect();
+                let y: Vec<f64> = (0..b * n)
+                    .map(|_| if rng.next() < 0.6 { 0.0 } else { (rng.next() * 5.0).floor() - 1.0 })
+                    .collect();
                 let mask: Vec<bool> = (0..b * n).map(|_| rng.next() < 0.8).collect();
                 let batch = Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap();
                 let (mut v, mut ok) = (vec![9.0; b], vec![true; b]);
@@ -251,7 +258,8 @@ mod tests {
                     fs.extend(idx.iter().map(|&k| s[k]));
                     fy.extend(idx.iter().map(|&k| y[k]));
                     group.push(idx.len() as i64);
-                    let (rv, rok) = reference(&fs[fs.len() - idx.len()..], &fy[fy.len() - idx.len()..], metric);
+                    let (rv, rok) =
+                        reference(&fs[fs.len() - idx.len()..], &fy[fy.len() - idx.len()..], metric);
                     assert_eq!(ok[bi], rok, "{metric:?}");
                     assert!((v[bi] - rv).abs() < 1e-14, "{metric:?} {} vs {rv}", v[bi]);
                 }
@@ -298,7 +306,8 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let (mut v, mut ok) = (vec![0.0; b], vec![false; b]);
-                metric_padded(&batch, Metric::Ndcg { k: Some(10), scale_gains: true }, &mut v, &mut ok).unwrap();
+                metric_padded(&batch, Metric::Ndcg { k: Some(10), scale_gains: true }, &mut v, &mut ok)
+                    .unwrap();
                 v
             })
         };
@@ -316,13 +325,27 @@ mod tests {
         assert_eq!(metric_ragged(&s, &s, &[4, -1], nd, &mut v, &mut ok).unwrap_err().arg(), "group");
         assert_eq!(metric_ragged(&s, &s[..2], &[1, 2], nd, &mut v, &mut ok).unwrap_err().arg(), "labels");
         let bad = [0.0f64, 1.0, f64::NAN];
-        assert_eq!(metric_ragged(&bad, &s, &[1, 2], nd, &mut v, &mut ok), Err(Error::NonFinite { arg: "preds", list: 1 }));
-        assert_eq!(metric_ragged(&s, &bad, &[2, 1], nd, &mut v, &mut ok), Err(Error::NonFinite { arg: "labels", list: 1 }));
+        assert_eq!(
+            metric_ragged(&bad, &s, &[1, 2], nd, &mut v, &mut ok),
+            Err(Error::NonFinite { arg: "preds", list: 1 })
+        );
+        assert_eq!(
+            metric_ragged(&s, &bad, &[2, 1], nd, &mut v, &mut ok),
+            Err(Error::NonFinite { arg: "labels", list: 1 })
+        );
         let big = [0.0f64, 1.0, 2000.0];
         let err = metric_ragged(&s, &big, &[1, 2], nd, &mut v, &mut ok).unwrap_err();
         assert!(err.to_string().contains("list 1"), "{err}");
         // ... but fine without gain scaling, and for MRR.
-        assert!(metric_ragged(&s, &big, &[1, 2], Metric::Ndcg { k: None, scale_gains: false }, &mut v, &mut ok).is_ok());
+        assert!(metric_ragged(
+            &s,
+            &big,
+            &[1, 2],
+            Metric::Ndcg { k: None, scale_gains: false },
+            &mut v,
+            &mut ok
+        )
+        .is_ok());
         let batch = Padded::new(&s[..2], Some(&big[1..]), Some(&[true, false]), 1, 2).unwrap();
         assert!(metric_padded(&batch, nd, &mut v[..1], &mut ok[..1]).is_ok(), "padded targets are ignored");
     }

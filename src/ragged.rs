@@ -35,10 +35,7 @@ impl Groups {
             offsets.push(total);
         }
         if total != n {
-            return Err(Error::invalid(
-                "group",
-                format!("sizes sum to {total}, but there are {n} rows"),
-            ));
+            return Err(Error::invalid("group", format!("sizes sum to {total}, but there are {n} rows")));
         }
         Ok(Groups { offsets })
     }
@@ -90,7 +87,9 @@ mod tests {
 
     #[test]
     fn bad_sizes_name_group() {
-        for (sizes, n) in [(&[2i64, 0, 1][..], 3), (&[2, -1, 2], 3), (&[2, 2], 5), (&[2, 2], 3), (&[i64::MAX, 2], 3)] {
+        for (sizes, n) in
+            [(&[2i64, 0, 1][..], 3), (&[2, -1, 2], 3), (&[2, 2], 5), (&[2, 2], 3), (&[i64::MAX, 2], 3)]
+        {
             let e = Groups::from_sizes(sizes, n).unwrap_err();
             assert_eq!(e.arg(), "group", "{sizes:?}");
         }

@@ -315,7 +315,12 @@ mod tests {
                         assert_eq!(v[bi], rv);
                         assert!(close(l[bi], rl, 1e-13), "loss {} vs {rl}", l[bi]);
                         for (k, &j) in idx.iter().enumerate() {
-                            assert!(close(g[bi * n + j], rg[k], 1e-13), "grad {} vs {}", g[bi * n + j], rg[k]);
+                            assert!(
+                                close(g[bi * n + j], rg[k], 1e-13),
+                                "grad {} vs {}",
+                                g[bi * n + j],
+                                rg[k]
+                            );
                         }
                         for j in (0..n).filter(|&j| !mask[bi * n + j]) {
                             assert_eq!(g[bi * n + j], 0.0);
@@ -356,10 +361,17 @@ mod tests {
         let s32: Vec<f32> = s.iter().map(|&v| v as f32).collect();
         let y32: Vec<f32> = y.iter().map(|&v| v as f32).collect();
         let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
-        ranknet_loss(&Padded::new(&s, Some(&y), None, b, n).unwrap(), 2.0, &mut l, &mut v, Some(&mut g)).unwrap();
-        let (mut l32, mut v32, mut g32) = (vec![0.0f32; b], vec![false; b], vec![0.0f32; b * n]);
-        ranknet_loss(&Padded::new(&s32, Some(&y32), None, b, n).unwrap(), 2.0, &mut l32, &mut v32, Some(&mut g32))
+        ranknet_loss(&Padded::new(&s, Some(&y), None, b, n).unwrap(), 2.0, &mut l, &mut v, Some(&mut g))
             .unwrap();
+        let (mut l32, mut v32, mut g32) = (vec![0.0f32; b], vec![false; b], vec![0.0f32; b * n]);
+        ranknet_loss(
+            &Padded::new(&s32, Some(&y32), None, b, n).unwrap(),
+            2.0,
+            &mut l32,
+            &mut v32,
+            Some(&mut g32),
+        )
+        .unwrap();
         assert_eq!(v, v32);
         for bi in 0..b {
             assert!(close(l32[bi] as f64, l[bi], 1e-5));
@@ -413,11 +425,17 @@ mod tests {
         let y = [1.0f64, 0.0, 1.0, 0.0];
         let batch = Padded::new(&s, Some(&y), None, 2, 2).unwrap();
         let (mut l, mut v) = (vec![0.0; 2], vec![false; 2]);
-        assert_eq!(ranknet_loss(&batch, 1.0, &mut l, &mut v, None), Err(Error::NonFinite { arg: "scores", list: 0 }));
+        assert_eq!(
+            ranknet_loss(&batch, 1.0, &mut l, &mut v, None),
+            Err(Error::NonFinite { arg: "scores", list: 0 })
+        );
         let ok = [1.0f64, 2.0, 0.0, 1.0];
         let yb = [1.0f64, 0.0, f64::INFINITY, 0.0];
         let batch = Padded::new(&ok, Some(&yb), None, 2, 2).unwrap();
-        assert_eq!(ranknet_loss(&batch, 1.0, &mut l, &mut v, None), Err(Error::NonFinite { arg: "targets", list: 1 }));
+        assert_eq!(
+            ranknet_loss(&batch, 1.0, &mut l, &mut v, None),
+            Err(Error::NonFinite { arg: "targets", list: 1 })
+        );
         let batch = Padded::new(&ok, Some(&y), None, 2, 2).unwrap();
         for sigma in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert_eq!(ranknet_loss(&batch, sigma, &mut l, &mut v, None).unwrap_err().arg(), "sigma");

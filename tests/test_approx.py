@@ -56,8 +56,9 @@ def ref_list_loss(name, s, y, t):
     true = [0] * n
     for p, i in enumerate(order):
         true[i] = p + 1
-    w = {"mse": lambda q: 1.0, "mse_log2": lambda q: 1.0 / math.log2(q + 1),
-         "mse_recip": lambda q: 1.0 / q}[name]
+    w = {"mse": lambda q: 1.0, "mse_log2": lambda q: 1.0 / math.log2(q + 1), "mse_recip": lambda q: 1.0 / q}[
+        name
+    ]
     return sum(w(true[i]) * (r[i] - true[i]) ** 2 for i in range(n)) / n, True
 
 
@@ -81,7 +82,9 @@ def ref_grad(name, s, y, mask, t, eps=1e-6):
         hi, lo = s.copy(), s.copy()
         hi[idx] += eps
         lo[idx] -= eps
-        g[idx] = (ref_batch(name, hi, y, mask, t)[0].sum() - ref_batch(name, lo, y, mask, t)[0].sum()) / (2 * eps)
+        g[idx] = (ref_batch(name, hi, y, mask, t)[0].sum() - ref_batch(name, lo, y, mask, t)[0].sum()) / (
+            2 * eps
+        )
     return g
 
 
@@ -108,16 +111,18 @@ def test_matches_reference(backend, name, t):
         if name.startswith("mse"):
             y = y + rng.normal(size=y.shape)  # teacher scores: any real numbers
         st_ = torch.tensor(s, requires_grad=True)
-        out = LOSSES[name](st_, torch.tensor(y), temperature=t, mask=torch.tensor(mask),
-                           reduction="none", backend=backend)
+        out = LOSSES[name](
+            st_, torch.tensor(y), temperature=t, mask=torch.tensor(mask), reduction="none", backend=backend
+        )
         want, valid = ref_batch(name, s, y, mask, t)
         np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-10, atol=1e-12)
         out.sum().backward()
         if not (name == "mrr" and ties):  # tied maxima: MRR has a kink there
             np.testing.assert_allclose(st_.grad.numpy(), ref_grad(name, s, y, mask, t), rtol=1e-5, atol=1e-7)
         assert np.all(st_.grad.numpy()[~mask] == 0.0)
-        mean = LOSSES[name](torch.tensor(s), torch.tensor(y), temperature=t, mask=torch.tensor(mask),
-                            backend=backend)
+        mean = LOSSES[name](
+            torch.tensor(s), torch.tensor(y), temperature=t, mask=torch.tensor(mask), backend=backend
+        )
         expect_mean = want.sum() / max(valid.sum(), 1)
         assert mean.item() == pytest.approx(expect_mean, rel=1e-10, abs=1e-12)
 
@@ -144,7 +149,10 @@ def test_gradcheck(backend, name):
     for reduction in ("none", "mean"):
         assert torch.autograd.gradcheck(
             lambda x: LOSSES[name](x, yt, temperature=0.8, mask=mt, reduction=reduction, backend=backend),
-            (st_,), eps=1e-6, atol=1e-7, rtol=1e-5,
+            (st_,),
+            eps=1e-6,
+            atol=1e-7,
+            rtol=1e-5,
         )
 
 
@@ -167,8 +175,14 @@ def test_rust_equals_torch_native(name, dtype):
             outs, grads = [], []
             for backend in BACKENDS:
                 st_ = torch.tensor(s, dtype=dtype, requires_grad=True)
-                out = LOSSES[name](st_, torch.tensor(y, dtype=dtype), temperature=t,
-                                   mask=torch.tensor(mask), reduction="sum", backend=backend)
+                out = LOSSES[name](
+                    st_,
+                    torch.tensor(y, dtype=dtype),
+                    temperature=t,
+                    mask=torch.tensor(mask),
+                    reduction="sum",
+                    backend=backend,
+                )
                 out.backward()
                 outs.append(out.item())
                 grads.append(st_.grad.double().numpy())
@@ -214,15 +228,17 @@ def test_padding_changes_nothing(backend, name):
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-10, atol=1e-15)
     # the real items of a list alone give the same loss as the padded list
     b = 1
-    alone = LOSSES[name](torch.tensor(s[b][mask[b]]), torch.tensor(y[b][mask[b]]), reduction="none",
-                         backend=backend)
+    alone = LOSSES[name](
+        torch.tensor(s[b][mask[b]]), torch.tensor(y[b][mask[b]]), reduction="none", backend=backend
+    )
     assert alone.item() == pytest.approx(outs[0][0][b], rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_degenerate_lists(backend):
-    s = torch.tensor([[0.3, 0.1, 0.2], [0.5, 0.4, 0.9], [1.0, 2.0, 3.0]], dtype=torch.float64,
-                     requires_grad=True)
+    s = torch.tensor(
+        [[0.3, 0.1, 0.2], [0.5, 0.4, 0.9], [1.0, 2.0, 3.0]], dtype=torch.float64, requires_grad=True
+    )
     y = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 0.0], [-1.0, -2.0, 0.0]], dtype=torch.float64)
     mask = torch.tensor([[True, True, True], [True, False, False], [True, True, True]])
     for f in (approx_ndcg_loss, approx_mrr_loss):
@@ -240,7 +256,9 @@ def test_degenerate_lists(backend):
     mean = approx_rank_mse_loss(s, y2, mask=mask, backend=backend)
     assert mean.item() == pytest.approx((per[0] + per[2]).item() / 2, rel=1e-12)
     allpad = torch.zeros(2, 4, dtype=torch.bool)
-    z = approx_ndcg_loss(torch.randn(2, 4, requires_grad=True), torch.ones(2, 4), mask=allpad, backend=backend)
+    z = approx_ndcg_loss(
+        torch.randn(2, 4, requires_grad=True), torch.ones(2, 4), mask=allpad, backend=backend
+    )
     assert z.item() == 0.0
 
 
@@ -251,7 +269,9 @@ def test_reductions_and_one_dimensional_input(backend):
     st_, yt, mt = torch.tensor(s), torch.tensor(y), torch.tensor(mask)
     none = approx_ndcg_loss(st_, yt, mask=mt, reduction="none", backend=backend)
     assert none.shape == (5,)
-    assert approx_ndcg_loss(st_, yt, mask=mt, reduction="sum", backend=backend).item() == pytest.approx(none.sum().item())
+    assert approx_ndcg_loss(st_, yt, mask=mt, reduction="sum", backend=backend).item() == pytest.approx(
+        none.sum().item()
+    )
     one = approx_ndcg_loss(st_[2], yt[2], mask=mt[2], reduction="none", backend=backend)
     assert one.shape == () and one.item() == pytest.approx(none[2].item(), rel=1e-12)
     r = approx_ranks(st_[2], backend=backend)
@@ -292,7 +312,9 @@ def test_numpy_in_numpy_out_and_no_in_place_change():
     assert out16.dtype == np.float16
     # a non-contiguous view works and gives the same result as its copy
     big = rng.normal(size=(3, 12))
-    assert approx_ndcg_loss(big[:, ::2], y) == pytest.approx(approx_ndcg_loss(big[:, ::2].copy(), y), rel=1e-14)
+    assert approx_ndcg_loss(big[:, ::2], y) == pytest.approx(
+        approx_ndcg_loss(big[:, ::2].copy(), y), rel=1e-14
+    )
 
 
 def test_same_bits_with_one_and_two_threads():
@@ -325,17 +347,45 @@ def test_bad_input(backend):
     s, y = torch.randn(2, 3), torch.ones(2, 3)
     cases = [
         (lambda: approx_ndcg_loss(s, torch.ones(2, 4), backend=backend), ValueError, "targets"),
-        (lambda: approx_ndcg_loss(s, y, mask=torch.ones(3, 3, dtype=torch.bool), backend=backend), ValueError, "mask"),
-        (lambda: approx_ndcg_loss(torch.randn(2, 3, 4), torch.ones(2, 3, 4), backend=backend), ValueError, "scores"),
-        (lambda: approx_ndcg_loss(torch.tensor([[0.0, float("nan"), 1.0], [0, 1, 2]]), y, backend=backend), ValueError, r"scores.*list 0"),
-        (lambda: approx_ndcg_loss(torch.tensor([[0.0, 1, 2], [0, float("inf"), 2]]), y, backend=backend), ValueError, r"scores.*list 1"),
-        (lambda: approx_ndcg_loss(s, torch.tensor([[0.0, 1, 2], [0, float("nan"), 2]]), backend=backend), ValueError, r"targets.*list 1"),
+        (
+            lambda: approx_ndcg_loss(s, y, mask=torch.ones(3, 3, dtype=torch.bool), backend=backend),
+            ValueError,
+            "mask",
+        ),
+        (
+            lambda: approx_ndcg_loss(torch.randn(2, 3, 4), torch.ones(2, 3, 4), backend=backend),
+            ValueError,
+            "scores",
+        ),
+        (
+            lambda: approx_ndcg_loss(torch.tensor([[0.0, float("nan"), 1.0], [0, 1, 2]]), y, backend=backend),
+            ValueError,
+            r"scores.*list 0",
+        ),
+        (
+            lambda: approx_ndcg_loss(torch.tensor([[0.0, 1, 2], [0, float("inf"), 2]]), y, backend=backend),
+            ValueError,
+            r"scores.*list 1",
+        ),
+        (
+            lambda: approx_ndcg_loss(s, torch.tensor([[0.0, 1, 2], [0, float("nan"), 2]]), backend=backend),
+            ValueError,
+            r"targets.*list 1",
+        ),
         (lambda: approx_ndcg_loss(s, y, temperature=0.0, backend=backend), ValueError, "temperature"),
         (lambda: approx_ndcg_loss(s, y, temperature=-1.0, backend=backend), ValueError, "temperature"),
-        (lambda: approx_ndcg_loss(s, y, temperature=float("nan"), backend=backend), ValueError, "temperature"),
+        (
+            lambda: approx_ndcg_loss(s, y, temperature=float("nan"), backend=backend),
+            ValueError,
+            "temperature",
+        ),
         (lambda: approx_ranks(s, temperature=0, backend=backend), ValueError, "temperature"),
         (lambda: approx_ndcg_loss(s, y, mask=torch.ones(2, 3), backend=backend), TypeError, "mask"),
-        (lambda: approx_ndcg_loss(torch.ones(2, 3, dtype=torch.int64), y, backend=backend), TypeError, "scores"),
+        (
+            lambda: approx_ndcg_loss(torch.ones(2, 3, dtype=torch.int64), y, backend=backend),
+            TypeError,
+            "scores",
+        ),
         (lambda: approx_ndcg_loss([[0.1, 0.2]], [[1, 0]], backend=backend), TypeError, "scores"),
         (lambda: approx_ndcg_loss(s, None, backend=backend), TypeError, "targets"),
         (lambda: approx_rank_mse_loss(s, y, discount="log10", backend=backend), ValueError, "discount"),
@@ -374,9 +424,15 @@ def test_modules():
     y = torch.randint(0, 3, (3, 8)).float()
     m = torch.rand(3, 8) > 0.2
     pairs = [
-        (rankgrad.nn.ApproxNDCGLoss(temperature=0.5, scale_gains=False), lambda: approx_ndcg_loss(s, y, 0.5, False, m)),
+        (
+            rankgrad.nn.ApproxNDCGLoss(temperature=0.5, scale_gains=False),
+            lambda: approx_ndcg_loss(s, y, 0.5, False, m),
+        ),
         (rankgrad.nn.ApproxMRRLoss(reduction="sum"), lambda: approx_mrr_loss(s, y, mask=m, reduction="sum")),
-        (rankgrad.nn.ApproxRankMSELoss(discount="log2"), lambda: approx_rank_mse_loss(s, y, discount="log2", mask=m)),
+        (
+            rankgrad.nn.ApproxRankMSELoss(discount="log2"),
+            lambda: approx_rank_mse_loss(s, y, discount="log2", mask=m),
+        ),
     ]
     for module, call in pairs:
         assert torch.equal(module(s, y, m), call())
@@ -413,8 +469,9 @@ def test_cuda_matches_cpu(name):
     res = []
     for device in ("cpu", "cuda"):
         st_ = torch.tensor(s, device=device, requires_grad=True)
-        out = LOSSES[name](st_, torch.tensor(y, device=device), mask=torch.tensor(mask, device=device),
-                           reduction="sum")
+        out = LOSSES[name](
+            st_, torch.tensor(y, device=device), mask=torch.tensor(mask, device=device), reduction="sum"
+        )
         out.backward()
         assert out.device.type == device
         res.append((out.item(), st_.grad.cpu().numpy()))
@@ -460,8 +517,16 @@ def test_torch_compile_fullgraph():
     torch.testing.assert_close(net.weight.grad, want, rtol=1e-12, atol=1e-14)
     torch.library.opcheck(
         torch.ops.rankgrad.approx_loss.default,
-        (torch.randn(3, 5, dtype=torch.float64, requires_grad=True), y[:3, :5], m[:3, :5], "ndcg",
-         1.0, True, "none", True),
+        (
+            torch.randn(3, 5, dtype=torch.float64, requires_grad=True),
+            y[:3, :5],
+            m[:3, :5],
+            "ndcg",
+            1.0,
+            True,
+            "none",
+            True,
+        ),
     )
 
 
@@ -477,10 +542,14 @@ def test_torch_path_in_chunks(monkeypatch, step):
         res = []
         for backend in BACKENDS:
             st_ = torch.tensor(s, requires_grad=True)
-            out = LOSSES[name](st_, torch.tensor(y), mask=torch.tensor(mask), reduction="sum", backend=backend)
+            out = LOSSES[name](
+                st_, torch.tensor(y), mask=torch.tensor(mask), reduction="sum", backend=backend
+            )
             out.backward()
             res.append((out.item(), st_.grad.numpy()))
         assert res[0][0] == pytest.approx(res[1][0], rel=1e-12)
         np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-10, atol=1e-14)
     st_ = torch.tensor(s[:, :9], requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: approx_ranks(x, 0.5, torch.tensor(mask[:, :9]), backend="torch"), (st_,))
+    assert torch.autograd.gradcheck(
+        lambda x: approx_ranks(x, 0.5, torch.tensor(mask[:, :9]), backend="torch"), (st_,)
+    )

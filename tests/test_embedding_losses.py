@@ -72,9 +72,7 @@ def test_mnrl_matches_reference(kind, k, symmetric):
 
     args = (a, p) if n is None else (a, p, n)
     got, got_g = grads(lambda *x: loss(*x), *args)
-    want, want_g = grads(
-        lambda a_, p_, n_=None: ref_mnrl(a_, p_, n_, scale, kind, symmetric), *args
-    )
+    want, want_g = grads(lambda a_, p_, n_=None: ref_mnrl(a_, p_, n_, scale, kind, symmetric), *args)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     for g, w in zip(got_g, want_g):
@@ -214,7 +212,12 @@ def test_mnrl_is_module_with_repr():
     loss = rnn.MultipleNegativesRankingLoss(scale=5, similarity="dot", symmetric=True)
     assert isinstance(loss, torch.nn.Module)
     assert "similarity='dot'" in repr(loss) and "scale=5.0" in repr(loss)
-    for name in ("MultipleNegativesRankingLoss", "L1Regularization", "L2Regularization", "FLOPSRegularization"):
+    for name in (
+        "MultipleNegativesRankingLoss",
+        "L1Regularization",
+        "L2Regularization",
+        "FLOPSRegularization",
+    ):
         assert name in rnn.__all__
 
 

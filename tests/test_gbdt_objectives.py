@@ -58,17 +58,25 @@ def ndcg_at(preds, labels, group, k=10):
     out, lo = [], 0
     disc = 1.0 / np.log2(np.arange(2, 2 + k))
     for m in group:
-        s, y = preds[lo:lo + m], labels[lo:lo + m]
+        s, y = preds[lo : lo + m], labels[lo : lo + m]
         lo += m
         top = y[np.argsort(-s, kind="stable")[:k]]
         ideal = np.sort(y)[::-1][:k]
-        idcg = ((2.0 ** ideal - 1) * disc[: len(ideal)]).sum()
-        out.append(((2.0 ** top - 1) * disc[: len(top)]).sum() / idcg if idcg > 0 else 0.0)
+        idcg = ((2.0**ideal - 1) * disc[: len(ideal)]).sum()
+        out.append(((2.0**top - 1) * disc[: len(top)]).sum() / idcg if idcg > 0 else 0.0)
     return float(np.mean(out))
 
 
-PARAMS = dict(learning_rate=0.1, num_leaves=31, min_data_in_leaf=20, deterministic=True,
-              force_col_wise=True, num_threads=2, verbose=-1, seed=7)
+PARAMS = dict(
+    learning_rate=0.1,
+    num_leaves=31,
+    min_data_in_leaf=20,
+    deterministic=True,
+    force_col_wise=True,
+    num_threads=2,
+    verbose=-1,
+    seed=7,
+)
 
 
 def train_both(data, rounds, k, **extra):
@@ -103,8 +111,9 @@ def test_lgbm_ranker_learns(data):
     obj = rankgrad.lightgbm.LambdaRankObjective()
     assert len(inspect.signature(obj).parameters) == 4  # LGBMRanker passes (y, preds, weight, group)
     pytest.importorskip("sklearn")  # LGBMRanker needs scikit-learn (installed by the Makefile)
-    ranker = lgb.LGBMRanker(objective=obj, n_estimators=15, num_leaves=15, learning_rate=0.1,
-                            n_jobs=2, verbose=-1, random_state=1)
+    ranker = lgb.LGBMRanker(
+        objective=obj, n_estimators=15, num_leaves=15, learning_rate=0.1, n_jobs=2, verbose=-1, random_state=1
+    )
     ranker.fit(X, y, group=g)
     preds = ranker.predict(Xt)
     assert ndcg_at(preds, yt, gt) > ndcg_at(np.zeros(len(yt)), yt, gt) + 0.05
@@ -156,12 +165,18 @@ def test_objectives_copy_and_pickle():
 
 
 def test_adapters_import_gbdt_libraries_lazily():
-    code = ("import sys, rankgrad; obj = rankgrad.lightgbm.LambdaRankObjective(); "
-            "rankgrad.xgboost.LambdaRankObjective(); "
-            "assert 'lightgbm' not in sys.modules and 'xgboost' not in sys.modules, sorted(sys.modules)")
+    code = (
+        "import sys, rankgrad; obj = rankgrad.lightgbm.LambdaRankObjective(); "
+        "rankgrad.xgboost.LambdaRankObjective(); "
+        "assert 'lightgbm' not in sys.modules and 'xgboost' not in sys.modules, sorted(sys.modules)"
+    )
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
-                   env={"PYTHONPATH": str(root / "python"), "PATH": ""})
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root / "python"), "PATH": ""},
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -195,8 +210,14 @@ def test_xgboost_train_learns(data):
     xgb = pytest.importorskip("xgboost")
     X, y, g, Xt, yt, gt = data
     dtrain = xgb.DMatrix(X, label=y, group=g)
-    params = dict(tree_method="hist", max_depth=5, eta=0.3, min_child_weight=0.01, nthread=2,
-                  disable_default_eval_metric=1)
+    params = dict(
+        tree_method="hist",
+        max_depth=5,
+        eta=0.3,
+        min_child_weight=0.01,
+        nthread=2,
+        disable_default_eval_metric=1,
+    )
     booster = xgb.train(params, dtrain, num_boost_round=15, obj=rankgrad.xgboost.LambdaRankObjective())
     preds = booster.predict(xgb.DMatrix(Xt), output_margin=True)
     assert ndcg_at(preds, yt, gt) > ndcg_at(np.zeros(len(yt)), yt, gt) + 0.05

@@ -98,8 +98,8 @@ def ref_ragged(preds, labels, group, weights=None, **opts):
     grad, hess = np.zeros(len(preds)), np.zeros(len(preds))
     lo = 0
     for m in group:
-        g, h, _, _ = ref_list(preds[lo:lo + m], labels[lo:lo + m], **opts)
-        grad[lo:lo + m], hess[lo:lo + m] = g, h
+        g, h, _, _ = ref_list(preds[lo : lo + m], labels[lo : lo + m], **opts)
+        grad[lo : lo + m], hess[lo : lo + m] = g, h
         lo += m
     if weights is not None:
         grad, hess = grad * weights, hess * weights
@@ -119,8 +119,8 @@ def random_ragged(rng, sizes, levels=5, grid=4.0):
     labels = rng.integers(0, levels, size=n).astype(np.float64)
     lo = np.cumsum([0] + list(sizes))
     if len(sizes) > 4:
-        preds[lo[3]:lo[4]] = 0.25
-        labels[lo[4]:lo[5]] = 2.0
+        preds[lo[3] : lo[4]] = 0.25
+        labels[lo[4] : lo[5]] = 2.0
     return preds, labels, np.asarray(sizes)
 
 
@@ -137,13 +137,18 @@ SIZES = [1, 2, 7, 12, 5, 40, 3, 64, 9]
 def test_gradients_match_reference(metric, norm, k):
     rng = np.random.default_rng(k * 7 + norm * 3 + (metric == "mrr"))
     preds, labels, group = random_ragged(rng, SIZES)
-    for sigma, gain, weighted in [(1.0, None, False), (0.4, [0.0, 0.5, 4.0, 2.0, 10.0], True), (2.5, None, True)]:
+    for sigma, gain, weighted in [
+        (1.0, None, False),
+        (0.4, [0.0, 0.5, 4.0, 2.0, 10.0], True),
+        (2.5, None, True),
+    ]:
         w = rng.uniform(0, 2, size=len(preds)) if weighted else None
         opts = dict(sigma=sigma, truncation_level=k, norm=norm, label_gain=gain, metric=metric)
         grad, hess = lambdarank_gradients(preds, labels, group, weights=w, **opts)
         assert grad.dtype == np.float64 and hess.dtype == np.float64
-        rg, rh = ref_ragged(preds, labels, group, w, sigma=sigma, k=k, norm=norm,
-                            gain=gain or DEFAULT_GAIN, metric=metric)
+        rg, rh = ref_ragged(
+            preds, labels, group, w, sigma=sigma, k=k, norm=norm, gain=gain or DEFAULT_GAIN, metric=metric
+        )
         assert_close(grad, rg)
         assert_close(hess, rh)
         assert np.any(grad != 0)
@@ -165,10 +170,10 @@ def test_gradients_hypothesis(sizes, seed, levels, grid, sigma, k, norm, metric)
     n = sum(sizes)
     preds = np.round(rng.normal(size=n) * 3 * grid) / grid
     labels = rng.integers(0, levels, size=n).astype(np.float32)
-    grad, hess = lambdarank_gradients(preds, labels, sizes, sigma=sigma, truncation_level=k,
-                                      norm=norm, metric=metric)
-    rg, rh = ref_ragged(preds, labels, sizes, sigma=sigma, k=k, norm=norm, gain=DEFAULT_GAIN,
-                        metric=metric)
+    grad, hess = lambdarank_gradients(
+        preds, labels, sizes, sigma=sigma, truncation_level=k, norm=norm, metric=metric
+    )
+    rg, rh = ref_ragged(preds, labels, sizes, sigma=sigma, k=k, norm=norm, gain=DEFAULT_GAIN, metric=metric)
     assert_close(grad, rg)
     assert_close(hess, rh)
 
@@ -278,7 +283,7 @@ def _numpy_rows_reference(preds, labels, k):
     order = np.argsort(-preds, kind="stable")
     s, y = preds[order], labels[order]
     n = len(s)
-    g = 2.0 ** y - 1
+    g = 2.0**y - 1
     d = 1.0 / np.log2(np.arange(n) + 2.0)
     ideal = np.sort(g)[::-1][:k]
     inv = 1.0 / (ideal * d[:k]).sum()
@@ -402,14 +407,22 @@ def test_loss_gradient_is_the_lambdas(backend, opts):
         if len(sr) == 0:
             assert torch.all(s.grad[bi] == 0)
             continue
-        grad, _ = lambdarank_gradients(sr, yr, [len(sr)], sigma=opts["sigma"], truncation_level=k,
-                                       norm=opts["norm"], label_gain=opts.get("label_gain"),
-                                       metric=opts["metric"])
+        grad, _ = lambdarank_gradients(
+            sr,
+            yr,
+            [len(sr)],
+            sigma=opts["sigma"],
+            truncation_level=k,
+            norm=opts["norm"],
+            label_gain=opts.get("label_gain"),
+            metric=opts["metric"],
+        )
         assert_close(s.grad[bi].numpy()[real], grad)
         assert torch.all(s.grad[bi][~m[bi]] == 0)
         gain = opts.get("label_gain") or None
-        _, _, rl, _ = ref_list(sr, yr, sigma=opts["sigma"], k=k, norm=opts["norm"], gain=gain,
-                               metric=opts["metric"])
+        _, _, rl, _ = ref_list(
+            sr, yr, sigma=opts["sigma"], k=k, norm=opts["norm"], gain=gain, metric=opts["metric"]
+        )
         total += rl
     assert float(loss.detach()) == pytest.approx(total, rel=1e-9, abs=1e-12)
 
@@ -505,12 +518,26 @@ def test_loss_bad_input(backend):
         (lambda: lambdarank_loss(s, y, truncation_level=0, backend=backend), ValueError, "truncation_level"),
         (lambda: lambdarank_loss(s, y, reduction="avg", backend=backend), ValueError, "reduction"),
         (lambda: lambdarank_loss(s, y, mask=torch.ones(2, 3), backend=backend), TypeError, "mask"),
-        (lambda: lambdarank_loss(s, torch.tensor([[0.0, 1, 5], [0, 1, 2]]), label_gain=[0, 1, 3],
-                                 backend=backend), ValueError, "list 0"),
-        (lambda: lambdarank_loss(s, torch.tensor([[0.0, 1, 2], [0, 0.5, 2]]), label_gain=[0, 1, 3],
-                                 backend=backend), ValueError, "list 1"),
+        (
+            lambda: lambdarank_loss(
+                s, torch.tensor([[0.0, 1, 5], [0, 1, 2]]), label_gain=[0, 1, 3], backend=backend
+            ),
+            ValueError,
+            "list 0",
+        ),
+        (
+            lambda: lambdarank_loss(
+                s, torch.tensor([[0.0, 1, 2], [0, 0.5, 2]]), label_gain=[0, 1, 3], backend=backend
+            ),
+            ValueError,
+            "list 1",
+        ),
         (lambda: lambdarank_loss(s, torch.full((2, 3), 2000.0), backend=backend), ValueError, "targets"),
-        (lambda: lambdarank_loss(torch.zeros(2, 3, 1), torch.ones(2, 3, 1), backend=backend), ValueError, "scores"),
+        (
+            lambda: lambdarank_loss(torch.zeros(2, 3, 1), torch.ones(2, 3, 1), backend=backend),
+            ValueError,
+            "scores",
+        ),
         (lambda: lambdarank_loss(s, y, metric="err", backend=backend), ValueError, "metric"),
     ]
     for call, exc, text in cases:
@@ -518,7 +545,9 @@ def test_loss_bad_input(backend):
             call()
     # padded NaN is fine
     m = torch.tensor([[True, True, True], [True, False, True]])
-    assert torch.isfinite(lambdarank_loss(bad_s, torch.tensor([[0.0, 1, 2], [0, 1, 2]]), mask=m, backend=backend))
+    assert torch.isfinite(
+        lambdarank_loss(bad_s, torch.tensor([[0.0, 1, 2], [0, 1, 2]]), mask=m, backend=backend)
+    )
 
 
 def test_loss_inputs_not_modified():

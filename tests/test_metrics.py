@@ -80,7 +80,9 @@ def test_ndcg_and_mrr_match_reference(backend, shape):
             for scale in (True, False):
                 got = rankgrad.ndcg(st_, yt, k=k, scale_gains=scale, mask=mt, backend=backend)
                 assert got.dtype == torch.float64 and got.shape == (shape[0],)
-                np.testing.assert_allclose(got.numpy(), reference("ndcg", s, y, mask, k=k, scale_gains=scale), rtol=1e-13, atol=1e-15)
+                np.testing.assert_allclose(
+                    got.numpy(), reference("ndcg", s, y, mask, k=k, scale_gains=scale), rtol=1e-13, atol=1e-15
+                )
             got = rankgrad.mrr(st_, yt, k=k, mask=mt, backend=backend)
             np.testing.assert_allclose(got.numpy(), reference("mrr", s, y, mask, k=k), rtol=1e-15)
 
@@ -114,7 +116,9 @@ def test_types_shapes_dtypes(backend):
         np.testing.assert_allclose(out, want, rtol=1e-6)
     # float16/bfloat16 scores: ranked in float32, values returned in the input dtype.
     for dtype in (torch.float16, torch.bfloat16):
-        out = rankgrad.ndcg(torch.tensor(s, dtype=dtype), torch.tensor(y), k=3, mask=torch.tensor(mask), backend=backend)
+        out = rankgrad.ndcg(
+            torch.tensor(s, dtype=dtype), torch.tensor(y), k=3, mask=torch.tensor(mask), backend=backend
+        )
         assert out.dtype == dtype
         np.testing.assert_allclose(out.float().numpy(), want, rtol=1e-2)  # s has exact halves: same order
     # Integer scores rank like floats.
@@ -135,7 +139,12 @@ def test_types_shapes_dtypes(backend):
 
 
 @settings(max_examples=40, deadline=None)
-@given(b=st.integers(1, 5), n=st.integers(0, 20), k=st.one_of(st.none(), st.integers(1, 25)), seed=st.integers(0, 2**31))
+@given(
+    b=st.integers(1, 5),
+    n=st.integers(0, 20),
+    k=st.one_of(st.none(), st.integers(1, 25)),
+    seed=st.integers(0, 2**31),
+)
 def test_rust_and_torch_agree(b, n, k, seed):
     rng = np.random.default_rng(seed)
     s, y, mask = random_batch(rng, b, n)
@@ -155,7 +164,9 @@ def test_inputs_untouched_and_padding_ignored():
     s2, y2 = s.copy(), y.copy()
     s2[~mask], y2[~mask] = 100.0, 3.0
     np.testing.assert_array_equal(rankgrad.ndcg(s2, y2, k=4, mask=mask), a)
-    np.testing.assert_array_equal(rankgrad.ndcg(np.asfortranarray(s), np.asfortranarray(y), k=4, mask=mask), a)
+    np.testing.assert_array_equal(
+        rankgrad.ndcg(np.asfortranarray(s), np.asfortranarray(y), k=4, mask=mask), a
+    )
 
 
 def test_same_bits_whatever_the_thread_count():
@@ -165,7 +176,9 @@ def test_same_bits_whatever_the_thread_count():
         outs = []
         for threads in (1, 2):
             rankgrad.set_num_threads(threads)
-            outs.append(rankgrad.ndcg(s, y, k=10, mask=mask).tobytes() + rankgrad.mrr(s, y, mask=mask).tobytes())
+            outs.append(
+                rankgrad.ndcg(s, y, k=10, mask=mask).tobytes() + rankgrad.mrr(s, y, mask=mask).tobytes()
+            )
     finally:
         rankgrad.set_num_threads(0)  # back to the default pool
     assert outs[0] == outs[1]
@@ -211,7 +224,9 @@ def test_bad_input(backend):
             f(s, bad_y, backend=backend)
     with pytest.raises(ValueError, match=r"targets.*list 1"):
         rankgrad.ndcg(s, torch.tensor([[1.0, 2.0, 3.0], [0.0, 5000.0, 1.0]]), backend=backend)
-    assert torch.isfinite(rankgrad.ndcg(s, torch.tensor([[0.0, 5000.0, 1.0]] * 2), scale_gains=False, backend=backend)).all()
+    assert torch.isfinite(
+        rankgrad.ndcg(s, torch.tensor([[0.0, 5000.0, 1.0]] * 2), scale_gains=False, backend=backend)
+    ).all()
 
 
 # ---------------------------------------------------------------- ragged and GBDT metrics
@@ -239,7 +254,7 @@ def test_ragged_matches_padded():
     rng = np.random.default_rng(5)
     sizes = [3, 1, 0, 12, 7, 2, 30]
     preds, labels = ragged_batch(rng, sizes)
-    labels[3:3 + 12] = 0  # a group with no relevant item
+    labels[3 : 3 + 12] = 0  # a group with no relevant item
     ps, mask = pad(preds, sizes)
     ys, _ = pad(labels, sizes)
     for kind, f in (("ndcg", rankgrad.ndcg), ("mrr", rankgrad.mrr)):
@@ -293,7 +308,12 @@ def test_gbdt_metric_conventions():
     rows = np.array([1, 1, 3, 1, 1, 1.0])  # query weights 1, 2, 1
     assert MRRMetric(None, empty=1.0).evaluate(preds, labels, sizes, weight=rows) == pytest.approx(3 / 4)
     m = NDCGMetric(5)
-    assert (m.name, m.__name__, NDCGMetric(None).name, MRRMetric(3, name="x").name) == ("ndcg@5", "ndcg@5", "ndcg", "x")
+    assert (m.name, m.__name__, NDCGMetric(None).name, MRRMetric(3, name="x").name) == (
+        "ndcg@5",
+        "ndcg@5",
+        "ndcg",
+        "x",
+    )
     assert "ndcg" in repr(m)
     # The one-query form (y_true, y_score) -> value, as XGBRanker calls it.
     assert MRRMetric(None)(labels[:2], preds[:2]) == 0.5
@@ -325,12 +345,31 @@ def test_ndcg_matches_lightgbm():
         return "capture", 0.0, True
 
     ks = [1, 3, 5, 10]
-    fevals = [NDCGMetric(k, empty=1.0, name=f"rg_ndcg@{k}") for k in ks] + [MRRMetric(5, name="rg_mrr@5"), capture]
+    fevals = [NDCGMetric(k, empty=1.0, name=f"rg_ndcg@{k}") for k in ks] + [
+        MRRMetric(5, name="rg_mrr@5"),
+        capture,
+    ]
     result = {}
-    params = dict(objective="lambdarank", metric="ndcg", eval_at=ks, num_leaves=7, learning_rate=0.3,
-                  min_data_in_leaf=5, verbose=-1, num_threads=1, seed=1)
-    lgb.train(params, train, num_boost_round=4, valid_sets=[valid], valid_names=["valid"], feval=fevals,
-              callbacks=[lgb.record_evaluation(result)])
+    params = dict(
+        objective="lambdarank",
+        metric="ndcg",
+        eval_at=ks,
+        num_leaves=7,
+        learning_rate=0.3,
+        min_data_in_leaf=5,
+        verbose=-1,
+        num_threads=1,
+        seed=1,
+    )
+    lgb.train(
+        params,
+        train,
+        num_boost_round=4,
+        valid_sets=[valid],
+        valid_names=["valid"],
+        feval=fevals,
+        callbacks=[lgb.record_evaluation(result)],
+    )
     r = result["valid"]
     assert len(seen) == 4
     for k in ks:
@@ -359,11 +398,25 @@ def test_ndcg_matches_lightgbm_on_example_data():
     train = lgb.Dataset(str(DATA / "rank.train"), params={"verbose": -1})
     valid = lgb.Dataset(str(DATA / "rank.test"), reference=train, params={"verbose": -1})
     result = {}
-    params = dict(objective="lambdarank", metric="ndcg", eval_at=[1, 5, 10], num_leaves=15, verbose=-1,
-                  num_threads=1, seed=1)
+    params = dict(
+        objective="lambdarank",
+        metric="ndcg",
+        eval_at=[1, 5, 10],
+        num_leaves=15,
+        verbose=-1,
+        num_threads=1,
+        seed=1,
+    )
     fevals = [NDCGMetric(k, empty=1.0, name=f"rg@{k}") for k in (1, 5, 10)]
-    lgb.train(params, train, num_boost_round=3, valid_sets=[valid], valid_names=["v"], feval=fevals,
-              callbacks=[lgb.record_evaluation(result)])
+    lgb.train(
+        params,
+        train,
+        num_boost_round=3,
+        valid_sets=[valid],
+        valid_names=["v"],
+        feval=fevals,
+        callbacks=[lgb.record_evaluation(result)],
+    )
     for k in (1, 5, 10):
         np.testing.assert_allclose(result["v"][f"rg@{k}"], result["v"][f"ndcg@{k}"], rtol=1e-12)
 
@@ -378,11 +431,25 @@ def test_metrics_inside_xgboost():
     valid = xgb.DMatrix(Xv, yv, base_margin=iv)
     valid.set_group(sv)
     result = {}
-    params = {"objective": "rank:ndcg", "eval_metric": ["ndcg@5"], "max_depth": 3, "eta": 0.3,
-              "nthread": 1, "seed": 1}
+    params = {
+        "objective": "rank:ndcg",
+        "eval_metric": ["ndcg@5"],
+        "max_depth": 3,
+        "eta": 0.3,
+        "nthread": 1,
+        "seed": 1,
+    }
     metric = RankingMetric("ndcg", 5, empty=1.0, name="rg_ndcg@5")
-    booster = xgb.train(params, train, num_boost_round=4, evals=[(valid, "valid")], evals_result=result,
-                        custom_metric=metric, maximize=True, verbose_eval=False)
+    booster = xgb.train(
+        params,
+        train,
+        num_boost_round=4,
+        evals=[(valid, "valid")],
+        evals_result=result,
+        custom_metric=metric,
+        maximize=True,
+        verbose_eval=False,
+    )
     r = result["valid"]
     assert len(r["rg_ndcg@5"]) == 4
     # XGBoost's own ndcg@5 (exponential gains; a query with no relevant document scores 1),

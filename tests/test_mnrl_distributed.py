@@ -73,8 +73,7 @@ def ref_rank_losses(per_rank, kind, scale, symmetric):
 
 def leaves(per_rank):
     return [
-        tuple(None if x is None else x.detach().clone().requires_grad_(True) for x in t)
-        for t in per_rank
+        tuple(None if x is None else x.detach().clone().requires_grad_(True) for x in t) for t in per_rank
     ]
 
 
@@ -165,12 +164,17 @@ def two_ranks(tmp_path_factory):
     cases.append(("cosine-none", "cosine", 20.0, False, [_batch(gen, 4, None, d) for _ in range(WORLD)]))
     cases.append(("dot-k1", "dot", 0.5, False, [_batch(gen, 3, 1, d) for _ in range(WORLD)]))
     # unequal batches, negatives on one rank only
-    cases.append(("euclidean-unequal", "euclidean", 5.0, True, [_batch(gen, 3, None, d), _batch(gen, 4, 2, d)]))
+    cases.append(
+        ("euclidean-unequal", "euclidean", 5.0, True, [_batch(gen, 3, None, d), _batch(gen, 4, 2, d)])
+    )
     cases.append(("manhattan-unequal", "manhattan", 5.0, False, [_batch(gen, 2, 3, d), _batch(gen, 5, 1, d)]))
     local_case = [_batch(gen, 3, 2, d) for _ in range(WORLD)]
     k, feat = 1, 6
-    ddp_case = ([torch.randn(3 * (2 + k), feat, generator=gen, dtype=torch.float64) for _ in range(WORLD)],
-                torch.randn(d, feat, generator=gen, dtype=torch.float64), k)
+    ddp_case = (
+        [torch.randn(3 * (2 + k), feat, generator=gen, dtype=torch.float64) for _ in range(WORLD)],
+        torch.randn(d, feat, generator=gen, dtype=torch.float64),
+        k,
+    )
 
     tmp = tmp_path_factory.mktemp("mnrl_dist")
     env = {}

@@ -273,7 +273,10 @@ def test_losses_and_staleness_match_their_formulas(reduction):
     cache = m.update_cache(m.init_cache(), new_items={"id": torch.tensor(ids), "embedding": stale})
     scale = 1.5
     loss = CacheClassificationLoss(
-        "embedding", ("id",), score_transform=lambda s: scale * s, reduction=reduction,
+        "embedding",
+        ("id",),
+        score_transform=lambda s: scale * s,
+        reduction=reduction,
         generator=torch.Generator().manual_seed(0),
     )
     q = torch.randn(3, D, generator=g, dtype=torch.float64, requires_grad=True)
@@ -326,7 +329,10 @@ def test_expected_gradient_is_the_full_softmax_cross_entropy_gradient(transform)
     r = 20000
     qr = q.repeat(r, 1).requires_grad_(True)
     loss = CacheClassificationLoss(
-        "embedding", ("id",), score_transform=transform, reduction="sum",
+        "embedding",
+        ("id",),
+        score_transform=transform,
+        reduction="sum",
         generator=torch.Generator().manual_seed(7),
     )
     out = loss(lookup(table), qr, pos.repeat(r, 1), cache)

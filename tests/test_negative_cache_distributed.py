@@ -44,7 +44,10 @@ def specs():
 
 def _worker(rank, init_file, out_dir):
     dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=WORLD,
         timeout=datetime.timedelta(seconds=60),
     )
     try:
@@ -59,8 +62,12 @@ def _worker(rank, init_file, out_dir):
         result = {}
         for name, top_k in (("full", None), ("top3", 3)):
             loss = CacheClassificationLoss(
-                "embedding", ("id",), top_k=top_k, reduction="none",
-                generator=torch.Generator().manual_seed(1000 + rank), distributed=True,
+                "embedding",
+                ("id",),
+                top_k=top_k,
+                reduction="none",
+                generator=torch.Generator().manual_seed(1000 + rank),
+                distributed=True,
             )
             out = loss(lookup, q, table[[30]].repeat(n, 1), cache)
             got = out.updated_item_indices
@@ -75,7 +82,10 @@ def _worker(rank, init_file, out_dir):
 
         # The handler: fill, then one step whose refreshes must land on the owning rank.
         loss = CacheClassificationLoss(
-            "embedding", ("id",), generator=torch.Generator().manual_seed(77 + rank), distributed=True,
+            "embedding",
+            ("id",),
+            generator=torch.Generator().manual_seed(77 + rank),
+            distributed=True,
         )
         h = CacheLossHandler(CacheManager(specs(), cache_size=HSIZE), loss)
         first = torch.tensor([100 * rank + i for i in range(3)])

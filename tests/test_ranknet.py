@@ -72,7 +72,9 @@ def test_matches_reference(backend, dtype, shape):
         s, y, mask = random_batch(rng, *shape)
         want_l, want_v, want_g = reference(s, y, mask, sigma)
         st_ = torch.tensor(s, dtype=dtype, requires_grad=True)
-        losses = rankgrad.ranknet_loss(st_, torch.tensor(y), sigma, torch.tensor(mask), reduction="none", backend=backend)
+        losses = rankgrad.ranknet_loss(
+            st_, torch.tensor(y), sigma, torch.tensor(mask), reduction="none", backend=backend
+        )
         assert losses.dtype == dtype and losses.shape == (shape[0],)
         losses.sum().backward()
         tol = 1e-12 if dtype == torch.float64 else 2e-5
@@ -94,14 +96,18 @@ def test_reductions(backend):
         ("sum", want_l.sum(), 1.0),
     ]:
         st_ = torch.tensor(s, requires_grad=True)
-        out = rankgrad.ranknet_loss(st_, torch.tensor(y), mask=torch.tensor(mask), reduction=reduction, backend=backend)
+        out = rankgrad.ranknet_loss(
+            st_, torch.tensor(y), mask=torch.tensor(mask), reduction=reduction, backend=backend
+        )
         assert out.shape == ()
         out.backward()
         np.testing.assert_allclose(out.item(), want, rtol=1e-12)
         np.testing.assert_allclose(st_.grad.numpy(), want_g * scale, rtol=1e-12, atol=1e-15)
     # Without autograd (no_grad, or scores that do not require grad): the same values.
     with torch.no_grad():
-        out = rankgrad.ranknet_loss(st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend)
+        out = rankgrad.ranknet_loss(
+            st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend
+        )
     assert not out.requires_grad
     np.testing.assert_allclose(out.numpy(), want_l, rtol=1e-12)
     out = rankgrad.ranknet_loss(torch.tensor(s), torch.tensor(y), mask=torch.tensor(mask), backend=backend)
@@ -109,7 +115,12 @@ def test_reductions(backend):
     # Weighted upstream gradient: backward is grad * grad_out[:, None].
     st_ = torch.tensor(s, requires_grad=True)
     w = torch.arange(6, dtype=torch.float64)
-    (rankgrad.ranknet_loss(st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend) * w).sum().backward()
+    (
+        rankgrad.ranknet_loss(
+            st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend
+        )
+        * w
+    ).sum().backward()
     np.testing.assert_allclose(st_.grad.numpy(), want_g * w.numpy()[:, None], rtol=1e-12, atol=1e-15)
 
 
@@ -176,7 +187,9 @@ def test_rust_and_torch_agree(b, n, levels, sigma, seed):
     results = []
     for backend in BACKENDS:
         st_ = torch.tensor(s, requires_grad=True)
-        out = rankgrad.ranknet_loss(st_, torch.tensor(y), sigma, torch.tensor(mask), reduction="none", backend=backend)
+        out = rankgrad.ranknet_loss(
+            st_, torch.tensor(y), sigma, torch.tensor(mask), reduction="none", backend=backend
+        )
         out.sum().backward()
         results.append((out.detach(), st_.grad))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=1e-14)
@@ -191,7 +204,9 @@ def test_torch_backend_chunks(monkeypatch):
     for chunk in (1, 7, 30, 200):
         monkeypatch.setattr(ranknet_mod, "_PAIR_CHUNK", chunk)
         st_ = torch.tensor(s, requires_grad=True)
-        out = rankgrad.ranknet_loss(st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend="torch")
+        out = rankgrad.ranknet_loss(
+            st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend="torch"
+        )
         out.sum().backward()
         np.testing.assert_allclose(out.detach().numpy(), want_l, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(st_.grad.numpy(), want_g, rtol=1e-12, atol=1e-15)
@@ -199,7 +214,9 @@ def test_torch_backend_chunks(monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_extreme_margins(backend):
-    s = torch.tensor([[500.0, -500.0, 0.0, 30.0], [1e4, -1e4, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    s = torch.tensor(
+        [[500.0, -500.0, 0.0, 30.0], [1e4, -1e4, 0.0, 0.0]], dtype=torch.float64, requires_grad=True
+    )
     y = torch.tensor([[0.0, 2.0, 1.0, 1.0], [1.0, 0.0, 2.0, 0.0]])
     want_l, _, want_g = reference(s.detach().numpy(), y.numpy())
     out = rankgrad.ranknet_loss(s, y, reduction="none", backend=backend)
@@ -223,13 +240,17 @@ def test_low_precision(backend, dtype):
     rng = np.random.default_rng(5)
     s, y, mask = random_batch(rng, 3, 8)
     s_lp = torch.tensor(s, dtype=dtype, requires_grad=True)
-    out = rankgrad.ranknet_loss(s_lp, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend)
+    out = rankgrad.ranknet_loss(
+        s_lp, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend
+    )
     assert out.dtype == dtype
     out.sum().backward()
     assert s_lp.grad.dtype == dtype
     # Computed in float32 from the low-precision values.
     s32 = s_lp.detach().float().requires_grad_()
-    ref = rankgrad.ranknet_loss(s32, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend)
+    ref = rankgrad.ranknet_loss(
+        s32, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend=backend
+    )
     ref.sum().backward()
     torch.testing.assert_close(out, ref.to(dtype))
     torch.testing.assert_close(s_lp.grad, s32.grad.to(dtype))
@@ -311,7 +332,9 @@ def test_same_bits_whatever_the_thread_count():
         for threads in (1, 2, 3):
             rankgrad.set_num_threads(threads)
             st_ = torch.tensor(s, dtype=torch.float32, requires_grad=True)
-            out = rankgrad.ranknet_loss(st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend="rust")
+            out = rankgrad.ranknet_loss(
+                st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend="rust"
+            )
             out.sum().backward()
             outs.append((out.detach().numpy().tobytes(), st_.grad.numpy().tobytes()))
     finally:
@@ -339,7 +362,9 @@ def test_cuda_matches_cpu():
     rng = np.random.default_rng(12)
     s, y, mask = random_batch(rng, 8, 50)
     sc = torch.tensor(s, device="cuda", requires_grad=True)
-    out = rankgrad.ranknet_loss(sc, torch.tensor(y, device="cuda"), mask=torch.tensor(mask, device="cuda"), reduction="none")
+    out = rankgrad.ranknet_loss(
+        sc, torch.tensor(y, device="cuda"), mask=torch.tensor(mask, device="cuda"), reduction="none"
+    )
     assert out.device.type == "cuda"
     out.sum().backward()
     want_l, _, want_g = reference(s, y, mask)

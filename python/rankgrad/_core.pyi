@@ -82,7 +82,6 @@ def lambdarank_gradients(
     weights: Optional[npt.NDArray[np.float64]],  # [n] or None
     metric: str,  # "ndcg" or "mrr"
 ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
-
 def lambdarank_loss(
     scores: npt.NDArray[np.floating],  # [B, N] float32 or float64
     targets: npt.NDArray[np.floating],  # [B, N], dtype of scores

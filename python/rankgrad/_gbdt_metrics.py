@@ -71,8 +71,9 @@ def _group_sizes(group: Any, n: int) -> np.ndarray:
     return g
 
 
-def ragged_metric(metric: str, preds: Any, labels: Any, group: Any, k: Optional[int] = None,
-                  scale_gains: bool = True):
+def ragged_metric(
+    metric: str, preds: Any, labels: Any, group: Any, k: Optional[int] = None, scale_gains: bool = True
+):
     """Per-query ``(values [G], valid [G])`` for flat ``preds``/``labels`` ``[n]`` and list
     sizes ``group`` ``[G]``; ``valid`` is False for a query with no relevant item (value 0)."""
     if metric not in ("ndcg", "mrr"):
@@ -98,8 +99,15 @@ class RankingMetric:
 
     higher_is_better = True
 
-    def __init__(self, metric: str = "ndcg", k: Optional[int] = 10, *, scale_gains: bool = True,
-                 empty: Optional[float] = 0.0, name: Optional[str] = None):
+    def __init__(
+        self,
+        metric: str = "ndcg",
+        k: Optional[int] = 10,
+        *,
+        scale_gains: bool = True,
+        empty: Optional[float] = 0.0,
+        name: Optional[str] = None,
+    ):
         if metric not in ("ndcg", "mrr"):
             raise ValueError(f"metric must be 'ndcg' or 'mrr', got {metric!r}")
         self.metric = metric
@@ -116,8 +124,10 @@ class RankingMetric:
         self.__name__ = self.name  # XGBRanker reports a callable metric under its __name__
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(metric={self.metric!r}, k={self.k}, scale_gains={self.scale_gains}, "
-                f"empty={self.empty}, name={self.name!r})")
+        return (
+            f"{type(self).__name__}(metric={self.metric!r}, k={self.k}, scale_gains={self.scale_gains}, "
+            f"empty={self.empty}, name={self.name!r})"
+        )
 
     def evaluate(self, preds: Any, labels: Any, group: Any, weight: Any = None) -> float:
         """The (weighted) mean metric over the queries given by ``group`` (list sizes).
@@ -150,7 +160,9 @@ class RankingMetric:
         if w.size == sizes.size and w.size != n:
             return w
         if w.size != n:
-            raise ValueError(f"weight has {w.size} values: expected one per row ({n}) or per query ({sizes.size})")
+            raise ValueError(
+                f"weight has {w.size} values: expected one per row ({n}) or per query ({sizes.size})"
+            )
         ids = np.repeat(np.arange(sizes.size), sizes)
         sums = np.bincount(ids, weights=w, minlength=sizes.size)
         return np.divide(sums, sizes, out=np.zeros(sizes.size), where=sizes > 0)
@@ -175,8 +187,14 @@ class RankingMetric:
 class NDCGMetric(RankingMetric):
     """``RankingMetric("ndcg", k, ...)``: mean NDCG@k over queries."""
 
-    def __init__(self, k: Optional[int] = 10, *, scale_gains: bool = True, empty: Optional[float] = 0.0,
-                 name: Optional[str] = None):
+    def __init__(
+        self,
+        k: Optional[int] = 10,
+        *,
+        scale_gains: bool = True,
+        empty: Optional[float] = 0.0,
+        name: Optional[str] = None,
+    ):
         super().__init__("ndcg", k, scale_gains=scale_gains, empty=empty, name=name)
 
 

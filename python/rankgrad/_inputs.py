@@ -143,9 +143,7 @@ def lists(
         if kind == "numpy" and isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a numpy.ndarray like scores, got a torch.Tensor")
         if tuple(x.shape) != tuple(scores.shape):
-            raise ValueError(
-                f"{name} has shape {tuple(x.shape)}, expected {tuple(scores.shape)} like scores"
-            )
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {tuple(scores.shape)} like scores")
         if kind == "torch" and x.device != scores.device:
             raise ValueError(f"{name} is on {x.device} but scores is on {scores.device}")
         return x[None, :] if squeeze else x

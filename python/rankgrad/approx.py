@@ -236,14 +236,26 @@ def _loss(kind, scores, targets, mask, temperature, reduction, backend, validate
         if x.is_torch:
             need_grad = x.scores.requires_grad and torch.is_grad_enabled()
             losses, valid, _ = _approx_loss_op(
-                x.scores, x.targets, x.mask, kind, temperature,
-                opts.get("scale_gains", True), opts.get("discount") or "none", need_grad,
+                x.scores,
+                x.targets,
+                x.mask,
+                kind,
+                temperature,
+                opts.get("scale_gains", True),
+                opts.get("discount") or "none",
+                need_grad,
             )
         else:
             s, y, m = x.numpy()
             losses, valid, _ = _core.approx_loss(
-                kind, s, y, m, temperature, False,
-                opts.get("scale_gains", True), opts.get("discount"),
+                kind,
+                s,
+                y,
+                m,
+                temperature,
+                False,
+                opts.get("scale_gains", True),
+                opts.get("discount"),
             )
         return reduce(losses, valid, reduction, x)
     if validate:
@@ -302,8 +314,17 @@ def approx_ndcg_loss(
 
     `backend`: "auto" (Rust for numpy and CPU tensors, torch otherwise), "rust" or "torch".
     `validate=False` skips the NaN/inf check on the torch path (it syncs a CUDA device)."""
-    return _loss("ndcg", scores, targets, mask, temperature, reduction, backend, validate,
-                 scale_gains=bool(scale_gains))
+    return _loss(
+        "ndcg",
+        scores,
+        targets,
+        mask,
+        temperature,
+        reduction,
+        backend,
+        validate,
+        scale_gains=bool(scale_gains),
+    )
 
 
 def approx_mrr_loss(
@@ -336,5 +357,6 @@ def approx_rank_mse_loss(
     `1/log2(t_i + 1)` ("log2") or `1/t_i` ("reciprocal"). Targets may be any real numbers."""
     if discount not in _DISCOUNTS:
         raise ValueError(f"discount must be None, 'log2' or 'reciprocal', got {discount!r}")
-    return _loss("rank_mse", scores, targets, mask, temperature, reduction, backend, validate,
-                 discount=discount)
+    return _loss(
+        "rank_mse", scores, targets, mask, temperature, reduction, backend, validate, discount=discount
+    )

@@ -23,8 +23,8 @@ at ``j`` is relevant; ``delta = 1/(1+f) - 1/(1+min(j, f2))`` when ``i == f`` and
 from __future__ import annotations
 
 import math
-import threading
 import numbers
+import threading
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -135,14 +135,11 @@ def lambdarank_gradients(
         w = np.ascontiguousarray(_vector(weights, "weights", n), dtype=np.float64)
     if out is not None:
         out = _check_out(out, n, (p, y, w))
-    return _core.lambdarank_gradients(
-        p, y, g, sigma, k, bool(norm), _label_gain(label_gain), w, metric, out
-    )
+    return _core.lambdarank_gradients(p, y, g, sigma, k, bool(norm), _label_gain(label_gain), w, metric, out)
 
 
 def _check_out(out, n: int, inputs) -> Tuple[np.ndarray, np.ndarray]:
-    if not (isinstance(out, (tuple, list)) and len(out) == 2
-            and all(isinstance(a, np.ndarray) for a in out)):
+    if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(a, np.ndarray) for a in out)):
         raise TypeError("out must be a pair (grad, hess) of numpy arrays")
     for i, a in enumerate(out):
         if a.dtype != np.float64 or a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:
@@ -185,7 +182,12 @@ def _rust_compute(sigma, k, norm, gain, metric):
             s.contiguous().numpy(),
             y.contiguous().numpy(),
             None if m is None else m.contiguous().numpy(),
-            sigma, k, norm, gain, metric, need_grad,
+            sigma,
+            k,
+            norm,
+            gain,
+            metric,
+            need_grad,
         )
         grad = None if grad is None else torch.from_numpy(grad)
         return torch.from_numpy(losses), torch.from_numpy(valid), grad
@@ -372,8 +374,19 @@ def lambdarank_loss(
     norm = bool(norm)
     if backend == "torch" and isinstance(scores, np.ndarray):
         conv = [torch.from_numpy(v) if isinstance(v, np.ndarray) else v for v in (scores, targets, mask)]
-        out = lambdarank_loss(conv[0], conv[1], sigma, k, norm, conv[2], reduction, gain, metric,
-                              backend=backend, validate=validate)
+        out = lambdarank_loss(
+            conv[0],
+            conv[1],
+            sigma,
+            k,
+            norm,
+            conv[2],
+            reduction,
+            gain,
+            metric,
+            backend=backend,
+            validate=validate,
+        )
         return out.numpy()[()]
     x = lists(scores, targets, mask, validate=False)
     if use_rust(x, backend):
@@ -410,8 +423,13 @@ class _GBDTObjective:
 
     @property
     def options(self) -> dict:
-        return dict(sigma=self.sigma, truncation_level=self.truncation_level, norm=self.norm,
-                    label_gain=self.label_gain, metric=self.metric)
+        return dict(
+            sigma=self.sigma,
+            truncation_level=self.truncation_level,
+            norm=self.norm,
+            label_gain=self.label_gain,
+            metric=self.metric,
+        )
 
     def _gradients(self, preds, labels, group, weights):
         """`lambdarank_gradients` into this thread's reused arrays, shaped like `preds`."""
@@ -420,8 +438,9 @@ class _GBDTObjective:
         out = getattr(self._local, "out", None)
         if out is None or out[0].shape[0] != n:
             out = self._local.out = (np.empty(n), np.empty(n))
-        grad, hess = lambdarank_gradients(preds.ravel(), labels, group, weights=weights, out=out,
-                                          **self.options)
+        grad, hess = lambdarank_gradients(
+            preds.ravel(), labels, group, weights=weights, out=out, **self.options
+        )
         return grad.reshape(preds.shape), hess.reshape(preds.shape)
 
     def __getstate__(self):
@@ -434,5 +453,7 @@ class _GBDTObjective:
         self._local = threading.local()
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(sigma={self.sigma}, truncation_level={self.truncation_level}, "
-                f"norm={self.norm}, metric={self.metric!r})")
+        return (
+            f"{type(self).__name__}(sigma={self.sigma}, truncation_level={self.truncation_level}, "
+            f"norm={self.norm}, metric={self.metric!r})"
+        )

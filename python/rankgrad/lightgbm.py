@@ -40,14 +40,18 @@ class LambdaRankObjective(_GBDTObjective):
 
     # Four parameters, so that LGBMRanker passes (y_true, y_pred, weight, group); lightgbm.train
     # calls it with two, (preds, dataset).
-    def __call__(self, y_true_or_preds, preds_or_dataset, weight=None, group=None) -> Tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, y_true_or_preds, preds_or_dataset, weight=None, group=None
+    ) -> Tuple[np.ndarray, np.ndarray]:
         if _is_dataset(preds_or_dataset):
             preds, dataset = y_true_or_preds, preds_or_dataset
             labels = dataset.get_label()
             group = dataset.get_group()
             weight = dataset.get_weight()
             if group is None:
-                raise ValueError("group: the LightGBM Dataset has no query groups; pass group= when making it")
+                raise ValueError(
+                    "group: the LightGBM Dataset has no query groups; pass group= when making it"
+                )
         else:
             labels, preds = y_true_or_preds, preds_or_dataset
             if group is None:

@@ -46,7 +46,9 @@ def _float_scores(scores: Any) -> Any:
     """Integer or bool scores rank like their float64 values."""
     if isinstance(scores, torch.Tensor) and not torch.is_floating_point(scores) and not scores.is_complex():
         return scores.to(torch.float64)
-    if isinstance(scores, np.ndarray) and (np.issubdtype(scores.dtype, np.integer) or scores.dtype == np.bool_):
+    if isinstance(scores, np.ndarray) and (
+        np.issubdtype(scores.dtype, np.integer) or scores.dtype == np.bool_
+    ):
         return scores.astype(np.float64)
     return scores
 
@@ -55,12 +57,21 @@ def _order(s: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
     """Positions by score descending, ties by position, padded items last."""
     order = torch.sort(s, dim=1, descending=True, stable=True).indices
     if m is not None:
-        real_first = torch.sort(m.gather(1, order).to(torch.int8), dim=1, descending=True, stable=True).indices
+        real_first = torch.sort(
+            m.gather(1, order).to(torch.int8), dim=1, descending=True, stable=True
+        ).indices
         order = order.gather(1, real_first)
     return order
 
 
-def _metric_torch(kind: str, s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor], k: Optional[int], scale_gains: bool):
+def _metric_torch(
+    kind: str,
+    s: torch.Tensor,
+    y: torch.Tensor,
+    m: Optional[torch.Tensor],
+    k: Optional[int],
+    scale_gains: bool,
+):
     """``(values [B], valid [B])`` in torch ops (any device)."""
     b, n = s.shape
     work = torch.float32 if s.device.type == "mps" else torch.float64
@@ -79,12 +90,16 @@ def _metric_torch(kind: str, s: torch.Tensor, y: torch.Tensor, m: Optional[torch
         dcg = (g.gather(1, order)[:, :kk] * disc).sum(1)
         idcg = (torch.topk(g, kk, dim=1).values * disc).sum(1)
         valid = (g > 0).any(1)
-        values = torch.where(valid, dcg / torch.where(valid, idcg, torch.ones_like(idcg)), torch.zeros_like(dcg))
+        values = torch.where(
+            valid, dcg / torch.where(valid, idcg, torch.ones_like(idcg)), torch.zeros_like(dcg)
+        )
         return values, valid
     rel = ((y > 0) & real).gather(1, order)
     valid = rel.any(1)
     pos = rel.to(torch.int8).argmax(1)  # the first relevant position
-    values = torch.where(valid & (pos < kk), 1.0 / (pos.to(work) + 1.0), torch.zeros((), dtype=work, device=s.device))
+    values = torch.where(
+        valid & (pos < kk), 1.0 / (pos.to(work) + 1.0), torch.zeros((), dtype=work, device=s.device)
+    )
     return values, valid
 
 
@@ -109,17 +124,30 @@ def _metric(kind: str, scores, targets, k, scale_gains, mask, backend, validate)
             rows = big.any(-1)
             if bool(rows.any()):
                 first = int(rows.nonzero()[0, 0]) if x.is_torch else int(np.flatnonzero(rows)[0])
-                raise ValueError(f"targets: a value in list {first} is too large for 2^y - 1 gains (scale_gains=True)")
+                raise ValueError(
+                    f"targets: a value in list {first} is too large for 2^y - 1 gains (scale_gains=True)"
+                )
     if x.is_torch:
         s, y, m = x.scores.detach(), x.targets, x.mask
     else:
-        s, y, m = (None if a is None else torch.from_numpy(np.ascontiguousarray(a)) for a in (x.scores, x.targets, x.mask))
+        s, y, m = (
+            None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+            for a in (x.scores, x.targets, x.mask)
+        )
     values, _ = _metric_torch(kind, s, y, m, k, bool(scale_gains))
     return x.out(values if x.is_torch else values.numpy())
 
 
-def ndcg(scores: Any, targets: Any, k: Optional[int] = None, scale_gains: bool = True, mask: Any = None, *,
-         backend: str = "auto", validate: bool = True):
+def ndcg(
+    scores: Any,
+    targets: Any,
+    k: Optional[int] = None,
+    scale_gains: bool = True,
+    mask: Any = None,
+    *,
+    backend: str = "auto",
+    validate: bool = True,
+):
     """NDCG@k per list: ``DCG@k / IDCG@k``, ``DCG@k = sum_{p<k} g(y_(p)) / log2(2 + p)``.
 
     ``g(y) = 2^y - 1`` (``scale_gains``) or ``y``; targets below 0 count as 0; ranking by
@@ -131,8 +159,15 @@ def ndcg(scores: Any, targets: Any, k: Optional[int] = None, scale_gains: bool =
     return _metric("ndcg", scores, targets, k, scale_gains, mask, backend, validate)
 
 
-def mrr(scores: Any, targets: Any, k: Optional[int] = None, mask: Any = None, *,
-        backend: str = "auto", validate: bool = True):
+def mrr(
+    scores: Any,
+    targets: Any,
+    k: Optional[int] = None,
+    mask: Any = None,
+    *,
+    backend: str = "auto",
+    validate: bool = True,
+):
     """MRR@k per list: ``1 / (1 + p)`` for the position ``p`` of the first item with
     ``target > 0`` when ``p < k``, else 0; ranking by score descending, ties by input
     position; a list with no relevant item gives 0. Shapes and types as for ``ndcg``.

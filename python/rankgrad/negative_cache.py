@@ -61,7 +61,7 @@ class NegativeCache:
     def device(self) -> torch.device:
         return self.age.device
 
-    def clone(self) -> "NegativeCache":
+    def clone(self) -> NegativeCache:
         return NegativeCache(
             {k: v.clone() for k, v in self.data.items()}, self.age.clone(), self.filled.clone()
         )
@@ -275,8 +275,7 @@ class CacheManager:
             raise ValueError(f"updated_item_data has fields {sorted(extra)} that are not in specs")
         m = indices.shape[0]
         vals = {
-            k: _check_rows(v, f"updated_item_data[{k!r}]", self.specs[k], cache, m)
-            for k, v in values.items()
+            k: _check_rows(v, f"updated_item_data[{k!r}]", self.specs[k], cache, m) for k, v in values.items()
         }
         mask = _check_mask(mask, "updated_item_mask", m, cache.device)
         idx = indices.to(torch.int64)
@@ -343,7 +342,7 @@ def _gumbel_sample(logits: Tensor, generator: Optional[torch.Generator]) -> Tupl
     w = (logits - m).exp_()
     if k <= _FLAT_SAMPLE_MAX:
         return _race(w, generator), w.sum(dim=1).log_() + m[:, 0]
-    size = int(math.ceil(math.sqrt(k)))
+    size = math.ceil(math.sqrt(k))
     blocks = -(-k // size)
     if blocks * size != k:
         w = torch.nn.functional.pad(w, (0, blocks * size - k))
@@ -616,7 +615,7 @@ def route_updates_to_owners(
     """Collective: every rank's global indices `owner * cache_size + slot` and data, returned
     to the owning rank as its local slots (in rank order, so the last write wins consistently)."""
     dist = _dist()
-    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    rank = dist.get_rank(group)
     idx = updated_item_indices
     n = torch.tensor([idx.shape[0]], device=idx.device)
     nmax = int(torch.stack(_all_gather(n, group)).max())

@@ -33,7 +33,9 @@ def _ranknet_rust(s: np.ndarray, y: np.ndarray, m: Optional[np.ndarray], sigma: 
     return _core.ranknet_loss(s, y, m, sigma, need_grad)
 
 
-def _ranknet_torch(s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor], sigma: float, need_grad: bool):
+def _ranknet_torch(
+    s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor], sigma: float, need_grad: bool
+):
     """Per-list losses [B], valid [B] and (optionally) the gradient [B, N], in torch ops.
 
     Works through blocks of lists (and, for long lists, blocks of rows of the pair matrix) so

@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array2, as_rows, by_dtype, mask_rows, run_kernel, same_shape, shape_of, padded_loss};
+use super::{array2, as_rows, by_dtype, mask_rows, padded_loss, run_kernel, same_shape, shape_of};
 use crate::approx::{self, ApproxLoss, Discount};
 use crate::batch::Padded;
 use crate::float::Float;

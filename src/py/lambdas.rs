@@ -1,7 +1,8 @@
 //! Bindings for LambdaRank (`crate::lambdas`): the ragged GBDT gradients and the padded loss.
 
-
-use numpy::{Element, IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods};
+use numpy::{
+    Element, IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -51,7 +52,8 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
     let p = array1::<P>(preds, "preds", "float32 or float64")?;
     let y = array1::<Y>(labels, "labels", "float32 or float64")?;
     let g = array1::<i64>(group, "group", "int64")?;
-    let lg = label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
+    let lg =
+        label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
     let w = weights.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "weights", "float64")).transpose()?;
     let (pv, yv, gv) = (as_flat(&p), as_flat(&y), as_flat(&g));
     let lgv = lg.as_ref().map(as_flat);
@@ -120,7 +122,9 @@ fn lambdarank_gradients<'py>(
         (true, true) => gradients_impl::<f32, f32>(py, preds, labels, group, label_gain, weights, opts, out),
         (true, false) => gradients_impl::<f32, f64>(py, preds, labels, group, label_gain, weights, opts, out),
         (false, true) => gradients_impl::<f64, f32>(py, preds, labels, group, label_gain, weights, opts, out),
-        (false, false) => gradients_impl::<f64, f64>(py, preds, labels, group, label_gain, weights, opts, out),
+        (false, false) => {
+            gradients_impl::<f64, f64>(py, preds, labels, group, label_gain, weights, opts, out)
+        }
     }
 }
 
@@ -134,7 +138,8 @@ fn loss_impl<'py, F: Float + Element>(
     opts: LambdaOptions,
     need_grad: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let lg = label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
+    let lg =
+        label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
     let lgv = lg.as_ref().map(as_flat);
     padded_loss::<F, _>(py, scores, targets, mask, need_grad, |batch, losses, valid, grad| {
         let gains = match &lgv {

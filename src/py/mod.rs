@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, RwLock};
 
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -15,8 +17,8 @@ use crate::error::Error;
 use crate::float::Float;
 
 mod approx;
-mod pairwise;
 mod lambdas;
+mod pairwise;
 
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
 
@@ -63,9 +65,8 @@ pub(crate) fn array2<'py, T: Element>(
     arg: &str,
     what: &str,
 ) -> PyResult<PyReadonlyArray2<'py, T>> {
-    obj.extract::<PyReadonlyArray2<'py, T>>().map_err(|_| {
-        PyTypeError::new_err(format!("{arg} must be a 2-D numpy array of {what}"))
-    })
+    obj.extract::<PyReadonlyArray2<'py, T>>()
+        .map_err(|_| PyTypeError::new_err(format!("{arg} must be a 2-D numpy array of {what}")))
 }
 
 /// The shape `(b, n)` of `arr`, or a ValueError naming `arg` if it differs from `want`.

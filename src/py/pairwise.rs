@@ -1,6 +1,5 @@
 //! Bindings for RankNet (`crate::ranknet`) and the exact metrics (`crate::metrics`).
 
-
 use numpy::{Element, IntoPyArray, PyReadonlyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -49,7 +48,11 @@ fn parse_metric(kind: &str, k: Option<usize>, scale_gains: bool) -> PyResult<Met
     }
 }
 
-fn values_and_valid<'py>(py: Python<'py>, values: Vec<f64>, valid: Vec<bool>) -> PyResult<Bound<'py, PyTuple>> {
+fn values_and_valid<'py>(
+    py: Python<'py>,
+    values: Vec<f64>,
+    valid: Vec<bool>,
+) -> PyResult<Bound<'py, PyTuple>> {
     PyTuple::new(py, [values.into_pyarray(py).into_any(), valid.into_pyarray(py).into_any()])
 }
 

@@ -318,7 +318,9 @@ class MultipleNegativesRankingLoss(nn.Module):
         super().__init__()
         self.scale = check_positive("scale", scale)
         if not isinstance(similarity, str):
-            raise TypeError(f"similarity must be a str, one of {SIMILARITIES}, got {type(similarity).__name__}")
+            raise TypeError(
+                f"similarity must be a str, one of {SIMILARITIES}, got {type(similarity).__name__}"
+            )
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
         self.similarity = similarity

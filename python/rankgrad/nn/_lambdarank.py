@@ -38,10 +38,20 @@ class LambdaRankLoss(torch.nn.Module):
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
         return _lr.lambdarank_loss(
-            scores, targets, self.sigma, self.truncation_level, self.norm, mask, self.reduction,
-            self.label_gain, self.metric, backend=self.backend,
+            scores,
+            targets,
+            self.sigma,
+            self.truncation_level,
+            self.norm,
+            mask,
+            self.reduction,
+            self.label_gain,
+            self.metric,
+            backend=self.backend,
         )
 
     def extra_repr(self) -> str:
-        return (f"sigma={self.sigma}, truncation_level={self.truncation_level}, norm={self.norm}, "
-                f"reduction={self.reduction!r}, metric={self.metric!r}")
+        return (
+            f"sigma={self.sigma}, truncation_level={self.truncation_level}, norm={self.norm}, "
+            f"reduction={self.reduction!r}, metric={self.metric!r}"
+        )

@@ -25,34 +25,47 @@ class _ApproxLoss(torch.nn.Module):
 class ApproxNDCGLoss(_ApproxLoss):
     """`rankgrad.approx_ndcg_loss` as a module."""
 
-    def __init__(self, temperature: float = 1.0, scale_gains: bool = True, reduction: str = "mean",
-                 backend: str = "auto"):
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        scale_gains: bool = True,
+        reduction: str = "mean",
+        backend: str = "auto",
+    ):
         super().__init__(temperature, reduction, backend)
         self.scale_gains = scale_gains
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
-        return approx.approx_ndcg_loss(scores, targets, self.temperature, self.scale_gains, mask,
-                                       self.reduction, backend=self.backend)
+        return approx.approx_ndcg_loss(
+            scores, targets, self.temperature, self.scale_gains, mask, self.reduction, backend=self.backend
+        )
 
 
 class ApproxMRRLoss(_ApproxLoss):
     """`rankgrad.approx_mrr_loss` as a module."""
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
-        return approx.approx_mrr_loss(scores, targets, self.temperature, mask, self.reduction,
-                                      backend=self.backend)
+        return approx.approx_mrr_loss(
+            scores, targets, self.temperature, mask, self.reduction, backend=self.backend
+        )
 
 
 class ApproxRankMSELoss(_ApproxLoss):
     """`rankgrad.approx_rank_mse_loss` as a module."""
 
-    def __init__(self, temperature: float = 1.0, discount: Optional[str] = None, reduction: str = "mean",
-                 backend: str = "auto"):
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        discount: Optional[str] = None,
+        reduction: str = "mean",
+        backend: str = "auto",
+    ):
         super().__init__(temperature, reduction, backend)
         if discount not in (None, "log2", "reciprocal"):
             raise ValueError(f"discount must be None, 'log2' or 'reciprocal', got {discount!r}")
         self.discount = discount
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
-        return approx.approx_rank_mse_loss(scores, targets, self.temperature, self.discount, mask,
-                                           self.reduction, backend=self.backend)
+        return approx.approx_rank_mse_loss(
+            scores, targets, self.temperature, self.discount, mask, self.reduction, backend=self.backend
+        )

@@ -17,7 +17,9 @@ class RankNetLoss(torch.nn.Module):
     ``rankgrad.ranknet_loss`` for the details.
     """
 
-    def __init__(self, sigma: float = 1.0, reduction: str = "mean", backend: str = "auto", validate: bool = True):
+    def __init__(
+        self, sigma: float = 1.0, reduction: str = "mean", backend: str = "auto", validate: bool = True
+    ):
         super().__init__()
         self.sigma = check_positive("sigma", sigma)
         check_reduction(reduction)
@@ -27,8 +29,15 @@ class RankNetLoss(torch.nn.Module):
         self.validate = bool(validate)
 
     def forward(self, scores: torch.Tensor, targets: Any, mask: Any = None) -> torch.Tensor:
-        return ranknet_loss(scores, targets, sigma=self.sigma, mask=mask, reduction=self.reduction,
-                            backend=self.backend, validate=self.validate)
+        return ranknet_loss(
+            scores,
+            targets,
+            sigma=self.sigma,
+            mask=mask,
+            reduction=self.reduction,
+            backend=self.backend,
+            validate=self.validate,
+        )
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, reduction={self.reduction!r}"
