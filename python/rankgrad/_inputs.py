@@ -41,6 +41,26 @@ def check_positive(name: str, value: Any) -> float:
     return v
 
 
+def scale_range(dtype: Any) -> tuple[float, float]:
+    """The `[low, high]` a temperature or sigma may take when the kernels compute in `dtype`:
+    the value, its reciprocal and its square stay finite and normal there (so `x / T`,
+    `sigma * x` and `sigma^2` never turn a finite input into inf or NaN by themselves)."""
+    name = str(dtype).rsplit(".", 1)[-1]
+    fi = np.finfo(np.float64 if name == "float64" else np.float32)
+    return float(np.sqrt(fi.tiny)), float(np.sqrt(fi.max))
+
+
+def check_scale(name: str, value: Any, dtype: Any) -> float:
+    """`check_positive`, and within `scale_range(dtype)` (float16/bfloat16 compute in float32);
+    the same rule on every backend, so the twins reject the same arguments."""
+    v = check_positive(name, value)
+    lo, hi = scale_range(dtype)
+    if not lo <= v <= hi:
+        dt = "float64" if str(dtype).endswith("float64") else "float32"
+        raise ValueError(f"{name}={value!r} is out of range for {dt}: it must lie in [{lo:.3g}, {hi:.3g}]")
+    return v
+
+
 @dataclass
 class Lists:
     """A validated padded batch, always 2-D, in the dtype the kernels compute in."""
