@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rankgrad.nn as rnn
-from rankgrad.nn import _embedding
+from rankgrad.nn import _similarity
 
 SIMS = ("cosine", "dot", "euclidean", "manhattan")
 
@@ -122,7 +122,7 @@ def test_zero_distance_gradient_is_finite(kind, dtype):
 
 def test_manhattan_backward_in_chunks(monkeypatch):
     """Blocks of a few rows give the same gradient as the reference."""
-    monkeypatch.setattr(_embedding, "_CHUNK_ELEMENTS", 2 * 11 * 3)
+    monkeypatch.setattr(_similarity, "_CHUNK_ELEMENTS", 2 * 11 * 3)
     gen = torch.Generator().manual_seed(5)
     a, p, n = rand(5, 3, gen=gen), rand(5, 3, gen=gen), rand(5, 1, 3, gen=gen)
     loss = rnn.MultipleNegativesRankingLoss(scale=4.0, similarity="manhattan", symmetric=True)

@@ -201,10 +201,10 @@ def test_samples_follow_softmax_over_filled_slots(transform):
 def test_large_caches_are_sampled_in_two_stages_with_the_same_distribution():
     """Above 1024 candidates a row is sampled block by block (1500 slots: 39 blocks of 39,
     the last one padded); the draw must still follow the softmax over every filled slot."""
-    from rankgrad import negative_cache
+    from rankgrad.negative_cache import _sampling
 
     size, filled = 1500, 1480
-    assert size > negative_cache._FLAT_SAMPLE_MAX
+    assert size > _sampling._FLAT_SAMPLE_MAX
     g = torch.Generator().manual_seed(8)
     table = 0.25 * torch.randn(filled, D, generator=g)
     cache = cache_with(table, list(range(filled)), size=size)

@@ -11,14 +11,15 @@ promoted dtype when the inputs differ).
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from .._inputs import check_positive
+from ._gather import gather_batches, process_group
+from ._similarity import SIMILARITIES, similarity_matrix
 
 __all__ = [
     "L1Regularization",
@@ -27,16 +28,10 @@ __all__ = [
     "MultipleNegativesRankingLoss",
 ]
 
-SIMILARITIES = ("cosine", "dot", "euclidean", "manhattan")
-
-# The Manhattan backward works on [rows, C, D] blocks of at most this many elements.
-_CHUNK_ELEMENTS = 1 << 23
-
-
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_weight(name: str, value) -> float:
+def _check_weight(name: str, value: Any) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -46,13 +41,13 @@ def _check_weight(name: str, value) -> float:
     return v
 
 
-def _check_flag(name: str, value) -> bool:
+def _check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return value
 
 
-def _check_tensor(x, name: str) -> Tensor:
+def _check_tensor(x: Any, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
@@ -78,7 +73,7 @@ def _same_device(x: Tensor, name: str, ref: Tensor, ref_name: str) -> None:
 
 
 class _Regularization(nn.Module):
-    def __init__(self, query_weight: float = 1e-4, doc_weight: float = 1e-4):
+    def __init__(self, query_weight: float = 1e-4, doc_weight: float = 1e-4) -> None:
         super().__init__()
         self.query_weight = _check_weight("query_weight", query_weight)
         self.doc_weight = _check_weight("doc_weight", doc_weight)
@@ -127,7 +122,8 @@ class L2Regularization(_Regularization):
 
     @staticmethod
     def _penalty(rows: Tensor) -> Tensor:
-        return torch.linalg.vector_norm(rows, dim=-1).mean()
+        norms: Tensor = torch.linalg.vector_norm(rows, dim=-1)
+        return norms.mean()
 
 
 class FLOPSRegularization(_Regularization):
@@ -140,145 +136,6 @@ class FLOPSRegularization(_Regularization):
     @staticmethod
     def _penalty(rows: Tensor) -> Tensor:
         return rows.abs().mean(dim=0).square().sum()
-
-
-# ------------------------------------------------------------------------ similarities
-
-
-def _l2_distance(x: Tensor, y: Tensor) -> Tensor:
-    """Pairwise L2 distances `[n, m]` from `||x||^2 + ||y||^2 - 2 x.y`, no `[n, m, D]` tensor.
-
-    The square is clamped at 0 and the root has a zero gradient at zero distance. As
-    with torch.cdist's matmul path, a distance is exact to about sqrt(eps) * ||x||.
-    """
-    sq = (x * x).sum(-1)[:, None] + (y * y).sum(-1)[None, :] - 2.0 * (x @ y.T)
-    sq = sq.clamp_min(0.0)
-    pos = sq > 0
-    return torch.where(pos, torch.where(pos, sq, torch.ones_like(sq)).sqrt(), torch.zeros_like(sq))
-
-
-class _L1Distance(torch.autograd.Function):
-    """Pairwise L1 distances `[n, m]`; the backward works on bounded `[rows, m, D]` blocks.
-
-    torch.cdist's own backward allocates a full `[m, n, D]` buffer; this one does not.
-    The subgradient of |t| at 0 is taken as 0.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor) -> Tensor:
-        ctx.save_for_backward(x, y)
-        return torch.cdist(x, y, p=1.0)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        x, y = ctx.saved_tensors
-        need_x, need_y = ctx.needs_input_grad
-        gx = torch.zeros_like(x) if need_x else None
-        gy = torch.zeros_like(y) if need_y else None
-        m, dim = y.shape
-        rows = max(1, _CHUNK_ELEMENTS // max(1, m * dim))
-        for i in range(0, x.shape[0], rows):
-            sign = torch.sign(x[i : i + rows, None, :] - y[None, :, :])  # [r, m, D]
-            g = grad[i : i + rows]  # [r, m]
-            if gx is not None:
-                gx[i : i + rows] = torch.bmm(g[:, None, :], sign)[:, 0, :]
-            if gy is not None:
-                gy -= torch.bmm(g.T[:, None, :], sign.transpose(0, 1))[:, 0, :]
-        return gx, gy
-
-
-def similarity_matrix(x: Tensor, y: Tensor, similarity: str) -> Tensor:
-    """`sim(x_i, y_j)` for `x [n, D]`, `y [m, D]`: cosine, dot, `1/(1 + L2)`, `1/(1 + L1)`."""
-    if similarity == "cosine":
-        return F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T
-    if similarity == "dot":
-        return x @ y.T
-    if similarity == "euclidean":
-        return 1.0 / (1.0 + _l2_distance(x, y))
-    if similarity == "manhattan":
-        return 1.0 / (1.0 + _L1Distance.apply(x, y))
-    raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-
-
-# ------------------------------------------------------------------------- distributed
-
-
-def _process_group():
-    """The default group when torch.distributed runs with more than one rank, else None."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist.group.WORLD
-    return None
-
-
-class _GatherRows(torch.autograd.Function):
-    """Concatenates the `[n_r, D]` rows of every rank in rank order (n_r may differ).
-
-    Backward: the gradient of the gathered rows is summed over ranks and each rank
-    takes back its own rows, so every rank's loss reaches the rows it used.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, sizes: List[int], rank: int, group) -> Tensor:
-        dist = torch.distributed
-        ctx.sizes, ctx.rank, ctx.group = sizes, rank, group
-        width = max(sizes)
-        buf = x.new_zeros((width, x.shape[1]))
-        buf[: x.shape[0]] = x
-        parts = [torch.empty_like(buf) for _ in sizes]
-        dist.all_gather(parts, buf, group=group)
-        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        dist = torch.distributed
-        grad = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
-        start = sum(ctx.sizes[: ctx.rank])
-        return grad[start : start + ctx.sizes[ctx.rank]], None, None, None
-
-
-def _gather_batches(anchors: Tensor, positives: Tensor, negatives: Tensor, with_anchors: bool, group):
-    """Every rank's (anchors, positives, negatives) in rank order, and this rank's offset.
-
-    This rank's own rows are the local tensors themselves (their local graph is kept);
-    the other ranks' rows come through `_GatherRows`, whose backward sends each rank's
-    gradient to the rank that produced the rows.
-    """
-    dist = torch.distributed
-    world, rank = dist.get_world_size(group), dist.get_rank(group)
-    b, dim = positives.shape
-    info = torch.tensor(
-        [b, negatives.shape[0], dim, positives.element_size()], dtype=torch.int64, device=positives.device
-    )
-    infos = [torch.empty_like(info) for _ in range(world)]
-    dist.all_gather(infos, info, group=group)
-    table = [[int(v) for v in t.tolist()] for t in infos]
-    for r, (_, _, d_r, size_r) in enumerate(table):
-        if d_r != dim:
-            raise ValueError(
-                f"anchors: embedding dimension differs across ranks ({dim} on rank {rank}, {d_r} on rank {r})"
-            )
-        if size_r != positives.element_size():
-            raise ValueError(f"anchors: dtype differs across ranks (rank {rank} vs rank {r})")
-
-    local = [anchors, positives, negatives] if with_anchors else [positives, negatives]
-    counts = [[t[0], t[0], t[1]] if with_anchors else [t[0], t[1]] for t in table]
-    gathered = _GatherRows.apply(torch.cat(local), [sum(c) for c in counts], rank, group)
-
-    pieces: List[List[Tensor]] = [[] for _ in local]
-    start = 0
-    for r, c in enumerate(counts):
-        for k, n in enumerate(c):
-            pieces[k].append(local[k] if r == rank else gathered[start : start + n])
-            start += n
-    offset = sum(t[0] for t in table[:rank])
-    merged = [torch.cat(p) for p in pieces]
-    if with_anchors:
-        return merged[0], merged[1], merged[2], offset
-    return None, merged[0], merged[1], offset
 
 
 # ------------------------------------------------------------------------------ MNRL
@@ -314,7 +171,7 @@ class MultipleNegativesRankingLoss(nn.Module):
         similarity: str = "cosine",
         symmetric: bool = False,
         gather_across_devices: bool = False,
-    ):
+    ) -> None:
         super().__init__()
         self.scale = check_positive("scale", scale)
         if not isinstance(similarity, str):
@@ -336,11 +193,12 @@ class MultipleNegativesRankingLoss(nn.Module):
     def forward(self, anchors: Tensor, positives: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
         a, p, n, out = _check_triplet(anchors, positives, negatives)
         b = a.shape[0]
-        group = _process_group() if self.gather_across_devices else None
+        group = process_group() if self.gather_across_devices else None
+        all_a: Optional[Tensor]
         if group is None:
             all_a, all_p, all_n, offset = a, p, n, 0
         else:
-            all_a, all_p, all_n, offset = _gather_batches(a, p, n, self.symmetric, group)
+            all_a, all_p, all_n, offset = gather_batches(a, p, n, self.symmetric, group)
         target = torch.arange(offset, offset + b, device=a.device)
         logits = self.scale * similarity_matrix(a, torch.cat([all_p, all_n]), self.similarity)
         loss = F.cross_entropy(logits, target)
@@ -348,12 +206,15 @@ class MultipleNegativesRankingLoss(nn.Module):
             if group is None:
                 back = logits[:, :b].T  # sim(p_i, a_j), every similarity being symmetric
             else:
+                assert all_a is not None  # gathered when symmetric
                 back = self.scale * similarity_matrix(p, all_a, self.similarity)
             loss = 0.5 * (loss + F.cross_entropy(back, target))
         return loss.to(out)
 
 
-def _check_triplet(anchors, positives, negatives):
+def _check_triplet(
+    anchors: Any, positives: Any, negatives: Any
+) -> Tuple[Tensor, Tensor, Tensor, torch.dtype]:
     """(anchors, positives, negatives flattened to [B*K, D]) in the compute dtype, and the output dtype."""
     a = _check_tensor(anchors, "anchors")
     p = _check_tensor(positives, "positives")

@@ -1,0 +1,234 @@
+"""The cache classification loss: softmax cross-entropy against the cache, trained by sampling."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Dict, NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .._inputs import check_reduction
+from ._cache import NegativeCache, _check_cache, _check_int
+from ._distributed import retrieve_sharded
+from ._sampling import Retrieval, gumbel_sample, no_retrieval
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+
+__all__ = ["CacheClassificationLoss", "CacheLossReturn", "DocNetwork"]
+
+DocNetwork = Callable[[Dict[str, Tensor]], Tensor]
+
+
+class CacheLossReturn(NamedTuple):
+    """What `CacheClassificationLoss` returns.
+
+    training_loss:     differentiate this; `(1 - p)(s_neg - s_pos)`, reduced
+    interpretable_loss: `-log p`, the cross-entropy over the positive and the cache, reduced
+    staleness:         `||e_cached - e_fresh||^2 / ||e_fresh||^2` of the sampled documents, reduced
+    updated_item_indices: [B] int64 slots sampled ([0] when nothing could be sampled); with
+                       `distributed=True`, global indices `owner_rank * cache_size + slot`
+    updated_item_data: {embedding_key: [B, D]} their fresh embeddings (detached)
+    """
+
+    training_loss: Tensor
+    interpretable_loss: Tensor
+    staleness: Tensor
+    updated_item_indices: Tensor
+    updated_item_data: Dict[str, Tensor]
+
+
+class CacheClassificationLoss:
+    """Softmax cross-entropy of the positive against the cache, trained by sampling.
+
+    With `t` = score_transform (identity by default), `s_pos = t(<q, d_pos>)` and
+    `s_j = t(<q, e_j>)` over the filled cached embeddings (the `top_k` best per query
+    when set), one slot J per query is drawn from softmax(s) by Gumbel-max and its
+    document re-embedded by `doc_network`, giving `s_neg`. With `p = softmax([s_pos, s])[0]`
+    held constant:
+
+        training_loss     = (1 - p) (s_neg - s_pos)
+        interpretable_loss = -log p
+        staleness         = ||e_J - doc_network(x_J)||^2 / ||doc_network(x_J)||^2
+
+    E_J[grad training_loss] is the gradient of -log p when the cache is fresh.
+
+    Args:
+      embedding_key: the cache field holding the document embeddings `[cache_size, D]`.
+      data_keys: the cache fields `doc_network` reads to re-embed a document.
+      score_transform: `t`, applied elementwise to dot products (e.g. `lambda s: 20 * s`).
+      top_k: sample only among each query's `top_k` best cached documents.
+      reduction: "mean" (default), "sum" or "none" (per query, `[B]`) for the three losses.
+      generator: the random source of the draws; None uses torch's global one.
+      distributed: the cache is sharded over the ranks of `group`; the sample and p are
+        those of the union of the shards. Seed `generator` differently per rank.
+      group: the process group, None for the default one.
+    """
+
+    def __init__(
+        self,
+        embedding_key: str,
+        data_keys: Sequence[str],
+        score_transform: Optional[Callable[[Tensor], Tensor]] = None,
+        top_k: Optional[int] = None,
+        reduction: str = "mean",
+        generator: Optional[torch.Generator] = None,
+        *,
+        distributed: bool = False,
+        group: Optional[ProcessGroup] = None,
+    ) -> None:
+        if not isinstance(embedding_key, str):
+            raise TypeError(f"embedding_key must be a str, got {type(embedding_key).__name__}")
+        if isinstance(data_keys, str) or not all(isinstance(k, str) for k in data_keys):
+            raise TypeError("data_keys must be a sequence of str, e.g. ('tokens',)")
+        keys = tuple(data_keys)
+        if not keys:
+            raise ValueError("data_keys must name at least one field doc_network reads")
+        if embedding_key in keys:
+            raise ValueError(f"data_keys must not contain the embedding_key {embedding_key!r}")
+        if score_transform is not None and not callable(score_transform):
+            raise TypeError("score_transform must be callable or None")
+        if top_k is not None:
+            _check_int(top_k, "top_k")
+        check_reduction(reduction)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        self.embedding_key = embedding_key
+        self.data_keys = keys
+        self.score_transform = score_transform
+        self.top_k = top_k
+        self.reduction = reduction
+        self.generator = generator
+        self.distributed = bool(distributed)
+        self.group = group
+
+    def _t(self, s: Tensor) -> Tensor:
+        return s if self.score_transform is None else self.score_transform(s)
+
+    def _check_inputs(
+        self, doc_network: DocNetwork, q: Tensor, pos: Tensor, cache: NegativeCache
+    ) -> torch.dtype:
+        if not callable(doc_network):
+            raise TypeError("doc_network must be callable: {data_key: Tensor[B, ...]} -> Tensor[B, D]")
+        _check_cache(cache)
+        for key, what in [(self.embedding_key, "embedding_key")] + [(k, "data_keys") for k in self.data_keys]:
+            if key not in cache.data:
+                raise ValueError(f"cache has no field {key!r} ({what}); it has {sorted(cache.data)}")
+        emb = cache.data[self.embedding_key]
+        if emb.dim() != 2 or not emb.dtype.is_floating_point:
+            raise ValueError(
+                f"cache field {self.embedding_key!r} must hold float vectors [cache_size, D], "
+                f"got {tuple(emb.shape)} {emb.dtype}"
+            )
+        for name, x in (("query_embeddings", q), ("pos_doc_embeddings", pos)):
+            if not isinstance(x, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            if not x.dtype.is_floating_point:
+                raise TypeError(f"{name} must be floating-point, got {x.dtype}")
+            if x.dim() != 2 or x.shape[1] != emb.shape[1]:
+                raise ValueError(
+                    f"{name} has shape {tuple(x.shape)}, expected [B, {emb.shape[1]}] like the cache"
+                )
+            if x.device != cache.device:
+                raise ValueError(f"{name} is on {x.device} but the cache is on {cache.device}")
+        if pos.shape[0] != q.shape[0]:
+            raise ValueError(f"pos_doc_embeddings has {pos.shape[0]} rows, query_embeddings {q.shape[0]}")
+        gen = self.generator
+        if gen is not None and gen.device.type != cache.device.type:
+            raise ValueError(f"generator is on {gen.device} but the cache is on {cache.device}")
+        return torch.promote_types(torch.promote_types(q.dtype, emb.dtype), torch.float32)
+
+    def _logits(self, q: Tensor, cache: NegativeCache, dtype: torch.dtype, full: bool) -> Tensor:
+        """`t(<q_i, e_j>)` `[n, cache_size]`, -inf at empty slots unless `full`."""
+        s = self._t(q.to(dtype) @ cache.data[self.embedding_key].to(dtype).T)
+        return s if full else s.masked_fill(~cache.filled, float("-inf"))
+
+    def _retrieve(self, q: Tensor, cache: NegativeCache, dtype: torch.dtype) -> Retrieval:
+        emb = cache.data[self.embedding_key]
+        if self.distributed:
+            return retrieve_sharded(
+                q,
+                cache,
+                lambda queries, full: self._logits(queries, cache, dtype, full),
+                self.embedding_key,
+                self.data_keys,
+                self.top_k,
+                self.generator,
+                self.group,
+            )
+        filled = int(cache.filled.sum())
+        if filled == 0:
+            return no_retrieval(q, emb)
+        s = self._logits(q, cache, dtype, full=filled == cache.cache_size)
+        cand = None
+        if self.top_k is not None:
+            s, cand = s.topk(min(self.top_k, cache.cache_size), dim=1)
+        j, lse = gumbel_sample(s, self.generator)
+        slots = j if cand is None else cand.gather(1, j[:, None])[:, 0]
+        data = {k: cache.data[k][slots] for k in self.data_keys}
+        return Retrieval(lse, slots, data, emb[slots], True)
+
+    def _reduce(self, x: Tensor) -> Tensor:
+        if self.reduction == "none":
+            return x
+        if self.reduction == "sum":
+            return x.sum()
+        return x.sum() / max(x.shape[0], 1)
+
+    def __call__(
+        self,
+        doc_network: DocNetwork,
+        query_embeddings: Tensor,
+        pos_doc_embeddings: Tensor,
+        cache: NegativeCache,
+    ) -> CacheLossReturn:
+        """One step's loss against `cache` (which it does not change).
+
+        Args:
+          doc_network: `{data_key: Tensor[B, ...]} -> Tensor[B, D]`, the document tower.
+          query_embeddings: [B, D] float, differentiable.
+          pos_doc_embeddings: [B, D] float, the positives' embeddings, differentiable.
+          cache: the `NegativeCache` (with `distributed=True`, this rank's shard).
+
+        Returns:
+          `CacheLossReturn`; the losses are scalars (or `[B]` with reduction="none") in
+          the promoted dtype of the queries and the cache, at least float32. With no filled
+          slot the losses are 0 and `updated_item_indices` is empty.
+        """
+        dtype = self._check_inputs(doc_network, query_embeddings, pos_doc_embeddings, cache)
+        q = query_embeddings.to(dtype)
+        s_pos = self._t((q * pos_doc_embeddings.to(dtype)).sum(dim=1))
+        with torch.no_grad():
+            r = self._retrieve(q.detach(), cache, dtype)
+
+        if not r.valid:
+            zeros = s_pos.detach() * 0.0
+            return CacheLossReturn(
+                training_loss=self._reduce(s_pos * 0.0),
+                interpretable_loss=self._reduce(zeros),
+                staleness=self._reduce(zeros),
+                updated_item_indices=r.slots,
+                updated_item_data={self.embedding_key: q.new_empty(0, q.shape[1]).detach()},
+            )
+
+        fresh = doc_network(r.data)
+        if not isinstance(fresh, Tensor) or tuple(fresh.shape) != tuple(q.shape):
+            got = tuple(fresh.shape) if isinstance(fresh, Tensor) else type(fresh).__name__
+            raise ValueError(f"doc_network returned {got}, expected embeddings of shape {tuple(q.shape)}")
+        fresh = fresh.to(dtype)
+        s_neg = self._t((q * fresh).sum(dim=1))
+
+        s_pos_c = s_pos.detach()
+        log_p = s_pos_c - torch.logaddexp(s_pos_c, r.lse)
+        p = log_p.exp()
+        training = (1.0 - p) * (s_neg - s_pos)
+        f = fresh.detach()
+        err = (r.cached.to(dtype) - f).pow(2).sum(dim=1)
+        staleness = err / f.pow(2).sum(dim=1).clamp_min(torch.finfo(dtype).tiny)
+        return CacheLossReturn(
+            training_loss=self._reduce(training),
+            interpretable_loss=self._reduce(-log_p),
+            staleness=self._reduce(staleness),
+            updated_item_indices=r.slots,
+            updated_item_data={self.embedding_key: f},
+        )
