@@ -1,6 +1,8 @@
 """Embedding losses (SPEC section 6) against plain references written here, in float64."""
 
+import inspect
 import math
+import typing
 
 import pytest
 import torch
@@ -287,7 +289,7 @@ REGS = {"l1": rnn.L1Regularization, "l2": rnn.L2Regularization, "flops": rnn.FLO
 
 
 @pytest.mark.parametrize("kind", REGS)
-@pytest.mark.parametrize("qshape, dshape", [((3, 5), (4, 5)), ((2, 3, 5), (7,)), ((2, 1, 3, 4), (3, 2, 4))])
+@pytest.mark.parametrize("qshape, dshape", [((3, 5), (4, 5)), ((2, 3, 5), (5,)), ((2, 1, 3, 4), (3, 2, 4))])
 def test_regularizers_match_formula(kind, qshape, dshape):
     gen = torch.Generator().manual_seed(len(qshape) * 10 + len(dshape))
     q, d = rand(*qshape, gen=gen), rand(*dshape, gen=gen)
@@ -358,3 +360,115 @@ def test_regularizer_bad_input(cls):
     with pytest.raises(TypeError, match="query_embeddings"):
         reg([1.0], torch.randn(2, 3))
     assert float(cls(0.0, 0.0)(torch.randn(2, 3), torch.randn(2, 3))) == 0.0
+
+
+# ------------------------------------------------------------- reduction, repr, signature
+
+
+def ref_mnrl_rows(a, p, n, scale, kind, symmetric):
+    """Per-anchor terms [B] of the reference loss (the symmetric average per index i)."""
+    b = a.shape[0]
+    cands = [p[j] for j in range(b)]
+    if n is not None:
+        cands += [n[j, k] for j in range(b) for k in range(n.shape[1])]
+    rows = []
+    for i in range(b):
+        term = ref_ce([scale * ref_sim(a[i], c, kind) for c in cands], i)
+        if symmetric:
+            term = (term + ref_ce([scale * ref_sim(p[i], a[j], kind) for j in range(b)], i)) / 2
+        rows.append(term)
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("kind", SIMS)
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_mnrl_reduction_matches_reference(kind, symmetric, reduction):
+    gen = torch.Generator().manual_seed(300 + 10 * SIMS.index(kind) + symmetric)
+    b, k, d = 5, 2, 6
+    a, p, n = rand(b, d, gen=gen), rand(b, d, gen=gen), rand(b, k, d, gen=gen)
+    scale = 1.3 if kind == "dot" else 7.0
+    loss = rnn.MultipleNegativesRankingLoss(scale, kind, symmetric, reduction=reduction)
+    red = {"none": lambda x: x, "sum": lambda x: x.sum(), "mean": lambda x: x.mean()}[reduction]
+    weights = rand(b, gen=gen) if reduction == "none" else torch.ones(())  # a non-uniform VJP
+
+    got, got_g = grads(lambda *x: (loss(*x) * weights).sum(), a, p, n)
+    want, want_g = grads(lambda *x: (red(ref_mnrl_rows(*x, scale, kind, symmetric)) * weights).sum(), a, p, n)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    for g, w in zip(got_g, want_g):
+        torch.testing.assert_close(g, w, rtol=1e-8, atol=1e-10)
+    out = loss(a, p, n)
+    assert out.shape == ((b,) if reduction == "none" else ())
+    if reduction == "mean":  # the default is the mean
+        default = rnn.MultipleNegativesRankingLoss(scale, kind, symmetric)
+        torch.testing.assert_close(default(a, p, n), out, rtol=0, atol=0)
+
+
+def test_mnrl_reduction_none_keeps_the_input_dtype():
+    gen = torch.Generator().manual_seed(8)
+    a, p = rand(4, 3, gen=gen).half(), rand(4, 3, gen=gen).half()
+    out = rnn.MultipleNegativesRankingLoss(reduction="none")(a, p)
+    assert out.dtype == torch.float16 and out.shape == (4,)
+    want = ref_mnrl_rows(a.double(), p.double(), None, 20.0, "cosine", False)
+    torch.testing.assert_close(out.double(), want, rtol=2e-3, atol=2e-3)
+
+
+def test_mnrl_reduction_is_keyword_only_and_checked():
+    with pytest.raises(TypeError):
+        rnn.MultipleNegativesRankingLoss(20.0, "cosine", False, False, "sum")
+    with pytest.raises(ValueError, match="reduction"):
+        rnn.MultipleNegativesRankingLoss(reduction="avg")
+    with pytest.raises(TypeError, match="reduction"):
+        rnn.MultipleNegativesRankingLoss(reduction=None)
+    # the documented arguments stay positional (SPEC section 6)
+    loss = rnn.MultipleNegativesRankingLoss(5.0, "dot", True, False)
+    assert (loss.scale, loss.similarity, loss.symmetric, loss.gather_across_devices) == (
+        5.0,
+        "dot",
+        True,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        rnn.MultipleNegativesRankingLoss(3.0, "manhattan", True, True, reduction="sum"),
+        rnn.L1Regularization(0.5, 0.25),
+        rnn.L2Regularization(0.5, 0.25),
+        rnn.FLOPSRegularization(0.5, 0.25),
+    ],
+)
+def test_extra_repr_shows_every_constructor_option(module):
+    text = repr(module)
+    params = inspect.signature(type(module).__init__).parameters
+    names = [name for name in params if name != "self"]
+    assert names  # the signature really lists options
+    for name in names:
+        value = getattr(module, name)
+        assert f"{name}={value!r}" in text, (name, text)
+
+
+@pytest.mark.parametrize("kind", REGS)
+def test_regularizers_refuse_zero_dimension_and_mismatched_dimensions(kind):
+    reg = REGS[kind](1.0, 1.0)
+    with pytest.raises(ValueError, match=r"query_embeddings has shape \(3, 0\).*D must be >= 1"):
+        reg(torch.zeros(3, 0), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"doc_embeddings has shape \(0,\).*D must be >= 1"):
+        reg(torch.zeros(2, 4), torch.zeros(0))
+    with pytest.raises(ValueError, match="doc_embeddings has D=5 but query_embeddings has D=4"):
+        reg(torch.zeros(2, 4), torch.zeros(3, 5))
+    # zero rows with D >= 1 is an empty batch, not an error: 0
+    assert float(reg(torch.zeros(0, 4), torch.zeros(2, 0, 4))) == 0.0
+
+
+def test_mnrl_refuses_zero_dimension():
+    with pytest.raises(ValueError, match=r"anchors has shape \(3, 0\).*D must be >= 1"):
+        rnn.MultipleNegativesRankingLoss()(torch.zeros(3, 0), torch.zeros(3, 0))
+
+
+@pytest.mark.parametrize("cls", [*REGS.values(), rnn.MultipleNegativesRankingLoss])
+def test_forward_is_annotated_to_return_a_tensor(cls):
+    hints = typing.get_type_hints(cls.forward)
+    assert hints["return"] is torch.Tensor
+    assert all(v is not typing.Any for v in hints.values())

@@ -111,6 +111,31 @@ def _ddp_step(rank, feats, weight, k):
     return v.detach(), enc.weight.grad.clone()
 
 
+def _empty_on_one_rank(rank, per_rank):
+    """Rank 0 has an empty batch; each rank runs loss + backward, for three reductions,
+    with and without the symmetric term; then a collective must still work."""
+    out = {}
+    for symmetric in (False, True):
+        for reduction in ("mean", "sum", "none"):
+            a, p, n = leaves(per_rank)[rank]
+            loss = rnn.MultipleNegativesRankingLoss(
+                5.0, "cosine", symmetric, gather_across_devices=True, reduction=reduction
+            )
+            v = loss(a, p, n)
+            v.sum().backward()
+            out[(symmetric, reduction)] = (v.detach(), a.grad, p.grad, None if n is None else n.grad)
+    t = torch.tensor([float(rank + 1)])
+    dist.all_reduce(t)  # the collectives are still in step
+    out["all_reduce"] = float(t)
+    try:  # every rank empty: every rank raises, after the same collective
+        loss = rnn.MultipleNegativesRankingLoss(gather_across_devices=True)
+        loss(torch.zeros(0, 5, dtype=torch.float64), torch.zeros(0, 5, dtype=torch.float64))
+        out["all_empty"] = None
+    except ValueError as err:
+        out["all_empty"] = str(err)
+    return out
+
+
 def _mismatched_dimension(rank):
     dim = 4 + rank
     loss = rnn.MultipleNegativesRankingLoss(gather_across_devices=True)
@@ -121,7 +146,7 @@ def _mismatched_dimension(rank):
     return None
 
 
-def _worker(rank, init_file, out_dir, cases, local_case, ddp_case):
+def _worker(rank, init_file, out_dir, cases, local_case, ddp_case, empty_case):
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
@@ -134,6 +159,7 @@ def _worker(rank, init_file, out_dir, cases, local_case, ddp_case):
         result = {
             "gathered": _gathered(rank, cases),
             "local": _local_only(rank, local_case),
+            "empty": _empty_on_one_rank(rank, empty_case),
             "ddp": _ddp_step(rank, *ddp_case),
             "mismatch": _mismatched_dimension(rank),
         }
@@ -176,6 +202,8 @@ def two_ranks(tmp_path_factory):
         k,
     )
 
+    empty_case = [_batch(gen, 0, None, d), _batch(gen, 3, 2, d)]
+
     tmp = tmp_path_factory.mktemp("mnrl_dist")
     env = {}
     if sys.platform.startswith("linux") and "GLOO_SOCKET_IFNAME" not in os.environ:
@@ -185,7 +213,7 @@ def two_ranks(tmp_path_factory):
     try:
         ctx = mp.spawn(
             _worker,
-            args=(str(tmp / "init"), str(tmp), cases, local_case, ddp_case),
+            args=(str(tmp / "init"), str(tmp), cases, local_case, ddp_case, empty_case),
             nprocs=WORLD,
             join=False,
         )
@@ -204,11 +232,11 @@ def two_ranks(tmp_path_factory):
             else:
                 os.environ[key] = value
     results = [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
-    return cases, local_case, ddp_case, results
+    return cases, local_case, ddp_case, results, empty_case
 
 
 def test_each_rank_loss_and_gradient_match_reference(two_ranks):
-    cases, _, _, results = two_ranks
+    cases, _, _, results, _ = two_ranks
     for name, kind, scale, symmetric, per_rank in cases:
         xs = leaves(per_rank)
         losses = ref_rank_losses(xs, kind, scale, symmetric)
@@ -225,7 +253,7 @@ def test_each_rank_loss_and_gradient_match_reference(two_ranks):
 
 
 def test_equal_batches_equal_one_process_on_the_global_batch(two_ranks):
-    cases, _, _, results = two_ranks
+    cases, _, _, results, _ = two_ranks
     checked = 0
     for name, kind, scale, symmetric, per_rank in cases:
         if len({a.shape[0] for a, _, _ in per_rank}) != 1 or "unequal" in name:
@@ -245,7 +273,7 @@ def test_equal_batches_equal_one_process_on_the_global_batch(two_ranks):
 
 
 def test_ddp_parameter_gradient_is_the_one_process_gradient(two_ranks):
-    _, _, (feats, weight, k), results = two_ranks
+    _, _, (feats, weight, k), results, _ = two_ranks
     enc = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False).double()
     with torch.no_grad():
         enc.weight.copy_(weight)
@@ -263,7 +291,7 @@ def test_ddp_parameter_gradient_is_the_one_process_gradient(two_ranks):
 
 
 def test_without_gather_each_rank_is_local(two_ranks):
-    _, local_case, _, results = two_ranks
+    _, local_case, _, results, _ = two_ranks
     for r in range(WORLD):
         a, p, n = local_case[r]
         want = ref_rank_losses([(a, p, n)], "cosine", 5.0, True)[0]
@@ -271,7 +299,47 @@ def test_without_gather_each_rank_is_local(two_ranks):
 
 
 def test_dimension_mismatch_across_ranks_raises_on_every_rank(two_ranks):
-    *_, results = two_ranks
+    *_, results, _ = two_ranks
     for r in range(WORLD):
         msg = results[r]["mismatch"]
         assert msg is not None and "anchors" in msg and "dimension" in msg
+
+
+def test_an_empty_batch_on_one_rank_keeps_the_collectives_working(two_ranks):
+    *_, results, empty_case = two_ranks
+    _, (a1, p1, n1) = leaves(empty_case)
+    for symmetric in (False, True):
+        for reduction in ("mean", "sum", "none"):
+            # rank 1's anchors against its own candidates (rank 0 contributes none)
+            rows = ref_mnrl_rows(a1, p1, n1, 5.0, "cosine", symmetric)
+            want = {"mean": rows.mean(), "sum": rows.sum(), "none": rows}[reduction]
+            want_g = torch.autograd.grad(want.sum(), [a1, p1, n1])
+            v0, *g0 = results[0]["empty"][(symmetric, reduction)]
+            v1, *g1 = results[1]["empty"][(symmetric, reduction)]
+            assert v0.shape == ((0,) if reduction == "none" else ())
+            if reduction != "none":
+                assert float(v0) == 0.0
+            assert g0[0].shape == (0, 5) and g0[1].shape == (0, 5) and g0[2] is None
+            torch.testing.assert_close(v1, want.detach(), rtol=1e-10, atol=1e-12)
+            for got, exp in zip(g1, want_g):
+                torch.testing.assert_close(got, exp, rtol=1e-8, atol=1e-10)
+    for r in range(WORLD):
+        assert results[r]["empty"]["all_reduce"] == 3.0
+        msg = results[r]["empty"]["all_empty"]
+        assert msg is not None and "anchors" in msg and "empty" in msg
+
+
+def ref_mnrl_rows(a, p, n, scale, kind, symmetric):
+    """Per-anchor loss terms [B] of one process's batch."""
+    pool = torch.cat([p] + ([] if n is None else [n.reshape(-1, n.shape[-1])]))
+    logits = scale * ref_sim(a, pool, kind)
+    target = torch.arange(a.shape[0])
+    m = logits.max(dim=1, keepdim=True).values.detach()
+    lse = m[:, 0] + torch.log(torch.exp(logits - m).sum(dim=1))
+    rows = lse - logits[target, target]
+    if symmetric:
+        back = scale * ref_sim(p, a, kind)
+        m = back.max(dim=1, keepdim=True).values.detach()
+        lse = m[:, 0] + torch.log(torch.exp(back - m).sum(dim=1))
+        rows = (rows + lse - back[target, target]) / 2
+    return rows

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._inputs import check_positive
+from .._inputs import check_positive, check_reduction
 from ._gather import gather_batches, process_group
 from ._similarity import SIMILARITIES, similarity_matrix
 
@@ -86,11 +86,28 @@ class _Regularization(nn.Module):
         raise NotImplementedError
 
     def forward(self, query_embeddings: Tensor, doc_embeddings: Tensor) -> Tensor:
+        """The weighted penalty of both sets of embeddings.
+
+        Args:
+          query_embeddings: [*, D] float; every leading index is a row (no rows: 0).
+          doc_embeddings: [*, D] float, the same D.
+
+        Returns:
+          A scalar in the promoted dtype of the inputs, computed in float32 for float16
+          and bfloat16.
+        """
         q = _check_tensor(query_embeddings, "query_embeddings")
         d = _check_tensor(doc_embeddings, "doc_embeddings")
         for x, name in ((q, "query_embeddings"), (d, "doc_embeddings")):
             if x.ndim < 1:
                 raise ValueError(f"{name} must be [*, D] (at least 1-D), got a 0-d tensor")
+            if x.shape[-1] == 0:
+                raise ValueError(f"{name} has shape {tuple(x.shape)}: the embedding dimension D must be >= 1")
+        if d.shape[-1] != q.shape[-1]:
+            raise ValueError(
+                f"doc_embeddings has D={d.shape[-1]} but query_embeddings has D={q.shape[-1]} "
+                f"(shapes {tuple(d.shape)} and {tuple(q.shape)})"
+            )
         _same_device(d, "doc_embeddings", q, "query_embeddings")
         work, out = _dtypes([q, d])
 
@@ -159,10 +176,21 @@ class MultipleNegativesRankingLoss(nn.Module):
     anchors; each rank's embeddings receive the gradient of the sum of every rank's loss,
     so that DDP's gradient averaging yields the gradient of the mean loss over the
     global batch (exactly the one-process loss when the ranks' batch sizes are equal).
-    Every rank must call the loss and its backward. Without an initialised process
-    group it is the one-process loss.
+    Every rank must call the loss and its backward. A rank may have an empty batch
+    (`B = 0`): it still takes part in the collectives and returns 0 ("mean", "sum") or
+    an empty `[0]` ("none"); when every rank's batch is empty, every rank raises
+    ValueError. Without an initialised process group it is the one-process loss, which
+    needs at least one anchor.
 
     float16/bfloat16 inputs are computed in float32; the loss has the input dtype.
+
+    Args:
+      scale: the logits' multiplier (inverse temperature), > 0.
+      similarity: "cosine", "dot", "euclidean" or "manhattan".
+      symmetric: average with the positive-to-anchor direction.
+      gather_across_devices: candidates from every rank of torch.distributed.
+      reduction: "mean" (default) or "sum" over this rank's anchors, or "none" (`[B]`,
+        per anchor; with `symmetric`, the average of anchor i's and positive i's terms).
     """
 
     def __init__(
@@ -171,6 +199,8 @@ class MultipleNegativesRankingLoss(nn.Module):
         similarity: str = "cosine",
         symmetric: bool = False,
         gather_across_devices: bool = False,
+        *,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
         self.scale = check_positive("scale", scale)
@@ -183,17 +213,31 @@ class MultipleNegativesRankingLoss(nn.Module):
         self.similarity = similarity
         self.symmetric = _check_flag("symmetric", symmetric)
         self.gather_across_devices = _check_flag("gather_across_devices", gather_across_devices)
+        if not isinstance(reduction, str):
+            raise TypeError(f"reduction must be a str, got {type(reduction).__name__}")
+        check_reduction(reduction)
+        self.reduction = reduction
 
     def extra_repr(self) -> str:
         return (
             f"scale={self.scale}, similarity={self.similarity!r}, symmetric={self.symmetric}, "
-            f"gather_across_devices={self.gather_across_devices}"
+            f"gather_across_devices={self.gather_across_devices}, reduction={self.reduction!r}"
         )
 
     def forward(self, anchors: Tensor, positives: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
-        a, p, n, out = _check_triplet(anchors, positives, negatives)
-        b = a.shape[0]
+        """The loss of this rank's anchors.
+
+        Args:
+          anchors: [B, D] float.
+          positives: [B, D] float; positive i belongs to anchor i.
+          negatives: [B, K, D] float hard negatives (K may be 0), or None.
+
+        Returns:
+          A scalar ("mean", "sum") or `[B]` ("none") in the promoted input dtype.
+        """
         group = process_group() if self.gather_across_devices else None
+        a, p, n, out = _check_triplet(anchors, positives, negatives, allow_empty=group is not None)
+        b = a.shape[0]
         all_a: Optional[Tensor]
         if group is None:
             all_a, all_p, all_n, offset = a, p, n, 0
@@ -201,27 +245,36 @@ class MultipleNegativesRankingLoss(nn.Module):
             all_a, all_p, all_n, offset = gather_batches(a, p, n, self.symmetric, group)
         target = torch.arange(offset, offset + b, device=a.device)
         logits = self.scale * similarity_matrix(a, torch.cat([all_p, all_n]), self.similarity)
-        loss = F.cross_entropy(logits, target)
+        loss = F.cross_entropy(logits, target, reduction="none")
         if self.symmetric:
             if group is None:
                 back = logits[:, :b].T  # sim(p_i, a_j), every similarity being symmetric
             else:
                 assert all_a is not None  # gathered when symmetric
                 back = self.scale * similarity_matrix(p, all_a, self.similarity)
-            loss = 0.5 * (loss + F.cross_entropy(back, target))
+            loss = 0.5 * (loss + F.cross_entropy(back, target, reduction="none"))
+        if self.reduction == "sum" or (self.reduction == "mean" and b == 0):
+            loss = loss.sum()  # an empty batch gives 0, still attached to the gathered rows
+        elif self.reduction == "mean":
+            loss = loss.mean()
         return loss.to(out)
 
 
 def _check_triplet(
-    anchors: Any, positives: Any, negatives: Any
+    anchors: Any, positives: Any, negatives: Any, allow_empty: bool
 ) -> Tuple[Tensor, Tensor, Tensor, torch.dtype]:
     """(anchors, positives, negatives flattened to [B*K, D]) in the compute dtype, and the output dtype."""
     a = _check_tensor(anchors, "anchors")
     p = _check_tensor(positives, "positives")
     if a.ndim != 2:
         raise ValueError(f"anchors must be 2-D [B, D], got shape {tuple(a.shape)}")
-    if a.shape[0] == 0:
-        raise ValueError("anchors must hold at least one row, got an empty batch")
+    if a.shape[0] == 0 and not allow_empty:
+        raise ValueError(
+            "anchors must hold at least one row, got an empty batch (only a rank of a distributed "
+            "gather_across_devices=True loss may have an empty batch)"
+        )
+    if a.shape[1] == 0:
+        raise ValueError(f"anchors has shape {tuple(a.shape)}: the embedding dimension D must be >= 1")
     if p.ndim != 2:
         raise ValueError(f"positives must be 2-D [B, D], got shape {tuple(p.shape)}")
     if p.shape != a.shape:

@@ -85,6 +85,8 @@ def gather_batches(
             )
         if size_r != positives.element_size():
             raise ValueError(f"anchors: dtype differs across ranks (rank {rank} vs rank {r})")
+    if sum(t[0] for t in table) == 0:
+        raise ValueError("anchors: every rank's batch is empty, so there is nothing to rank")
 
     local = [anchors, positives, negatives] if with_anchors else [positives, negatives]
     counts = [[t[0], t[0], t[1]] if with_anchors else [t[0], t[1]] for t in table]
