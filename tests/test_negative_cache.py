@@ -7,8 +7,11 @@ frequency, so a correct sampler would fail it for about 1 seed in 1,000 or fewer
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from rankgrad.negative_cache import (
@@ -489,7 +492,7 @@ def test_a_cache_on_another_device_is_refused():
     with pytest.raises(ValueError, match=r"new_items\['id'\] is on cpu but the cache is on meta"):
         m.update_cache(meta, new_items=items([0], torch.zeros(2, D)))
     h = CacheLossHandler(m, loss, device="meta")
-    with pytest.raises(ValueError, match="query_embeddings is on cpu"):
+    with pytest.raises(ValueError, match="pos_doc_embeddings is on cpu but the cache is on meta"):
         h(lookup(torch.zeros(5, D)), torch.zeros(2, D), torch.zeros(2, D), {"id": torch.tensor([0, 1])})
     gen_loss = CacheClassificationLoss("embedding", ("id",), generator=torch.Generator())
     q = torch.zeros(2, D, device="meta")
@@ -526,3 +529,168 @@ def test_bad_arguments_name_themselves():
     h = CacheLossHandler(CacheManager(specs(), cache_size=4), loss)
     with pytest.raises(ValueError, match="pos_doc_data must have the fields \\['id'\\]"):
         h(lookup(table), torch.zeros(2, D), torch.zeros(2, D), {"tokens": torch.zeros(2)})
+
+
+# ---------------------------------------------------------------------------------------
+# Values that do not fit the spec's dtype
+
+
+INT_SPECS = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
+
+
+def int_range(dtype):
+    if dtype == torch.bool:
+        return 0, 1
+    info = torch.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def test_issue_examples_int32_and_float16_overflow_are_refused():
+    m = CacheManager({"id": ((), torch.int32), "embedding": ((2,), torch.float16)}, cache_size=4)
+    c = m.init_cache()
+    ok = {"id": torch.tensor([1, 2]), "embedding": torch.ones(2, 2)}
+    with pytest.raises(ValueError, match=r"new_items\['id'\] row 1 holds 1099511627783, outside the range"):
+        m.update_cache(c, new_items={**ok, "id": torch.tensor([3, 2**40 + 7])})
+    with pytest.raises(ValueError, match=r"new_items\['embedding'\] row 0 holds 1000000.0, which overflows"):
+        m.update_cache(c, new_items={**ok, "embedding": torch.tensor([[1e6, 0.0], [1.0, 1.0]])})
+    c = m.update_cache(c, new_items=ok)
+    before = c.clone()
+    with pytest.raises(ValueError, match=r"updated_item_data\['embedding'\] row 1 holds -70000.0"):
+        m.update_cache(
+            c,
+            updated_item_indices=torch.tensor([0, 1]),
+            updated_item_data={"embedding": torch.tensor([[1.0, 2.0], [3.0, -7e4]])},
+        )
+    with pytest.raises(ValueError, match=r"updated_item_data\['id'\] row 0 holds -2147483649"):
+        m.update_cache(
+            c, updated_item_indices=torch.tensor([1]), updated_item_data={"id": torch.tensor([-(2**31) - 1])}
+        )
+    for k in c.data:  # nothing half-applied
+        assert torch.equal(c.data[k], before.data[k])
+    assert torch.equal(c.age, before.age) and torch.equal(c.filled, before.filled)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(INT_SPECS),
+    st.sampled_from([torch.int64, torch.int32, torch.uint8, torch.bool]),
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=6),
+)
+def test_integers_are_stored_exactly_or_refused(spec_dtype, input_dtype, values):
+    lo_in, hi_in = int_range(input_dtype)
+    values = [min(max(v, lo_in), hi_in) for v in values]  # representable in the input dtype
+    x = torch.tensor(values, dtype=input_dtype)
+    m = CacheManager({"v": ((), spec_dtype)}, cache_size=8)
+    lo, hi = int_range(spec_dtype)
+    first_bad = next((i for i, v in enumerate(values) if not lo <= v <= hi), None)
+    if first_bad is None:
+        c = m.update_cache(m.init_cache(), new_items={"v": x})
+        assert [int(v) for v in c.data["v"][: len(values)].tolist()] == values
+    else:
+        with pytest.raises(ValueError, match=rf"new_items\['v'\] row {first_bad} holds"):
+            m.update_cache(m.init_cache(), new_items={"v": x})
+
+
+def test_unsigned_inputs_beyond_int64_are_refused():
+    m = CacheManager({"v": ((), torch.int64)}, cache_size=4)
+    x = torch.tensor([5, 2**63 + 5], dtype=torch.uint64)
+    with pytest.raises(ValueError, match=r"new_items\['v'\] row 1 holds"):
+        m.update_cache(m.init_cache(), new_items={"v": x})
+    c = m.update_cache(m.init_cache(), new_items={"v": torch.tensor([7, 2**32 - 1], dtype=torch.uint32)})
+    assert c.data["v"][:2].tolist() == [7, 2**32 - 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([(torch.float16, np.float16), (torch.float32, np.float32), (torch.float64, np.float64)]),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1, max_size=5),
+)
+def test_floats_are_stored_when_finite_after_the_cast(dtypes, values):
+    spec_dtype, np_dtype = dtypes
+    x = torch.tensor(values, dtype=torch.float64)[:, None]
+    m = CacheManager({"e": ((1,), spec_dtype)}, cache_size=8)
+    with np.errstate(over="ignore"):
+        fits = [bool(np.isfinite(np_dtype(v))) for v in values]  # numpy rounds to nearest, like torch
+    if all(fits):
+        c = m.update_cache(m.init_cache(), new_items={"e": x})
+        want = np.array(values, dtype=np_dtype)
+        assert np.array_equal(c.data["e"][: len(values), 0].numpy(), want)
+    else:
+        i = fits.index(False)
+        why = "overflows" if math.isfinite(values[i]) else "finite values only"
+        with pytest.raises(ValueError, match=rf"new_items\['e'\] row {i} holds .*{why}"):
+            m.update_cache(m.init_cache(), new_items={"e": x})
+
+
+def test_bfloat16_overflow_nan_and_rounding():
+    m = CacheManager({"e": ((2,), torch.bfloat16)}, cache_size=4)
+    with pytest.raises(ValueError, match="overflows torch.bfloat16"):
+        m.update_cache(m.init_cache(), new_items={"e": torch.tensor([[1e39, 0.0]], dtype=torch.float64)})
+    with pytest.raises(ValueError, match="nan, and the cache stores finite values only"):
+        m.update_cache(m.init_cache(), new_items={"e": torch.tensor([[0.0, float("nan")]])})
+    c = m.update_cache(m.init_cache(), new_items={"e": torch.tensor([[1e-40, 1.001]])})  # rounding is fine
+    assert c.data["e"][0].tolist() == [torch.tensor(1e-40).bfloat16().item(), 1.0]
+
+
+def test_rows_that_are_not_stored_are_not_checked():
+    m = CacheManager({"id": ((), torch.int8), "embedding": ((D,), torch.float16)}, cache_size=4)
+    bad = torch.full((1, D), float("nan"))
+    c = m.update_cache(
+        m.init_cache(),
+        new_items={"id": torch.tensor([1, 1000]), "embedding": torch.cat([torch.ones(1, D), bad])},
+        new_items_mask=torch.tensor([True, False]),
+    )
+    assert c.data["id"].tolist() == [1, 0, 0, 0] and c.filled.sum() == 1
+    with pytest.raises(ValueError, match=r"new_items\['id'\] row 3 holds 1000"):  # the caller's row
+        m.update_cache(
+            c,
+            new_items={"id": torch.tensor([1, 2, 3, 1000]), "embedding": torch.ones(4, D)},
+            new_items_mask=torch.tensor([False, True, False, True]),
+        )
+    # refreshing an empty slot (3) is dropped, so its value is not checked; slot 0's is
+    c2 = m.update_cache(c, updated_item_indices=torch.tensor([3]), updated_item_data={"embedding": bad})
+    assert torch.equal(c2.data["embedding"], c.data["embedding"])
+    with pytest.raises(ValueError, match=r"updated_item_data\['embedding'\] row 1 holds nan"):
+        m.update_cache(
+            c,
+            updated_item_indices=torch.tensor([3, 0]),
+            updated_item_data={"embedding": torch.cat([bad, bad])},
+        )
+
+
+def test_unsupported_spec_dtypes_are_refused():
+    for dtype in (torch.uint64, torch.complex64):
+        with pytest.raises(TypeError, match=r"specs\['x'\] dtype .* is not supported"):
+            CacheManager({"x": ((), dtype)}, cache_size=2)
+
+
+def test_handler_checks_the_positives_before_the_loss_runs():
+    g = torch.Generator().manual_seed(2)
+    table = torch.randn(20, D, generator=g)
+    m = CacheManager({"id": ((), torch.int16), "embedding": ((D,), torch.float16)}, cache_size=4)
+    h = CacheLossHandler(m, CacheClassificationLoss("embedding", ("id",)))
+    h(lookup(table), table[:3], table[:3], {"id": torch.arange(3)})  # now the loss would sample
+    before = h.cache.clone()
+    calls = []
+
+    def net(d):
+        calls.append(1)
+        return table[d["id"].long()]
+
+    q5 = torch.randn(5, D, generator=g)
+    with pytest.raises(ValueError, match="pos_doc_embeddings has 5 rows, more than cache_size=4"):
+        h(net, q5, q5, {"id": torch.arange(5)})
+    huge = table[:2].clone()
+    huge[1, 2] = 1e5
+    with pytest.raises(ValueError, match=r"pos_doc_embeddings row 1 holds 100000.0, which overflows"):
+        h(net, table[:2], huge, {"id": torch.arange(2)})
+    with pytest.raises(ValueError, match=r"pos_doc_data\['id'\] row 0 holds 40000"):
+        h(net, table[:2], table[:2], {"id": torch.tensor([40000, 1])})
+    with pytest.raises(ValueError, match=r"pos_doc_data\['id'\] has 3 rows, expected 2"):
+        h(net, table[:2], table[:2], {"id": torch.arange(3)})
+    assert not calls  # the loss never ran
+    for k in before.data:
+        assert torch.equal(h.cache.data[k], before.data[k])
+    assert torch.equal(h.cache.age, before.age) and torch.equal(h.cache.filled, before.filled)
+    h(net, table[:4], table[:4], {"id": torch.arange(4)})  # a batch of cache_size is fine
+    assert calls

@@ -102,6 +102,23 @@ def _worker(rank, init_file, out_dir):
             "age": h.cache.age.clone(),
             "filled": h.cache.filled.clone(),
         }
+
+        # Each rank checkpoints its own shard; loading another rank's shard is refused.
+        state = h.state_dict()
+        restored = CacheLossHandler(CacheManager(specs(), cache_size=HSIZE), loss)
+        restored.load_state_dict(state)
+        wrong = {**state, "shard": {"rank": 1 - rank, "world_size": WORLD}}
+        try:
+            restored.load_state_dict(wrong)
+            err = None
+        except ValueError as e:
+            err = str(e)
+        result["state"] = {
+            "shard": state["shard"],
+            "same": all(torch.equal(restored.cache.data[k], h.cache.data[k]) for k in h.cache.data)
+            and torch.equal(restored.cache.age, h.cache.age),
+            "wrong_rank": err,
+        }
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -190,3 +207,10 @@ def test_refreshed_embeddings_arrive_on_the_owning_rank(results):
             torch.testing.assert_close(h["embedding"][slot], want)
             assert int(h["age"][slot]) == (0 if slot in mine else 1)
         torch.testing.assert_close(h["embedding"][3 : 3 + b], table[torch.tensor(new) % 40])
+
+
+def test_each_rank_checkpoints_its_own_shard(results):
+    for rank, r in enumerate(results):
+        assert r["state"]["shard"] == {"rank": rank, "world_size": WORLD}
+        assert r["state"]["same"]
+        assert "state_dict['shard']" in r["state"]["wrong_rank"]

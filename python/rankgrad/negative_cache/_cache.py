@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -11,6 +12,19 @@ from torch import Tensor
 __all__ = ["CacheManager", "NegativeCache", "Spec"]
 
 Spec = Tuple[Tuple[int, ...], torch.dtype]
+
+_SPEC_DTYPES = (
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+)
 
 
 @dataclass
@@ -73,6 +87,8 @@ def _check_specs(specs: Any) -> Dict[str, Spec]:
             raise ValueError(f"specs[{name!r}] shape must not be negative, got {shape}")
         if not isinstance(dtype, torch.dtype):
             raise TypeError(f"specs[{name!r}] dtype must be a torch.dtype, got {dtype!r}")
+        if dtype not in _SPEC_DTYPES:
+            raise TypeError(f"specs[{name!r}] dtype {dtype} is not supported; use one of {_SPEC_DTYPES}")
         out[name] = (shape, dtype)
     return out
 
@@ -84,7 +100,7 @@ def _check_cache(cache: Any, name: str = "cache") -> NegativeCache:
 
 
 def _check_rows(x: Any, name: str, spec: Spec, cache: NegativeCache, rows: Optional[int]) -> Tensor:
-    """`x` as `[n, *shape]` in the spec's dtype on the cache's device, detached."""
+    """`x` checked as `[n, *shape]` of the spec's kind on the cache's device, detached (its own dtype)."""
     shape, dtype = spec
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -98,7 +114,52 @@ def _check_rows(x: Any, name: str, spec: Spec, cache: NegativeCache, rows: Optio
     if x.is_complex() or x.dtype.is_floating_point != dtype.is_floating_point:
         kind = "floating-point" if dtype.is_floating_point else "integer or bool"
         raise TypeError(f"{name} must be {kind} like its spec ({dtype}), got {x.dtype}")
-    return x.detach().to(dtype)
+    return x.detach()
+
+
+def _int_range(dtype: torch.dtype) -> Tuple[int, int]:
+    if dtype == torch.bool:
+        return 0, 1
+    info = torch.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _to_spec(x: Tensor, name: str, dtype: torch.dtype, rows: Optional[Tensor] = None) -> Tensor:
+    """`x` in the spec's dtype, or a ValueError naming `name` and the row when a value would
+    not be stored as given: an integer outside the dtype's range (0/1 for bool), a float
+    that overflows to inf, or a NaN or inf (the cache stores finite values only, since one
+    NaN embedding would make every later loss NaN). `rows`: the caller's row of each row."""
+    out = x.to(dtype)
+    if x.numel() == 0 or (x.dtype == dtype and not dtype.is_floating_point):
+        return out
+    if dtype.is_floating_point:
+        bad = ~torch.isfinite(out)
+    else:
+        big = None
+        xi = x
+        if x.dtype == torch.uint64:  # values >= 2**63 fit no other dtype; the rest fit int64
+            xi = x.view(torch.int64)
+            big = xi < 0
+        elif x.dtype in (torch.uint16, torch.uint32):
+            xi = x.to(torch.int64)
+        (lo, hi), (src_lo, src_hi) = _int_range(dtype), _int_range(xi.dtype)
+        bad = (xi < max(lo, src_lo)) | (xi > min(hi, src_hi))
+        if big is not None:
+            bad = bad | big
+    per_row = bad.reshape(bad.shape[0], -1).any(dim=1)
+    if not bool(per_row.any()):
+        return out
+    i = int(per_row.nonzero()[0, 0])
+    row = i if rows is None else int(rows[i])
+    value = x[i].reshape(-1)[bad[i].reshape(-1)][0].item()
+    if dtype.is_floating_point and math.isfinite(value):
+        why = f"which overflows {dtype} (largest finite {torch.finfo(dtype).max:g})"
+    elif dtype.is_floating_point:
+        why = "and the cache stores finite values only"
+    else:
+        lo, hi = _int_range(dtype)
+        why = f"outside the range of {dtype}, [{lo}, {hi}]"
+    raise ValueError(f"{name} row {row} holds {value}, {why}")
 
 
 def _check_mask(mask: Any, name: str, n: int, device: torch.device) -> Optional[Tensor]:
@@ -183,6 +244,11 @@ class CacheManager:
            i-th oldest; they become filled and the youngest.
         3. Every slot ages by one.
 
+        A value is stored only if it fits its spec's dtype exactly as given: integers in
+        the dtype's range (0 or 1 for bool), floats finite before and after the cast
+        (rounding to the dtype's precision is accepted). Rows that are not stored (masked
+        out, or refreshing an empty slot) are not checked.
+
         Args:
           cache: the cache to update (unchanged unless `inplace`).
           new_items: {name: Tensor[n, *shape]} for every spec field, n <= cache_size.
@@ -193,7 +259,8 @@ class CacheManager:
           inplace: update the cache's tensors in place and return the same object.
 
         Returns:
-          The updated `NegativeCache`. Nothing is changed when an argument is refused.
+          The updated `NegativeCache`. Nothing is changed when an argument is refused
+          (ValueError or TypeError naming it, and the row for a value that does not fit).
         """
         _check_cache(cache)
         self._check_layout(cache)
@@ -203,7 +270,16 @@ class CacheManager:
         insert = None
         if new_items is not None:
             insert = self._check_new_items(cache, new_items, new_items_mask)
+        return self._apply(cache, refresh, insert, inplace)
 
+    def _apply(
+        self,
+        cache: NegativeCache,
+        refresh: Optional[Tuple[Tensor, Dict[str, Tensor]]],
+        insert: Optional[Dict[str, Tensor]],
+        inplace: bool,
+    ) -> NegativeCache:
+        """`update_cache` on checked arguments (from `_check_refresh` and `_check_new_items`)."""
         if not inplace:
             cache = cache.clone()
         data, age, filled = cache.data, cache.age, cache.filled
@@ -246,9 +322,8 @@ class CacheManager:
         if extra:
             raise ValueError(f"updated_item_data has fields {sorted(extra)} that are not in specs")
         m = indices.shape[0]
-        vals = {
-            k: _check_rows(v, f"updated_item_data[{k!r}]", self.specs[k], cache, m) for k, v in values.items()
-        }
+        names = {k: f"updated_item_data[{k!r}]" for k in values}
+        vals = {k: _check_rows(v, names[k], self.specs[k], cache, m) for k, v in values.items()}
         mask = _check_mask(mask, "updated_item_mask", m, cache.device)
         idx = indices.to(torch.int64)
         if m and bool(((idx < 0) | (idx >= self.cache_size)).any()):
@@ -258,28 +333,137 @@ class CacheManager:
             keep = keep & mask
         rows = keep.nonzero().flatten()
         rows = rows[_last_occurrences(idx[rows])]
-        return idx[rows], {k: v[rows] for k, v in vals.items()}
+        out = {k: _to_spec(v[rows], names[k], self.specs[k][1], rows) for k, v in vals.items()}
+        return idx[rows], out
 
-    def _check_new_items(self, cache: NegativeCache, items: Any, mask: Any) -> Dict[str, Tensor]:
+    def _check_new_items(
+        self,
+        cache: NegativeCache,
+        items: Any,
+        mask: Any,
+        what: str = "new_items",
+        names: Optional[Mapping[str, str]] = None,
+        first: Optional[str] = None,
+    ) -> Dict[str, Tensor]:
+        """The rows of `items` to insert, in the specs' dtypes. Errors call the argument
+        `what` and field k `names[k]` (default `what[k]`); the other fields must have as
+        many rows as field `first` (default the first spec field)."""
         if not isinstance(items, Mapping):
-            raise TypeError("new_items must be a dict {name: Tensor[n, *shape]}")
+            raise TypeError(f"{what} must be a dict {{name: Tensor[n, *shape]}}")
         if set(items) != set(self.specs):
             missing, extra = set(self.specs) - set(items), set(items) - set(self.specs)
             raise ValueError(
-                f"new_items must have exactly the spec fields {sorted(self.specs)}"
+                f"{what} must have exactly the spec fields {sorted(self.specs)}"
                 + (f"; missing {sorted(missing)}" if missing else "")
                 + (f"; unknown {sorted(extra)}" if extra else "")
             )
+        label = {k: f"{what}[{k!r}]" for k in self.specs}
+        label.update(names or {})
         out: Dict[str, Tensor] = {}
         rows: Optional[int] = None
-        for k in self.specs:
-            out[k] = _check_rows(items[k], f"new_items[{k!r}]", self.specs[k], cache, rows)
+        for k in sorted(self.specs, key=lambda k: k != first):
+            out[k] = _check_rows(items[k], label[k], self.specs[k], cache, rows)
             rows = out[k].shape[0]
         n = next(iter(out.values())).shape[0]
-        mask = _check_mask(mask, "new_items_mask", n, cache.device)
+        mask = _check_mask(mask, f"{what}_mask", n, cache.device)
+        kept = None
         if mask is not None:
-            out = {k: v[mask] for k, v in out.items()}
-            n = next(iter(out.values())).shape[0]
+            kept = mask.nonzero().flatten()
+            out = {k: v[kept] for k, v in out.items()}
+            n = int(kept.shape[0])
         if n > self.cache_size:
-            raise ValueError(f"new_items has {n} items, more than cache_size={self.cache_size}")
-        return out
+            raise ValueError(f"{what} has {n} items, more than cache_size={self.cache_size}")
+        return {k: _to_spec(v, label[k], self.specs[k][1], kept) for k, v in out.items()}
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _specs_state(self) -> Dict[str, Dict[str, Any]]:
+        return {
+            k: {"shape": list(shape), "dtype": str(dtype).split(".")[-1]}
+            for k, (shape, dtype) in self.specs.items()
+        }
+
+    def state_dict(self, cache: NegativeCache) -> Dict[str, Any]:
+        """`cache` as a checkpoint entry: tensors, ints, strs, lists and dicts only, so
+        `torch.load(path, weights_only=True)` reads it back.
+
+        Like `nn.Module.state_dict`, the tensors are the cache's own (not copies): save it,
+        or `copy.deepcopy` it, before the cache is updated in place again.
+
+        Args:
+          cache: a cache laid out by this manager.
+
+        Returns:
+          {"specs": {name: {"shape": [int], "dtype": str}}, "cache_size": int,
+          "data": {name: Tensor[cache_size, *shape]}, "age": Tensor[cache_size] int64,
+          "filled": Tensor[cache_size] bool}
+        """
+        _check_cache(cache)
+        self._check_layout(cache)
+        return {
+            "specs": self._specs_state(),
+            "cache_size": self.cache_size,
+            "data": {k: cache.data[k].detach() for k in self.specs},
+            "age": cache.age.detach(),
+            "filled": cache.filled.detach(),
+        }
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], device: Optional[Union[str, torch.device]] = None
+    ) -> NegativeCache:
+        """The cache saved by `state_dict`, as a new `NegativeCache` (copies of the tensors).
+
+        Args:
+          state_dict: what `state_dict` returned; its specs and cache_size must be this
+            manager's (`use_lru` is policy, not state: it may differ).
+          device: where the cache lives; default, where the saved tensors are.
+
+        Returns:
+          The `NegativeCache`, equal to the saved one: data, ages and filled flags.
+        """
+        return _cache_from_state(self, state_dict, device)
+
+
+def _cache_from_state(
+    manager: CacheManager,
+    state: Any,
+    device: Optional[Union[str, torch.device]],
+    name: str = "state_dict",
+) -> NegativeCache:
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            f"{name} must be a dict as CacheManager.state_dict returns, got {type(state).__name__}"
+        )
+    want = {"specs", "cache_size", "data", "age", "filled"}
+    if set(state) != want:
+        raise ValueError(f"{name} must have the keys {sorted(want)}, got {sorted(state)}")
+    if state["specs"] != manager._specs_state():
+        raise ValueError(
+            f"{name}['specs'] is {state['specs']}, but this manager's specs are {manager._specs_state()}"
+        )
+    c = manager.cache_size
+    if state["cache_size"] != c:
+        raise ValueError(f"{name}['cache_size'] is {state['cache_size']!r}, but this manager's is {c}")
+    tensors: Dict[str, Tuple[Any, Tuple[int, ...], torch.dtype]] = {
+        f"{name}['age']": (state["age"], (c,), torch.int64),
+        f"{name}['filled']": (state["filled"], (c,), torch.bool),
+    }
+    data = state["data"]
+    if not isinstance(data, Mapping) or set(data) != set(manager.specs):
+        got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
+        raise ValueError(f"{name}['data'] must hold the fields {sorted(manager.specs)}, got {got}")
+    for k, (shape, dtype) in manager.specs.items():
+        tensors[f"{name}['data'][{k!r}]"] = (data[k], (c, *shape), dtype)
+    for label, (t, shape, dtype) in tensors.items():
+        if not isinstance(t, Tensor) or tuple(t.shape) != shape or t.dtype != dtype:
+            got = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"{label} must be a {dtype} tensor of shape {shape}, got {got}")
+    dev = torch.device(device) if device is not None else state["age"].device
+    age = state["age"].to(dev, copy=True)
+    if c and bool((age < 0).any()):
+        raise ValueError(f"{name}['age'] must not be negative")
+    out = {
+        k: _to_spec(data[k].to(dev, copy=True), f"{name}['data'][{k!r}]", dtype)
+        for k, (_, dtype) in manager.specs.items()
+    }
+    return NegativeCache(out, age, state["filled"].to(dev, copy=True))

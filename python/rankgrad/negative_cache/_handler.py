@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Union
+from typing import Any, Dict, Mapping, Union
 
 import torch
 from torch import Tensor
 
-from ._cache import CacheManager
-from ._distributed import route_updates_to_owners
+from ._cache import CacheManager, _cache_from_state
+from ._distributed import _dist, route_updates_to_owners
 from ._loss import CacheClassificationLoss, CacheLossReturn, DocNetwork
 
 __all__ = ["CacheLossHandler"]
@@ -72,22 +72,79 @@ class CacheLossHandler:
           The loss's `CacheLossReturn`; differentiate its `training_loss`.
         """
         key = self.cache_loss.embedding_key
+        manager = self.cache_manager
         if not isinstance(pos_doc_data, Mapping):
             raise TypeError("pos_doc_data must be a dict {name: Tensor[B, ...]}")
-        want = set(self.cache_manager.specs) - {key}
+        want = set(manager.specs) - {key}
         if set(pos_doc_data) != want:
             raise ValueError(f"pos_doc_data must have the fields {sorted(want)}, got {sorted(pos_doc_data)}")
+        size = manager.cache_size
+        if isinstance(pos_doc_embeddings, Tensor) and pos_doc_embeddings.dim() >= 1:
+            if pos_doc_embeddings.shape[0] > size:
+                raise ValueError(
+                    f"pos_doc_embeddings has {pos_doc_embeddings.shape[0]} rows, more than "
+                    f"cache_size={size}: every step enqueues its whole batch of positives"
+                )
+        # The positives are checked (shapes, dtypes, values that fit) before the loss runs.
+        names = {k: f"pos_doc_data[{k!r}]" for k in want}
+        names[key] = "pos_doc_embeddings"
+        new_items = {**pos_doc_data, key: pos_doc_embeddings}
+        insert = manager._check_new_items(self.cache, new_items, None, "pos_doc_embeddings", names, key)
+
         out = self.cache_loss(doc_network, query_embeddings, pos_doc_embeddings, self.cache)
         idx, data = out.updated_item_indices, out.updated_item_data
         if self.cache_loss.distributed:
-            idx, data = route_updates_to_owners(idx, data, self.cache.cache_size, self.cache_loss.group)
-        new_items = dict(pos_doc_data)
-        new_items[key] = pos_doc_embeddings.detach()
-        self.cache = self.cache_manager.update_cache(
-            self.cache,
-            new_items=new_items,
-            updated_item_indices=idx,
-            updated_item_data=data,
-            inplace=True,
-        )
+            idx, data = route_updates_to_owners(idx, data, size, self.cache_loss.group)
+        refresh = manager._check_refresh(self.cache, idx, data, None)
+        self.cache = manager._apply(self.cache, refresh, insert, inplace=True)
         return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The training state: the cache (data, ages, filled flags) and the loss's generator
+        state, as tensors, ints, strs, lists and dicts (`torch.load(weights_only=True)`
+        reads it). With a distributed loss, each rank saves its own shard, recorded as
+        {"rank", "world_size"}.
+
+        Like `nn.Module.state_dict`, the cache tensors are the handler's own: save the
+        dict (or `copy.deepcopy` it) before the next step updates them in place.
+
+        Returns:
+          {"cache": CacheManager.state_dict(cache), "loss": CacheClassificationLoss.state_dict()}
+          plus {"shard": {"rank": int, "world_size": int}} when distributed.
+        """
+        out: Dict[str, Any] = {
+            "cache": self.cache_manager.state_dict(self.cache),
+            "loss": self.cache_loss.state_dict(),
+        }
+        if self.cache_loss.distributed:
+            out["shard"] = self._shard()
+        return out
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores what `state_dict` saved; the cache stays on this handler's device.
+
+        Args:
+          state_dict: from `state_dict` of a handler with the same specs, cache_size and
+            generator kind (and, when distributed, the same rank and world size).
+            Nothing changes when it is refused (ValueError naming the entry).
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        want = {"cache", "loss"} | ({"shard"} if self.cache_loss.distributed else set())
+        if set(state_dict) != want:
+            raise ValueError(f"state_dict must have the keys {sorted(want)}, got {sorted(state_dict)}")
+        if self.cache_loss.distributed and state_dict["shard"] != self._shard():
+            raise ValueError(
+                f"state_dict['shard'] is {state_dict['shard']}, but this rank is {self._shard()}: "
+                "load each rank's own shard"
+            )
+        cache = _cache_from_state(
+            self.cache_manager, state_dict["cache"], self.cache.device, "state_dict['cache']"
+        )
+        self.cache_loss.load_state_dict(state_dict["loss"])
+        self.cache = cache
+
+    def _shard(self) -> Dict[str, int]:
+        dist = _dist()
+        group = self.cache_loss.group
+        return {"rank": int(dist.get_rank(group)), "world_size": int(dist.get_world_size(group))}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -101,6 +101,39 @@ class CacheClassificationLoss:
         self.generator = generator
         self.distributed = bool(distributed)
         self.group = group
+
+    def state_dict(self) -> Dict[str, Tensor]:
+        """The state a resumed run needs: {"generator": uint8 Tensor} when `generator` is
+        set (its `get_state()`), else {} (the global RNG is the caller's to save)."""
+        return {} if self.generator is None else {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores the generator state saved by `state_dict`; nothing changes if refused.
+
+        Args:
+          state_dict: {"generator": uint8 Tensor} when this loss has a generator, else {}.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        want = set() if self.generator is None else {"generator"}
+        if set(state_dict) != want:
+            raise ValueError(
+                f"state_dict must have the keys {sorted(want)} (this loss "
+                f"{'has no' if self.generator is None else 'has a'} generator), got {sorted(state_dict)}"
+            )
+        if self.generator is None:
+            return
+        st = state_dict["generator"]
+        if not isinstance(st, Tensor) or st.dtype != torch.uint8 or st.dim() != 1:
+            raise ValueError("state_dict['generator'] must be a 1-D uint8 tensor from Generator.get_state()")
+        st = st.cpu()
+        try:  # a scratch generator of the same kind refuses a state of another kind
+            torch.Generator(self.generator.device).set_state(st)
+        except RuntimeError as err:
+            raise ValueError(
+                f"state_dict['generator'] does not fit generator on {self.generator.device}: {err}"
+            ) from None
+        self.generator.set_state(st)
 
     def _t(self, s: Tensor) -> Tensor:
         return s if self.score_transform is None else self.score_transform(s)
