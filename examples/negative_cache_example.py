@@ -5,8 +5,11 @@ tokens. Every step the handler scores the queries against the cache of earlier
 documents, samples one cached document per query from the softmax, re-embeds it with
 the document tower, writes the fresh embedding back and enqueues the batch's positives.
 
-    PYTHONPATH=python python examples/negative_cache_example.py
+    PYTHONPATH=python python examples/negative_cache_example.py   # STEPS=50 for a quick run
 """
+
+import os
+import tempfile
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +63,8 @@ def recall_at_10(n=500):
     return (top == ids[:, None]).any(1).float().mean().item()
 
 
-for step in range(1, 601):
+STEPS = int(os.environ.get("STEPS", 600))
+for step in range(1, STEPS + 1):
     doc_ids = torch.randint(0, N_DOCS, (BATCH,), device=device)
     q = query_tower(queries_for(doc_ids))
     d = doc_tower(docs[doc_ids])
@@ -75,3 +79,19 @@ for step in range(1, 601):
             f"staleness {out.staleness.item():.4f}  cache {filled}/{manager.cache_size}  "
             f"recall@10 {recall_at_10():.3f}"
         )
+
+# The cache is training state: checkpoint it with the model (plain tensors and dicts, so
+# torch.load(weights_only=True) reads it) and a resumed run continues with the same cache,
+# ages and sampling generator.
+checkpoint = {
+    "query_tower": query_tower.state_dict(),
+    "doc_tower": doc_tower.state_dict(),
+    "optimizer": opt.state_dict(),
+    "cache": handler.state_dict(),
+}
+path = os.path.join(tempfile.gettempdir(), "negative_cache_example.pt")
+torch.save(checkpoint, path)
+resumed = CacheLossHandler(manager, loss_fn, device=device)
+resumed.load_state_dict(torch.load(path, weights_only=True)["cache"])
+assert torch.equal(resumed.cache.data["embedding"], handler.cache.data["embedding"])
+print(f"checkpoint: {int(resumed.cache.filled.sum())} cached documents restored from {path}")

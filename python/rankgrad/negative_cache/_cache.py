@@ -93,9 +93,9 @@ def _check_specs(specs: Any) -> Dict[str, Spec]:
     return out
 
 
-def _check_cache(cache: Any, name: str = "cache") -> NegativeCache:
+def _check_cache(cache: Any) -> NegativeCache:
     if not isinstance(cache, NegativeCache):
-        raise TypeError(f"{name} must be a NegativeCache, got {type(cache).__name__}")
+        raise TypeError(f"cache must be a NegativeCache, got {type(cache).__name__}")
     return cache
 
 
