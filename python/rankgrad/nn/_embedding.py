@@ -73,6 +73,13 @@ def _same_device(x: Tensor, name: str, ref: Tensor, ref_name: str) -> None:
 
 
 class _Regularization(nn.Module):
+    """A sparsity penalty of query and document embeddings, weighted per side.
+
+    Args:
+      query_weight: the weight of the queries' penalty, >= 0 and finite.
+      doc_weight: the weight of the documents' penalty, >= 0 and finite.
+    """
+
     def __init__(self, query_weight: float = 1e-4, doc_weight: float = 1e-4) -> None:
         super().__init__()
         self.query_weight = _check_weight("query_weight", query_weight)
@@ -124,6 +131,10 @@ class L1Regularization(_Regularization):
     """`query_weight * mean_rows ||q||_1 + doc_weight * mean_rows ||d||_1`.
 
     Rows are every leading index of a `[*, D]` input; a 1-D input is one row.
+
+    Args:
+      query_weight: the weight of the queries' term, >= 0 (default 1e-4).
+      doc_weight: the weight of the documents' term, >= 0 (default 1e-4).
     """
 
     @staticmethod
@@ -135,6 +146,10 @@ class L2Regularization(_Regularization):
     """`query_weight * mean_rows ||q||_2 + doc_weight * mean_rows ||d||_2`.
 
     The norm is not squared; a zero row gets a zero (sub)gradient.
+
+    Args:
+      query_weight: the weight of the queries' term, >= 0 (default 1e-4).
+      doc_weight: the weight of the documents' term, >= 0 (default 1e-4).
     """
 
     @staticmethod
@@ -148,6 +163,10 @@ class FLOPSRegularization(_Regularization):
 
     The FLOPS regularizer of SPLADE (Paria et al., ICLR 2020): a smooth proxy for the
     number of floating-point operations of a sparse dot product.
+
+    Args:
+      query_weight: the weight of the queries' term, >= 0 (default 1e-4).
+      doc_weight: the weight of the documents' term, >= 0 (default 1e-4).
     """
 
     @staticmethod
