@@ -11,7 +11,7 @@ promoted dtype when the inputs differ).
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +87,10 @@ class _Regularization(nn.Module):
 
     def extra_repr(self) -> str:
         return f"query_weight={self.query_weight}, doc_weight={self.doc_weight}"
+
+    if TYPE_CHECKING:  # nn.Module.__call__ returns Any; type checkers see forward's signature
+
+        def __call__(self, query_embeddings: Tensor, doc_embeddings: Tensor) -> Tensor: ...
 
     @staticmethod
     def _penalty(rows: Tensor) -> Tensor:  # rows: [R, D]
@@ -242,6 +246,12 @@ class MultipleNegativesRankingLoss(nn.Module):
             f"scale={self.scale}, similarity={self.similarity!r}, symmetric={self.symmetric}, "
             f"gather_across_devices={self.gather_across_devices}, reduction={self.reduction!r}"
         )
+
+    if TYPE_CHECKING:  # nn.Module.__call__ returns Any; type checkers see forward's signature
+
+        def __call__(
+            self, anchors: Tensor, positives: Tensor, negatives: Optional[Tensor] = None
+        ) -> Tensor: ...
 
     def forward(self, anchors: Tensor, positives: Tensor, negatives: Optional[Tensor] = None) -> Tensor:
         """The loss of this rank's anchors.
