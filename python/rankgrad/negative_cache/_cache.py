@@ -133,19 +133,26 @@ def _to_spec(x: Tensor, name: str, dtype: torch.dtype, rows: Optional[Tensor] = 
     if x.numel() == 0 or (x.dtype == dtype and not dtype.is_floating_point):
         return out
     if dtype.is_floating_point:
+        # min and max propagate NaN: both finite means every value is (one fast pass, one sync)
+        if all(math.isfinite(v) for v in torch.stack(torch.aminmax(out)).tolist()):
+            return out
         bad = ~torch.isfinite(out)
     else:
-        big = None
         xi = x
         if x.dtype == torch.uint64:  # values >= 2**63 fit no other dtype; the rest fit int64
             xi = x.view(torch.int64)
-            big = xi < 0
         elif x.dtype in (torch.uint16, torch.uint32):
             xi = x.to(torch.int64)
         (lo, hi), (src_lo, src_hi) = _int_range(dtype), _int_range(xi.dtype)
-        bad = (xi < max(lo, src_lo)) | (xi > min(hi, src_hi))
-        if big is not None:
-            bad = bad | big
+        if lo <= src_lo and src_hi <= hi and x.dtype != torch.uint64:
+            return out  # every value of the input dtype fits
+        lo, hi = max(lo, src_lo), min(hi, src_hi)
+        x_lo, x_hi = (int(v) for v in torch.stack(torch.aminmax(xi)).tolist())
+        if lo <= x_lo and x_hi <= hi and not (x.dtype == torch.uint64 and x_lo < 0):
+            return out
+        bad = (xi < lo) | (xi > hi)
+        if x.dtype == torch.uint64:
+            bad = bad | (xi < 0)
     per_row = bad.reshape(bad.shape[0], -1).any(dim=1)
     if not bool(per_row.any()):
         return out
