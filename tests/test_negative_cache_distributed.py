@@ -119,6 +119,24 @@ def _worker(rank, init_file, out_dir):
             and torch.equal(restored.cache.age, h.cache.age),
             "wrong_rank": err,
         }
+
+        # Bad input on one rank: every rank raises, and the next step runs normally.
+        errors = []
+        wrapped = lambda d: table[d["id"] % 40]  # noqa: E731
+        big = HSIZE + 1 if rank == 1 else 2
+        qb = torch.zeros(big, D, dtype=torch.float64)
+        ids_b = torch.arange(big)
+        for bad_step in (
+            lambda: h(wrapped, qb, table[ids_b], {"id": ids_b}),  # rank 1: batch > cache_size
+            lambda: h(wrapped, qs[:, : D - rank], table[new % 40], {"id": new}),  # rank 1: wrong D
+        ):
+            try:
+                bad_step()
+                errors.append(None)
+            except ValueError as e:
+                errors.append(str(e))
+        out = h(wrapped, qs, table[new % 40], {"id": new})
+        result["refused"] = {"errors": errors, "then": out.updated_item_indices.shape[0]}
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -214,3 +232,13 @@ def test_each_rank_checkpoints_its_own_shard(results):
         assert r["state"]["shard"] == {"rank": rank, "world_size": WORLD}
         assert r["state"]["same"]
         assert "state_dict['shard']" in r["state"]["wrong_rank"]
+
+
+def test_bad_input_on_one_rank_fails_every_rank_without_a_hang(results):
+    e0, e1 = results[0]["refused"]["errors"], results[1]["refused"]["errors"]
+    assert f"pos_doc_embeddings has {HSIZE + 1} rows, more than cache_size={HSIZE}" in e1[0]
+    assert "query_embeddings has shape" in e1[1]
+    for msg in e0:  # rank 0's inputs were fine; it names the rank that refused
+        assert msg is not None and "rank(s) [1] were refused" in msg
+    for rank, r in enumerate(results):
+        assert r["refused"]["then"] == H_BATCH[rank]  # the collectives are still in step

@@ -40,6 +40,18 @@ def _all_to_all(t: Tensor, group: Optional[ProcessGroup]) -> Tensor:
     return recv.to(torch.bool) if t.dtype == torch.bool else recv
 
 
+def _exchange_meta(b: int, ok: bool, cache: NegativeCache, group: Optional[ProcessGroup]) -> Tensor:
+    """Collective, the first of every sharded step: each rank's [batch, cache_size, ok]."""
+    mine = torch.tensor([b, cache.cache_size, int(ok)], device=cache.device)
+    return torch.stack(_all_gather(mine, group)).cpu()
+
+
+def refuse_step(cache: NegativeCache, group: Optional[ProcessGroup]) -> None:
+    """Collective: a rank whose inputs were refused still takes part in the step's first
+    exchange, so the other ranks raise ValueError too instead of waiting for it."""
+    _exchange_meta(0, False, cache, group)
+
+
 def retrieve_sharded(
     q: Tensor,
     cache: NegativeCache,
@@ -61,7 +73,12 @@ def retrieve_sharded(
     dist = _dist()
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     b, c, dev = q.shape[0], cache.cache_size, cache.device
-    meta = torch.stack(_all_gather(torch.tensor([b, c], device=dev), group)).cpu()
+    meta = _exchange_meta(b, True, cache, group)
+    refused = (meta[:, 2] == 0).nonzero().flatten().tolist()
+    if refused:
+        raise ValueError(
+            f"the inputs of rank(s) {refused} were refused (see the error there); no rank ran the step"
+        )
     if bool((meta[:, 1] != c).any()):
         raise ValueError(
             f"cache: every rank's shard must have the same cache_size, got {meta[:, 1].tolist()}"

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ._cache import CacheManager, _cache_from_state
-from ._distributed import _dist, route_updates_to_owners
+from ._distributed import _dist, refuse_step, route_updates_to_owners
 from ._loss import CacheClassificationLoss, CacheLossReturn, DocNetwork
 
 __all__ = ["CacheLossHandler"]
@@ -71,6 +71,24 @@ class CacheLossHandler:
         Returns:
           The loss's `CacheLossReturn`; differentiate its `training_loss`.
         """
+        try:
+            insert = self._check_positives(pos_doc_embeddings, pos_doc_data)
+        except (TypeError, ValueError):
+            if self.cache_loss.distributed:
+                refuse_step(self.cache, self.cache_loss.group)  # the other ranks raise too
+            raise
+        out = self.cache_loss(doc_network, query_embeddings, pos_doc_embeddings, self.cache)
+        idx, data = out.updated_item_indices, out.updated_item_data
+        if self.cache_loss.distributed:
+            idx, data = route_updates_to_owners(idx, data, self.cache.cache_size, self.cache_loss.group)
+        refresh = self.cache_manager._check_refresh(self.cache, idx, data, None)
+        self.cache = self.cache_manager._apply(self.cache, refresh, insert, inplace=True)
+        return out
+
+    def _check_positives(
+        self, pos_doc_embeddings: Tensor, pos_doc_data: Mapping[str, Tensor]
+    ) -> Dict[str, Tensor]:
+        """The batch's positives as cache rows, checked before the loss runs."""
         key = self.cache_loss.embedding_key
         manager = self.cache_manager
         if not isinstance(pos_doc_data, Mapping):
@@ -85,19 +103,10 @@ class CacheLossHandler:
                     f"pos_doc_embeddings has {pos_doc_embeddings.shape[0]} rows, more than "
                     f"cache_size={size}: every step enqueues its whole batch of positives"
                 )
-        # The positives are checked (shapes, dtypes, values that fit) before the loss runs.
         names = {k: f"pos_doc_data[{k!r}]" for k in want}
         names[key] = "pos_doc_embeddings"
         new_items = {**pos_doc_data, key: pos_doc_embeddings}
-        insert = manager._check_new_items(self.cache, new_items, None, "pos_doc_embeddings", names, key)
-
-        out = self.cache_loss(doc_network, query_embeddings, pos_doc_embeddings, self.cache)
-        idx, data = out.updated_item_indices, out.updated_item_data
-        if self.cache_loss.distributed:
-            idx, data = route_updates_to_owners(idx, data, size, self.cache_loss.group)
-        refresh = manager._check_refresh(self.cache, idx, data, None)
-        self.cache = manager._apply(self.cache, refresh, insert, inplace=True)
-        return out
+        return manager._check_new_items(self.cache, new_items, None, "pos_doc_embeddings", names, key)
 
     def state_dict(self) -> Dict[str, Any]:
         """The training state: the cache (data, ages, filled flags) and the loss's generator

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .._inputs import check_reduction
 from ._cache import NegativeCache, _check_cache, _check_int
-from ._distributed import retrieve_sharded
+from ._distributed import refuse_step, retrieve_sharded
 from ._sampling import Retrieval, gumbel_sample, no_retrieval
 
 if TYPE_CHECKING:
@@ -228,7 +228,12 @@ class CacheClassificationLoss:
           the promoted dtype of the queries and the cache, at least float32. With no filled
           slot the losses are 0 and `updated_item_indices` is empty.
         """
-        dtype = self._check_inputs(doc_network, query_embeddings, pos_doc_embeddings, cache)
+        try:
+            dtype = self._check_inputs(doc_network, query_embeddings, pos_doc_embeddings, cache)
+        except (TypeError, ValueError):
+            if self.distributed and isinstance(cache, NegativeCache):
+                refuse_step(cache, self.group)  # the other ranks raise too, rather than wait
+            raise
         q = query_embeddings.to(dtype)
         s_pos = self._t((q * pos_doc_embeddings.to(dtype)).sum(dim=1))
         with torch.no_grad():
