@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
+from conftest import BACKENDS, gain, ideal_dcg, make_batch, ref_approx_ranks, true_ranks
 from rankgrad import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
 
-BACKENDS = ("rust", "torch")
 LOSSES = {
     "ndcg": lambda s, y, **kw: approx_ndcg_loss(s, y, **kw),
     "ndcg_linear": lambda s, y, **kw: approx_ndcg_loss(s, y, scale_gains=False, **kw),
@@ -25,13 +25,7 @@ LOSSES = {
 
 
 # ---------------------------------------------------------------- plain reference (float64)
-def _sig(x):
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def ref_ranks(s, t):
-    n = len(s)
-    return [1.0 + sum(_sig((s[j] - s[i]) / t) for j in range(n) if j != i) for i in range(n)]
+ref_ranks = ref_approx_ranks
 
 
 def ref_list_loss(name, s, y, t):
@@ -41,10 +35,8 @@ def ref_list_loss(name, s, y, t):
         return 0.0, False
     r = ref_ranks(s, t)
     if name.startswith("ndcg"):
-        gain = (lambda v: 2.0 ** max(v, 0.0) - 1.0) if name == "ndcg" else (lambda v: max(v, 0.0))
-        g = [gain(v) for v in y]
-        ideal = sorted(g, reverse=True)
-        idcg = sum(v / math.log2(p + 2) for p, v in enumerate(ideal))
+        g = [gain(v, name == "ndcg") for v in y]
+        idcg = ideal_dcg(g)
         if idcg <= 0:
             return 0.0, False
         return 1.0 - sum(g[i] / math.log2(1 + r[i]) for i in range(n)) / idcg, True
@@ -52,10 +44,7 @@ def ref_list_loss(name, s, y, t):
         if all(v <= 0 for v in y):
             return 0.0, False
         return 1.0 - max(min(max(y[i], 0.0), 1.0) / r[i] for i in range(n)), True
-    order = sorted(range(n), key=lambda i: -y[i])  # sorted() is stable: ties keep input order
-    true = [0] * n
-    for p, i in enumerate(order):
-        true[i] = p + 1
+    true = true_ranks(y)
     w = {"mse": lambda q: 1.0, "mse_log2": lambda q: 1.0 / math.log2(q + 1), "mse_recip": lambda q: 1.0 / q}[
         name
     ]
@@ -86,18 +75,6 @@ def ref_grad(name, s, y, mask, t, eps=1e-6):
             2 * eps
         )
     return g
-
-
-def make_batch(rng, b, n, *, ties=False, levels=4, pad=0.25, empty_row=False):
-    s = rng.normal(size=(b, n))
-    if ties:
-        s = np.round(s * 2) / 2
-    y = rng.integers(0, levels, size=(b, n)).astype(np.float64)
-    mask = rng.random((b, n)) > pad
-    mask[:, 0] = True
-    if empty_row and b > 1:
-        mask[-1] = False
-    return s, y, mask
 
 
 # ---------------------------------------------------------------- values and gradients

@@ -60,7 +60,7 @@ def _require_torch(name: str) -> None:
         importlib.import_module("torch")
     except ImportError as e:
         raise ImportError(
-            f"rankgrad.{name} needs PyTorch, which is not installed: pip install \"rankgrad[torch]\""
+            f'rankgrad.{name} needs PyTorch, which is not installed: pip install "rankgrad[torch]"'
         ) from e
 
 

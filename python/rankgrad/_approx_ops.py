@@ -51,7 +51,9 @@ def _native_ranks(s: torch.Tensor, m: Optional[torch.Tensor], temperature: float
     return r * mf
 
 
-def _native_vjp(s: torch.Tensor, m: Optional[torch.Tensor], temperature: float, c: torch.Tensor) -> torch.Tensor:
+def _native_vjp(
+    s: torch.Tensor, m: Optional[torch.Tensor], temperature: float, c: torch.Tensor
+) -> torch.Tensor:
     s, mf = _prep(s, m)
     b, n = s.shape
     inv_t = 1.0 / temperature
@@ -95,7 +97,9 @@ def _like_scores(s, *args):
 
 
 @custom_op_rows("approx_ranks", _like_scores)
-def approx_ranks(s: torch.Tensor, m: Optional[torch.Tensor], temperature: float, native: bool) -> torch.Tensor:
+def approx_ranks(
+    s: torch.Tensor, m: Optional[torch.Tensor], temperature: float, native: bool
+) -> torch.Tensor:
     """Approximate ranks `[B, N]`, 0 at padded positions."""
     return _native_ranks(s, m, temperature)
 

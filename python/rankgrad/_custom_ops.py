@@ -50,7 +50,9 @@ def register_rows_vmap(op: Any) -> None:
     torch.library.register_vmap(op, rule)
 
 
-def custom_op_rows(name: str, fake: Callable[..., Any], device_types: Any = None) -> Callable[[Callable], Any]:
+def custom_op_rows(
+    name: str, fake: Callable[..., Any], device_types: Any = None
+) -> Callable[[Callable], Any]:
     """`torch.library.custom_op("rankgrad::<name>")` with its fake (meta) implementation and
     the rows vmap rule registered: decorate the kernel with it."""
 

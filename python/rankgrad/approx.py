@@ -65,7 +65,7 @@ class _Ranks(torch.autograd.Function):
 
 class _RanksBackward(torch.autograd.Function):
     """`J^T c`; its gradient: with respect to s `approx_ranks_double_backward`, with respect
-    to c `J v` (= `J^T v`, J is symmetric). A third derivative raises (the ops have no autograd)."""
+    to c `J v` (= `J^T v`, J is symmetric). A third derivative raises a RuntimeError."""
 
     generate_vmap_rule = True
 
@@ -110,26 +110,28 @@ class _RustLoss(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
         ctx.kind = inputs[3]
         ctx.mark_non_differentiable(output[1], output[2])
-        ctx.save_for_backward(output[2])
+        ctx.save_for_backward(inputs[0], output[2])
 
     @staticmethod
     def backward(ctx: Any, grad_losses: torch.Tensor, _valid: Any, _grad: Any) -> Tuple[Any, ...]:
-        (g,) = ctx.saved_tensors
-        return (_FirstOrderOnly.apply(g, grad_losses, ctx.kind), *(None,) * 7)
+        s, g = ctx.saved_tensors
+        return (_FirstOrderOnly.apply(s, g, grad_losses, ctx.kind), *(None,) * 7)
 
 
 class _FirstOrderOnly(torch.autograd.Function):
-    """`g * grad_losses[:, None]`; differentiating it again raises a clear RuntimeError."""
+    """`g * grad_losses[:, None]`, `g = d losses / d s` from the kernel. `s` is an input so
+    that the result depends on it in the graph: differentiating it again raises a clear
+    RuntimeError instead of treating `g` as a constant (silent zeros)."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(g: torch.Tensor, grad_losses: torch.Tensor, kind: str) -> torch.Tensor:
+    def forward(s: torch.Tensor, g: torch.Tensor, grad_losses: torch.Tensor, kind: str) -> torch.Tensor:
         return g * grad_losses[:, None].to(g.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.kind = inputs[2]
+        ctx.kind = inputs[3]
 
     @staticmethod
     def backward(ctx: Any, _v: torch.Tensor) -> Tuple[Any, ...]:
@@ -147,6 +149,13 @@ for _op, _fn in (
     (ops.approx_loss, _RustLoss),
 ):
     _op.register_autograd(_fn.backward, setup_context=_fn.setup_context)
+
+
+def _no_third_derivative(ctx: Any, v: torch.Tensor) -> Tuple[Any, ...]:
+    raise RuntimeError("approx_ranks: third derivatives are not available (second ones are exact)")
+
+
+ops.approx_ranks_double_backward.register_autograd(_no_third_derivative)
 
 
 # ---------------------------------------------------------------- torch-native losses
@@ -208,7 +217,11 @@ def _native_loss(
         valid = (count >= 2) & ((y > 0) & m).any(-1)
         return torch.where(valid, 1 - best, zero), valid
     tr = _true_ranks(y, m)
-    w = torch.ones_like(tr) if discount is None else (1 / torch.log2(tr + 1) if discount == "log2" else 1 / tr)
+    w = (
+        torch.ones_like(tr)
+        if discount is None
+        else (1 / torch.log2(tr + 1) if discount == "log2" else 1 / tr)
+    )
     valid = count >= 2
     loss = (w * (r - tr) ** 2 * m).sum(-1) / _safe(valid, count.to(s.dtype))
     return torch.where(valid, loss, zero), valid
@@ -391,7 +404,15 @@ def approx_ndcg_loss(
         The loss in the dtype of `scores`: a tensor for a tensor, numpy for numpy.
     """
     return _loss(
-        "ndcg", scores, targets, mask, temperature, reduction, backend, validate, scale_gains=bool(scale_gains)
+        "ndcg",
+        scores,
+        targets,
+        mask,
+        temperature,
+        reduction,
+        backend,
+        validate,
+        scale_gains=bool(scale_gains),
     )
 
 
@@ -499,4 +520,6 @@ def approx_rank_mse_loss(
     """
     if discount not in DISCOUNTS:
         raise ValueError(f"discount must be None, 'log2' or 'reciprocal', got {discount!r}")
-    return _loss("rank_mse", scores, targets, mask, temperature, reduction, backend, validate, discount=discount)
+    return _loss(
+        "rank_mse", scores, targets, mask, temperature, reduction, backend, validate, discount=discount
+    )
