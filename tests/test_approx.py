@@ -530,3 +530,154 @@ def test_torch_path_in_chunks(monkeypatch, step):
     assert torch.autograd.gradcheck(
         lambda x: approx_ranks(x, 0.5, torch.tensor(mask[:, :9]), backend="torch"), (st_,)
     )
+
+
+# ---------------------------------------------------------------- twins on extreme inputs (issue 10)
+def _both(call):
+    """`call(backend)` on both backends: equal results, or the same exception type."""
+    res = []
+    for backend in BACKENDS:
+        try:
+            res.append(call(backend))
+        except Exception as e:
+            res.append(e)
+    a, b = res
+    if isinstance(a, Exception) or isinstance(b, Exception):
+        assert type(a) is type(b), (a, b)
+        return a
+    a, b = (np.asarray(v.detach() if isinstance(v, torch.Tensor) else v, dtype=np.float64) for v in (a, b))
+    np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
+    return a
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e6, 1e300])
+def test_padded_targets_of_any_value_change_nothing(name, bad):
+    s = torch.tensor([[0.1, 0.2, 0.3], [0.5, -0.2, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0, 2.0], [2.0, 1.0, 0.0]], dtype=torch.float64)
+    m = torch.tensor([[True, True, False], [True, True, True]])
+    y_bad = y.clone()
+    y_bad[0, 2] = bad
+    clean = _both(lambda be: LOSSES[name](s, y, mask=m, reduction="none", backend=be))
+    got = _both(lambda be: LOSSES[name](s, y_bad, mask=m, reduction="none", backend=be))
+    np.testing.assert_allclose(got, clean, rtol=1e-12)
+    mean = _both(lambda be: LOSSES[name](s, y_bad, mask=m, backend=be))
+    assert mean == pytest.approx(clean.mean(), rel=1e-12)  # both lists still count
+
+
+def test_mrr_nan_padded_target_issue_example():
+    s = torch.tensor([[0.1, 0.2, 0.3]])
+    y = torch.tensor([[1.0, 0, math.nan]])
+    m = torch.tensor([[True, True, False]])
+    rust = approx_mrr_loss(s, y, mask=m)
+    native = approx_mrr_loss(s, y, mask=m, backend="torch")
+    r0 = 1 + 1 / (1 + math.exp(-0.1))  # rank of item 0 among the two real items
+    assert rust.item() == pytest.approx(1 - 1 / r0, rel=1e-6)
+    assert native.item() == pytest.approx(rust.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("top", [127.0, 128.0, 300.0, 999.0, 1000.0])
+def test_float32_targets_up_to_the_gain_cap(top):
+    rng = np.random.default_rng(int(top))
+    s = rng.normal(size=(3, 6))
+    y = rng.integers(0, 4, size=(3, 6)).astype(np.float64)
+    y[:, 1] = top
+    y[1, 4] = top - 1
+    want = ref_batch("ndcg", s, y, None, 1.0)[0]  # float64 reference: 2^1000 is finite there
+    for dtype in (torch.float32, torch.float64):
+        st_ = torch.tensor(s, dtype=dtype, requires_grad=True)
+        got = _both(
+            lambda be: approx_ndcg_loss(st_, torch.tensor(y, dtype=dtype), reduction="none", backend=be)
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)
+        for be in BACKENDS:
+            st_.grad = None
+            approx_ndcg_loss(st_, torch.tensor(y, dtype=dtype), backend=be).backward()
+            assert torch.isfinite(st_.grad).all()
+    over = y.copy()
+    over[2, 0] = 1000.5
+    err = _both(lambda be: approx_ndcg_loss(torch.tensor(s), torch.tensor(over), backend=be))
+    assert isinstance(err, ValueError) and "list 2" in str(err)
+
+
+@pytest.mark.parametrize("shape", [(3, 0), (0, 4), (0, 0), (0,)])
+@pytest.mark.parametrize("name", sorted(LOSSES) + ["ranks"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_empty_lists_and_batches(shape, name, reduction):
+    def call(backend):
+        s = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+        if name == "ranks":
+            out = approx_ranks(s, backend=backend)
+        else:
+            out = LOSSES[name](s, torch.zeros(shape), reduction=reduction, backend=backend)
+        assert not torch.isnan(out).any()
+        out.sum().backward()
+        assert s.grad.shape == s.shape
+        return out.detach().reshape(-1) if out.dim() else out.detach().reshape(1)
+
+    out = _both(call)
+    if name == "ranks":
+        want = int(np.prod(shape))
+    elif reduction == "none":
+        want = shape[0] if len(shape) == 2 else 1
+    else:
+        want = 1
+    assert out.shape == (want,)
+    assert np.all(out == 0)
+    for backend in BACKENDS:  # numpy in, numpy out
+        got = LOSSES["ndcg"](np.zeros(shape), np.zeros(shape), reduction=reduction, backend=backend)
+        assert np.all(np.asarray(got) == 0)
+
+
+@pytest.mark.parametrize(
+    "t,dtype,ok",
+    [
+        (1e-40, torch.float32, False),  # subnormal in float32: 1/T overflows
+        (1e39, torch.float32, False),
+        (1e-40, torch.float64, True),
+        (1e39, torch.float64, True),
+        (1e-300, torch.float64, False),
+    ],
+)
+def test_temperature_range_is_the_same_on_both_backends(t, dtype, ok):
+    s = torch.tensor([[0.0, 0.0, 1.0], [2.0, 2.0, -1.0]], dtype=dtype)  # ties
+    y = torch.tensor([[1.0, 0, 2], [0, 1, 1]], dtype=dtype)
+    for call in (
+        lambda be: approx_ndcg_loss(s, y, temperature=t, backend=be),
+        lambda be: approx_rank_mse_loss(s, y, temperature=t, backend=be),
+        lambda be: approx_ranks(s, temperature=t, backend=be),
+    ):
+        out = _both(call)
+        if ok:
+            assert np.all(np.isfinite(out))
+        else:
+            assert isinstance(out, ValueError) and "temperature" in str(out)
+
+
+def test_unusual_numpy_layouts_agree_across_backends():
+    rng = np.random.default_rng(17)
+    s, y, mask = make_batch(rng, 4, 9, ties=True)
+    want = approx_ndcg_loss(s, y, mask=mask, reduction="none")
+    variants = {
+        "negative stride": (s[:, ::-1], y[:, ::-1], mask[:, ::-1]),
+        "big-endian": (s.astype(">f8"), y.astype(">f8"), mask),
+        "longdouble": (s.astype(np.longdouble), y.astype(np.longdouble), mask),
+        "fortran": (np.asfortranarray(s), np.asfortranarray(y), np.asfortranarray(mask)),
+    }
+    for label, (ss, yy, mm) in variants.items():
+        for f in (approx_ndcg_loss, approx_mrr_loss, approx_rank_mse_loss):
+            got = _both(lambda be: f(ss, yy, mask=mm, reduction="none", backend=be))
+            assert not isinstance(got, Exception), (label, got)
+            ref = f(
+                np.ascontiguousarray(ss, dtype=np.float64),
+                np.ascontiguousarray(yy, dtype=np.float64),
+                mask=np.ascontiguousarray(mm),
+                reduction="none",
+            )
+            np.testing.assert_allclose(got, ref, rtol=1e-12, err_msg=label)
+        r = _both(lambda be: approx_ranks(ss, mask=mm, backend=be))
+        assert r.shape == s.shape
+        if label == "longdouble":  # computed in float64, returned as float64
+            assert approx_ndcg_loss(ss, yy).dtype == np.float64
+    np.testing.assert_allclose(variants["negative stride"][0][:, ::-1], s)  # inputs untouched
+    assert want.shape == (4,)
