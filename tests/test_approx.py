@@ -413,6 +413,27 @@ def test_modules():
     ]
     for module, call in pairs:
         assert torch.equal(module(s, y, m), call())
+    for module, options in (
+        (
+            rankgrad.nn.ApproxNDCGLoss(0.5, False, "sum", backend="torch", validate=False),
+            ["temperature=0.5", "scale_gains=False", "reduction='sum'", "backend='torch'", "validate=False"],
+        ),
+        (
+            rankgrad.nn.ApproxMRRLoss(2.0),
+            ["temperature=2.0", "reduction='mean'", "backend='auto'", "validate=True"],
+        ),
+        (rankgrad.nn.ApproxRankMSELoss(discount="reciprocal"), ["discount='reciprocal'", "temperature=1.0"]),
+    ):
+        for option in options:
+            assert option in repr(module), (option, repr(module))
+    with pytest.raises(TypeError):
+        rankgrad.nn.ApproxNDCGLoss(1.0, True, "mean", "torch")  # backend is keyword-only
+    with pytest.raises(TypeError):
+        approx_ndcg_loss(s, y, 1.0, True, m, "mean", "torch")
+    with pytest.raises(ValueError, match="backend"):
+        rankgrad.nn.ApproxMRRLoss(backend="gpu")
+    native = rankgrad.nn.ApproxNDCGLoss(0.5, backend="torch")(s, y, m)
+    assert native.item() == pytest.approx(approx_ndcg_loss(s, y, 0.5, mask=m).item(), rel=1e-5)
     with pytest.raises(ValueError, match="temperature"):
         rankgrad.nn.ApproxNDCGLoss(temperature=0)
     with pytest.raises(ValueError, match="discount"):

@@ -130,6 +130,12 @@ def test_torch_names_raise_a_helpful_import_error():
         else:
             raise AssertionError("from rankgrad import approx_mrr_loss did not raise")
         try:
+            import rankgrad.nn  # noqa: F401
+        except ImportError as e:
+            assert "rankgrad[torch]" in str(e), e
+        else:
+            raise AssertionError("import rankgrad.nn did not raise without torch")
+        try:
             rankgrad.no_such_name
         except AttributeError:
             pass
