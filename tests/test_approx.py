@@ -702,3 +702,31 @@ def test_unusual_numpy_layouts_agree_across_backends():
             assert approx_ndcg_loss(ss, yy).dtype == np.float64
     np.testing.assert_allclose(variants["negative stride"][0][:, ::-1], s)  # inputs untouched
     assert want.shape == (4,)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_hessian_vector_products_agree_and_are_not_zero(name):
+    """Issue 9: the Rust path's second derivative was silently zero. Both paths against
+    central differences of the first derivative."""
+    rng = np.random.default_rng(31)
+    s, y, mask = make_batch(rng, 3, 9, empty_row=True)
+    y[0, :2] = [2.0, 1.0]
+    if name.startswith("mse"):
+        y = y + rng.normal(size=y.shape)
+    yt, mt = torch.tensor(y), torch.tensor(mask)
+    v = torch.tensor(rng.normal(size=s.shape))
+
+    def grad(x, backend, create_graph=False):
+        x = x.detach().requires_grad_() if not create_graph else x
+        loss = LOSSES[name](x, yt, temperature=0.7, mask=mt, backend=backend)
+        return torch.autograd.grad(loss, x, create_graph=create_graph)[0]
+
+    eps = 1e-6
+    st_ = torch.tensor(s)
+    fd = (grad(st_ + eps * v, "torch") - grad(st_ - eps * v, "torch")) / (2 * eps)
+    assert fd.abs().max() > 1e-4
+    for backend in BACKENDS:
+        x = torch.tensor(s, requires_grad=True)
+        (hv,) = torch.autograd.grad((grad(x, backend, create_graph=True) * v).sum(), x)
+        np.testing.assert_allclose(hv.numpy(), fd.numpy(), rtol=1e-5, atol=1e-8, err_msg=backend)
+        assert torch.all(hv[~mt] == 0)

@@ -49,29 +49,24 @@ class Entry:
         return self.name
 
 
-_RUST_FIRST_ORDER = {"rust": "raises", "torch": "exact"}
 ENTRIES = [
     Entry("approx_ranks", lambda s, y, m, **kw: rankgrad.approx_ranks(s, 0.7, m, **kw), compile=True),
     Entry(
         "approx_ndcg_loss",
         lambda s, y, m, **kw: rankgrad.approx_ndcg_loss(s, y, 0.8, mask=m, reduction="none", **kw),
-        _RUST_FIRST_ORDER,
         compile=True,
     ),
     Entry(
         "approx_ndcg_loss_mean_linear",
         lambda s, y, m, **kw: rankgrad.approx_ndcg_loss(s, y, 1.3, scale_gains=False, mask=m, **kw),
-        _RUST_FIRST_ORDER,
     ),
     Entry(
         "approx_mrr_loss",
         lambda s, y, m, **kw: rankgrad.approx_mrr_loss(s, y, 0.5, mask=m, reduction="sum", **kw),
-        _RUST_FIRST_ORDER,
     ),
     Entry(
         "approx_rank_mse_loss",
         lambda s, y, m, **kw: rankgrad.approx_rank_mse_loss(s, y, 1.0, "log2", m, "none", **kw),
-        _RUST_FIRST_ORDER,
     ),
 ]
 

@@ -17,12 +17,12 @@ call those ops, so torch.compile, meta tensors, torch.func.grad and torch.func.v
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Tuple, Union, overload
 
 import numpy as np
 import torch
 
+from . import _approx_native as native
 from . import _approx_ops as ops
 from . import _core
 from ._inputs import (
@@ -108,37 +108,56 @@ class _RustLoss(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.kind = inputs[3]
+        s, y, m, kind, t, scale_gains, discount, _ = inputs
+        ctx.opts = (kind, t, scale_gains, None if discount == "none" else discount)
         ctx.mark_non_differentiable(output[1], output[2])
-        ctx.save_for_backward(inputs[0], output[2])
+        ctx.save_for_backward(s, output[2], y, m)
 
     @staticmethod
     def backward(ctx: Any, grad_losses: torch.Tensor, _valid: Any, _grad: Any) -> Tuple[Any, ...]:
-        s, g = ctx.saved_tensors
-        return (_FirstOrderOnly.apply(s, g, grad_losses, ctx.kind), *(None,) * 7)
+        s, g, y, m = ctx.saved_tensors
+        return (_LossGrad.apply(s, g, grad_losses, y, m, ctx.opts), *(None,) * 7)
 
 
-class _FirstOrderOnly(torch.autograd.Function):
-    """`g * grad_losses[:, None]`, `g = d losses / d s` from the kernel. `s` is an input so
-    that the result depends on it in the graph: differentiating it again raises a clear
-    RuntimeError instead of treating `g` as a constant (silent zeros)."""
+class _LossGrad(torch.autograd.Function):
+    """`g * grad_losses[:, None]`, `g = d losses / d s` from the fused kernel; differentiable
+    again in closed form. With `u = v * grad_losses[:, None]`, `c = dL/dr`, `D = dc/dr`
+    (diagonal, `_approx_native.curvature`) and `J = dr/ds` (symmetric):
+
+        d<v, g * grad_losses>/ds = approx_ranks_double_backward(s, c, u) + J (D * J u)
+
+    O(N^2) time and O(B*N) memory, like the first derivative."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(s: torch.Tensor, g: torch.Tensor, grad_losses: torch.Tensor, kind: str) -> torch.Tensor:
+    def forward(
+        s: torch.Tensor,
+        g: torch.Tensor,
+        grad_losses: torch.Tensor,
+        y: torch.Tensor,
+        m: Optional[torch.Tensor],
+        opts: Tuple[str, float, bool, Optional[str]],
+    ) -> torch.Tensor:
         return g * grad_losses[:, None].to(g.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        ctx.kind = inputs[3]
+        s, g, grad_losses, y, m, ctx.opts = inputs
+        ctx.save_for_backward(s, g, grad_losses, y, m)
 
     @staticmethod
-    def backward(ctx: Any, _v: torch.Tensor) -> Tuple[Any, ...]:
-        raise RuntimeError(
-            f"approx_{ctx.kind}_loss: second derivatives are not available on the Rust path; "
-            'call it with backend="torch" for exact higher-order gradients'
+    def backward(ctx: Any, v: torch.Tensor) -> Tuple[Any, ...]:
+        s, g, grad_losses, y, m = ctx.saved_tensors
+        kind, t, scale_gains, discount = ctx.opts
+        u = v * grad_losses[:, None].to(v.dtype)
+        r = ops.approx_ranks(s, m, t, False)
+        c, d = native.curvature(kind, r, y, m, scale_gains, discount)
+        ju = ops.approx_ranks_backward(s, m, t, u, False)
+        ds = ops.approx_ranks_double_backward(s, m, t, c, u) + ops.approx_ranks_backward(
+            s, m, t, d * ju, False
         )
+        return ds, None, (v * g).sum(-1).to(grad_losses.dtype), None, None, None
 
 
 # The same formulas as the ops' own autograd, for callers of torch.ops.rankgrad.* (and
@@ -158,73 +177,14 @@ def _no_third_derivative(ctx: Any, v: torch.Tensor) -> Tuple[Any, ...]:
 ops.approx_ranks_double_backward.register_autograd(_no_third_derivative)
 
 
-# ---------------------------------------------------------------- torch-native losses
-def _padded(x: Lists) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mask, targets with padded entries 0, real-item counts)."""
-    s = x.scores
-    m = torch.ones_like(s, dtype=torch.bool) if x.mask is None else x.mask
-    y = torch.where(m, x.targets, torch.zeros((), dtype=s.dtype, device=s.device))
-    return m, y, m.sum(-1)
-
-
-def _safe(valid: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """`v` where it is used, 1 elsewhere: keeps the unused branch of a where() finite."""
-    return torch.where(valid, v, torch.ones_like(v))
-
-
-def _gains(y: torch.Tensor, m: torch.Tensor, scale_gains: bool) -> torch.Tensor:
-    """`2^y - 1` (or `y`), targets below 0 as 0, zero at padded positions. `2^y - 1` is divided
-    by `2^max(y)` per list, which NDCG's ratio ignores, so targets up to the gain cap stay finite."""
-    y = y.clamp(min=0) * m
-    if not scale_gains:
-        return y
-    top = y.amax(-1, keepdim=True)
-    return (torch.exp2(y - top) - torch.exp2(-top)) * m
-
-
-def _ideal_dcg(g: torch.Tensor) -> torch.Tensor:
-    n = g.shape[-1]
-    disc = 1.0 / torch.log2(torch.arange(n, device=g.device, dtype=g.dtype) + 2.0)
-    return (g.sort(dim=-1, descending=True).values * disc).sum(-1)
-
-
-def _true_ranks(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """1-based ranks by targets descending among the real items, ties in input order."""
-    key = torch.where(m, y, torch.full_like(y, -math.inf))
-    order = key.argsort(dim=-1, descending=True, stable=True)
-    pos = torch.arange(1, y.shape[-1] + 1, device=y.device, dtype=y.dtype).expand_as(y)
-    return torch.empty_like(y).scatter_(-1, order, pos)
-
-
 def _native_loss(
     x: Lists, kind: str, t: float, scale_gains: bool, discount: Optional[str]
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     s = x.scores
-    m, y, count = _padded(x)
     if s.shape[-1] == 0:  # nothing to rank: 0, not counted (connected to s for autograd)
         return s.sum(-1) * 0, torch.zeros(s.shape[0], dtype=torch.bool, device=s.device)
     r = _Ranks.apply(s, x.mask, t, True)
-    zero = torch.zeros((), dtype=s.dtype, device=s.device)
-    if kind == "ndcg":
-        g = _gains(y, m, scale_gains)
-        idcg = _ideal_dcg(g)
-        dcg = (g / torch.log2(1 + _safe(m, r))).sum(-1)
-        valid = (count >= 2) & (idcg > 0)
-        return torch.where(valid, 1 - dcg / _safe(valid, idcg), zero), valid
-    if kind == "mrr":
-        rel = y.clamp(0, 1)
-        best = (rel / _safe(m, r)).amax(dim=-1)
-        valid = (count >= 2) & ((y > 0) & m).any(-1)
-        return torch.where(valid, 1 - best, zero), valid
-    tr = _true_ranks(y, m)
-    w = (
-        torch.ones_like(tr)
-        if discount is None
-        else (1 / torch.log2(tr + 1) if discount == "log2" else 1 / tr)
-    )
-    valid = count >= 2
-    loss = (w * (r - tr) ** 2 * m).sum(-1) / _safe(valid, count.to(s.dtype))
-    return torch.where(valid, loss, zero), valid
+    return native.loss_from_ranks(kind, r, x.targets, x.mask, scale_gains, discount)
 
 
 def _checkable(t: torch.Tensor) -> bool:
