@@ -16,8 +16,8 @@ torch.func works); the ops carry fake implementations (meta tensors, torch.compi
 rows vmap rule.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: torch < 2.7 infers the op schemas from real
+# annotation objects, not strings.
 from typing import Optional, Tuple
 
 import torch
