@@ -151,3 +151,4 @@ def test_torch_names_load_on_first_use():
     assert rankgrad.nn.ApproxNDCGLoss.__module__.startswith("rankgrad.nn")
     for name in rankgrad.__all__:
         assert getattr(rankgrad, name) is not None
+    assert set(rankgrad.__all__) <= set(dir(rankgrad))

@@ -283,7 +283,8 @@ def approx_ranks(
         temperature: `T > 0`; smaller is closer to the exact ranks.
         mask: `[B, N]` bool, True = real item (None: all real).
         backend: "auto" (Rust for numpy and CPU tensors, torch-native otherwise), "rust" or "torch".
-        validate: check for NaN/inf on the torch-native path (it syncs a CUDA device).
+        validate: check for NaN/inf on the torch-native path (it syncs a CUDA device; skipped
+            while torch.compile traces, on meta tensors and under torch.func transforms).
 
     Returns:
         Ranks of the shape and dtype of `scores` (0 at padded positions), a tensor for a
@@ -358,7 +359,8 @@ def approx_ndcg_loss(
         reduction: "mean" over the lists that count (those with a relevant item and at
             least 2 real items; 0.0 if none), "sum", or "none" (`[B]`, a scalar for `[N]`).
         backend: "auto" (Rust for numpy and CPU tensors, torch-native otherwise), "rust" or "torch".
-        validate: check for NaN/inf on the torch-native path (it syncs a CUDA device).
+        validate: check for NaN/inf on the torch-native path (it syncs a CUDA device; skipped
+            while torch.compile traces, on meta tensors and under torch.func transforms).
 
     Returns:
         The loss in the dtype of `scores`: a tensor for a tensor, numpy for numpy.
