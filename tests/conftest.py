@@ -5,6 +5,8 @@
   optional ties, an all-padded last list and odd sizes.
 - References in float64 straight from the SPEC formulas: `sigmoid`, `gain`, `dcg_discount`,
   `ideal_dcg`, `ref_approx_ranks`, `true_ranks`.
+- `twins(call)`: runs `call(backend)` on both backends and asserts equal results or the
+  same exception type (SPEC section 10), returning the result (float64 numpy) or the exception.
 - Fixtures: `rng` (a seeded numpy Generator per test), `data_dir` (`<repo>/../shared/data`,
   the test is skipped when it is absent).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -84,6 +86,24 @@ def true_ranks(y: Sequence[float]) -> List[int]:
     for p, i in enumerate(order):
         out[i] = p + 1
     return out
+
+
+def twins(call: Callable[[str], Any], rtol: float = 2e-6, atol: float = 1e-7) -> Any:
+    """`call(backend)` for each of `BACKENDS`: equal results (to rtol/atol, compared in
+    float64) or the same exception type; returns the first result or the exception."""
+    res: List[Any] = []
+    for backend in BACKENDS:
+        try:
+            res.append(call(backend))
+        except Exception as e:
+            res.append(e)
+    a, b = res
+    if isinstance(a, Exception) or isinstance(b, Exception):
+        assert type(a) is type(b), f"the backends disagree: {a!r} vs {b!r}"
+        return a
+    a, b = (np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64) for v in (a, b))
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+    return a
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
-from conftest import BACKENDS, gain, ideal_dcg, make_batch, ref_approx_ranks, true_ranks
+from conftest import BACKENDS, gain, ideal_dcg, make_batch, ref_approx_ranks, true_ranks, twins
 from rankgrad import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
 
 LOSSES = {
@@ -554,23 +554,6 @@ def test_torch_path_in_chunks(monkeypatch, step):
 
 
 # ---------------------------------------------------------------- twins on extreme inputs (issue 10)
-def _both(call):
-    """`call(backend)` on both backends: equal results, or the same exception type."""
-    res = []
-    for backend in BACKENDS:
-        try:
-            res.append(call(backend))
-        except Exception as e:
-            res.append(e)
-    a, b = res
-    if isinstance(a, Exception) or isinstance(b, Exception):
-        assert type(a) is type(b), (a, b)
-        return a
-    a, b = (np.asarray(v.detach() if isinstance(v, torch.Tensor) else v, dtype=np.float64) for v in (a, b))
-    np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
-    return a
-
-
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e6, 1e300])
 def test_padded_targets_of_any_value_change_nothing(name, bad):
@@ -579,10 +562,10 @@ def test_padded_targets_of_any_value_change_nothing(name, bad):
     m = torch.tensor([[True, True, False], [True, True, True]])
     y_bad = y.clone()
     y_bad[0, 2] = bad
-    clean = _both(lambda be: LOSSES[name](s, y, mask=m, reduction="none", backend=be))
-    got = _both(lambda be: LOSSES[name](s, y_bad, mask=m, reduction="none", backend=be))
+    clean = twins(lambda be: LOSSES[name](s, y, mask=m, reduction="none", backend=be))
+    got = twins(lambda be: LOSSES[name](s, y_bad, mask=m, reduction="none", backend=be))
     np.testing.assert_allclose(got, clean, rtol=1e-12)
-    mean = _both(lambda be: LOSSES[name](s, y_bad, mask=m, backend=be))
+    mean = twins(lambda be: LOSSES[name](s, y_bad, mask=m, backend=be))
     assert mean == pytest.approx(clean.mean(), rel=1e-12)  # both lists still count
 
 
@@ -607,7 +590,7 @@ def test_float32_targets_up_to_the_gain_cap(top):
     want = ref_batch("ndcg", s, y, None, 1.0)[0]  # float64 reference: 2^1000 is finite there
     for dtype in (torch.float32, torch.float64):
         st_ = torch.tensor(s, dtype=dtype, requires_grad=True)
-        got = _both(
+        got = twins(
             lambda be: approx_ndcg_loss(st_, torch.tensor(y, dtype=dtype), reduction="none", backend=be)
         )
         np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)
@@ -617,7 +600,7 @@ def test_float32_targets_up_to_the_gain_cap(top):
             assert torch.isfinite(st_.grad).all()
     over = y.copy()
     over[2, 0] = 1000.5
-    err = _both(lambda be: approx_ndcg_loss(torch.tensor(s), torch.tensor(over), backend=be))
+    err = twins(lambda be: approx_ndcg_loss(torch.tensor(s), torch.tensor(over), backend=be))
     assert isinstance(err, ValueError) and "list 2" in str(err)
 
 
@@ -636,7 +619,7 @@ def test_empty_lists_and_batches(shape, name, reduction):
         assert s.grad.shape == s.shape
         return out.detach().reshape(-1) if out.dim() else out.detach().reshape(1)
 
-    out = _both(call)
+    out = twins(call)
     if name == "ranks":
         want = int(np.prod(shape))
     elif reduction == "none":
@@ -668,7 +651,7 @@ def test_temperature_range_is_the_same_on_both_backends(t, dtype, ok):
         lambda be: approx_rank_mse_loss(s, y, temperature=t, backend=be),
         lambda be: approx_ranks(s, temperature=t, backend=be),
     ):
-        out = _both(call)
+        out = twins(call)
         if ok:
             assert np.all(np.isfinite(out))
         else:
@@ -687,7 +670,7 @@ def test_unusual_numpy_layouts_agree_across_backends():
     }
     for label, (ss, yy, mm) in variants.items():
         for f in (approx_ndcg_loss, approx_mrr_loss, approx_rank_mse_loss):
-            got = _both(lambda be: f(ss, yy, mask=mm, reduction="none", backend=be))
+            got = twins(lambda be: f(ss, yy, mask=mm, reduction="none", backend=be))
             assert not isinstance(got, Exception), (label, got)
             ref = f(
                 np.ascontiguousarray(ss, dtype=np.float64),
@@ -696,7 +679,7 @@ def test_unusual_numpy_layouts_agree_across_backends():
                 reduction="none",
             )
             np.testing.assert_allclose(got, ref, rtol=1e-12, err_msg=label)
-        r = _both(lambda be: approx_ranks(ss, mask=mm, backend=be))
+        r = twins(lambda be: approx_ranks(ss, mask=mm, backend=be))
         assert r.shape == s.shape
         if label == "longdouble":  # computed in float64, returned as float64
             assert approx_ndcg_loss(ss, yy).dtype == np.float64
