@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -147,7 +148,8 @@ def test_rust_equals_torch_native(name, dtype):
     tol = 1e-12 if dtype == torch.float64 else 2e-5
     for b, n, t in [(8, 37, 1.0), (1, 1, 1.0), (3, 100, 0.05), (6, 5, 10.0), (2, 300, 0.5)]:
         for levels in (2, 5):  # sparse and dense relevance take different kernel paths
-            # (MRR's max has a kink at tied maxima, where the paths may pick different items)
+            # (MRR's max has a kink at tied maxima: both paths take the first one, but in float32
+            # rounding can break an exact tie differently)
             s, y, mask = make_batch(rng, b, n, ties=name != "mrr", levels=levels, empty_row=True)
             outs, grads = [], []
             for backend in BACKENDS:
@@ -713,3 +715,32 @@ def test_hessian_vector_products_agree_and_are_not_zero(name):
         (hv,) = torch.autograd.grad((grad(x, backend, create_graph=True) * v).sum(), x)
         np.testing.assert_allclose(hv.numpy(), fd.numpy(), rtol=1e-5, atol=1e-8, err_msg=backend)
         assert torch.all(hv[~mt] == 0)
+
+
+EXTREME = {
+    torch.float32: [3e38, -3e38, 0.0, 1e-45, 5.0],
+    torch.float64: [1e308, -1e308, 0.0, 5e-324, -2.0],
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["ranks", "ndcg", "mrr", "mse_log2"])
+def test_extreme_scores_finite_and_twins(dtype, name):
+    """Every triple of extreme finite scores (ties included, a padded fourth item): both
+    backends give the same finite losses and gradients (MRR's tied maxima: the first one)."""
+    y = torch.tensor([[2.0, 0.0, 1.0, 1.0]], dtype=dtype)
+    m = torch.tensor([[True, True, True, False]])
+    for combo in itertools.product(EXTREME[dtype], repeat=3):
+        s = torch.tensor([[*combo, 0.5]], dtype=dtype)
+
+        def call(backend):
+            x = s.clone().requires_grad_()
+            if name == "ranks":
+                out = approx_ranks(x, 0.5, m, backend=backend)
+            else:
+                out = LOSSES[name](x, y, temperature=0.5, mask=m, reduction="none", backend=backend)
+            out.sum().backward()
+            return torch.cat([out.detach().reshape(-1), x.grad.reshape(-1)])
+
+        got = twins(call, rtol=1e-4, atol=1e-5)
+        assert not isinstance(got, Exception) and np.all(np.isfinite(got)), (combo, got)

@@ -77,7 +77,8 @@ def loss_from_ranks(
         valid = (count >= 2) & (idcg > 0)
         return torch.where(valid, 1 - dcg / _safe(valid, idcg), zero), valid
     if kind == "mrr":
-        best = (y.clamp(0, 1) / _safe(m, r)).amax(dim=-1)
+        v = y.clamp(0, 1) / _safe(m, r)
+        best = v.gather(-1, v.argmax(-1, keepdim=True))[:, 0]  # the first maximum, as in Rust
         valid = (count >= 2) & ((y > 0) & m).any(-1)
         return torch.where(valid, 1 - best, zero), valid
     tr = true_ranks(y, m)
