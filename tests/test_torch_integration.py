@@ -190,3 +190,25 @@ def test_compile_fullgraph(entry, backend, dynamic):
             res.append((out.detach(), x.grad))
         for a, w in zip(*res):
             torch.testing.assert_close(a, w, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("entry", ENTRIES, ids=repr)
+def test_forward_mode_jacfwd_and_hessian(entry, backend):
+    """Forward-mode AD (the Functions' jvp): jacfwd equals jacrev, and torch.func.hessian
+    (forward over reverse) equals jacrev of grad, where second derivatives are exact."""
+    s, y, m = entry.inputs()
+
+    def f(x):
+        return entry.call(x, y, m, backend=backend)
+
+    torch.testing.assert_close(torch.func.jacfwd(f)(s), torch.func.jacrev(f)(s), rtol=1e-10, atol=1e-13)
+    if entry.double[backend] == "exact":
+        w = torch.linspace(0.5, 1.5, f(s).numel(), dtype=s.dtype).reshape(f(s).shape)
+
+        def total(x):  # weighted: the plain sum of approx ranks is a constant
+            return (f(x) * w).sum()
+
+        h = torch.func.hessian(total)(s)
+        torch.testing.assert_close(h, torch.func.jacrev(torch.func.grad(total))(s), rtol=1e-10, atol=1e-13)
+        assert h.abs().max() > 1e-6

@@ -56,11 +56,17 @@ class _Ranks(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
         s, m, ctx.t, ctx.native = inputs
         ctx.save_for_backward(s, m)
+        ctx.save_for_forward(s, m)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> Tuple[Any, ...]:
         s, m = ctx.saved_tensors
         return _RanksBackward.apply(s, m, ctx.t, g, ctx.native), None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, ds: Optional[torch.Tensor], *_: Any) -> torch.Tensor:
+        s, m = ctx.saved_tensors  # J ds = J^T ds: J is symmetric
+        return _RanksBackward.apply(s, m, ctx.t, _tangent(ds, s), ctx.native)
 
 
 class _RanksBackward(torch.autograd.Function):
@@ -79,6 +85,7 @@ class _RanksBackward(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
         s, m, ctx.t, c, ctx.native = inputs
         ctx.save_for_backward(s, m, c)
+        ctx.save_for_forward(s, m, c)
 
     @staticmethod
     def backward(ctx: Any, v: torch.Tensor) -> Tuple[Any, ...]:
@@ -86,6 +93,13 @@ class _RanksBackward(torch.autograd.Function):
         ds = ops.approx_ranks_double_backward(s, m, ctx.t, c, v) if ctx.needs_input_grad[0] else None
         dc = ops.approx_ranks_backward(s, m, ctx.t, v, ctx.native) if ctx.needs_input_grad[3] else None
         return ds, None, None, dc, None
+
+    @staticmethod
+    def jvp(ctx: Any, ds: Any, _dm: Any, _dt: Any, dc: Any, _dn: Any) -> torch.Tensor:
+        s, m, c = ctx.saved_tensors  # d(J^T c)/ds is the Hessian of <c, r(s)>: symmetric
+        return ops.approx_ranks_double_backward(s, m, ctx.t, c, _tangent(ds, s)) + ops.approx_ranks_backward(
+            s, m, ctx.t, _tangent(dc, s), ctx.native
+        )
 
 
 class _RustLoss(torch.autograd.Function):
@@ -112,11 +126,17 @@ class _RustLoss(torch.autograd.Function):
         ctx.opts = (kind, t, scale_gains, None if discount == "none" else discount)
         ctx.mark_non_differentiable(output[1], output[2])
         ctx.save_for_backward(s, output[2], y, m)
+        ctx.save_for_forward(output[2])
 
     @staticmethod
     def backward(ctx: Any, grad_losses: torch.Tensor, _valid: Any, _grad: Any) -> Tuple[Any, ...]:
         s, g, y, m = ctx.saved_tensors
-        return (_LossGrad.apply(s, g, grad_losses, y, m, ctx.opts), *(None,) * 7)
+        return (_LossGrad.apply(s, g, grad_losses, y, m, *ctx.opts), *(None,) * 7)
+
+    @staticmethod
+    def jvp(ctx: Any, ds: Any, *_: Any) -> Tuple[Any, ...]:
+        (g,) = ctx.saved_tensors
+        return (g * _tangent(ds, g)).sum(-1), None, None
 
 
 class _LossGrad(torch.autograd.Function):
@@ -137,27 +157,60 @@ class _LossGrad(torch.autograd.Function):
         grad_losses: torch.Tensor,
         y: torch.Tensor,
         m: Optional[torch.Tensor],
-        opts: Tuple[str, float, bool, Optional[str]],
+        kind: str,
+        t: float,
+        scale_gains: bool,
+        discount: Optional[str],
     ) -> torch.Tensor:
         return g * grad_losses[:, None].to(g.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
-        s, g, grad_losses, y, m, ctx.opts = inputs
+        s, g, grad_losses, y, m, *opts = inputs
+        ctx.opts = tuple(opts)
         ctx.save_for_backward(s, g, grad_losses, y, m)
+        ctx.save_for_forward(s, g, grad_losses, y, m)
 
     @staticmethod
     def backward(ctx: Any, v: torch.Tensor) -> Tuple[Any, ...]:
         s, g, grad_losses, y, m = ctx.saved_tensors
-        kind, t, scale_gains, discount = ctx.opts
-        u = v * grad_losses[:, None].to(v.dtype)
-        r = ops.approx_ranks(s, m, t, False)
-        c, d = native.curvature(kind, r, y, m, scale_gains, discount)
-        ju = ops.approx_ranks_backward(s, m, t, u, False)
-        ds = ops.approx_ranks_double_backward(s, m, t, c, u) + ops.approx_ranks_backward(
-            s, m, t, d * ju, False
-        )
-        return ds, None, (v * g).sum(-1).to(grad_losses.dtype), None, None, None
+        ds = _loss_hessian_times(s, y, m, ctx.opts, v * grad_losses[:, None].to(v.dtype))
+        return ds, None, (v * g).sum(-1).to(grad_losses.dtype), *(None,) * 6
+
+    @staticmethod
+    def jvp(ctx: Any, ds: Any, _dg: Any, dgl: Any, *_: Any) -> torch.Tensor:
+        s, g, grad_losses, y, m = ctx.saved_tensors
+        out = _loss_hessian_times(s, y, m, ctx.opts, _tangent(ds, s)) * grad_losses[:, None].to(s.dtype)
+        return out if dgl is None else out + g * dgl[:, None].to(g.dtype)
+
+
+def _loss_hessian_times(
+    s: torch.Tensor,
+    y: torch.Tensor,
+    m: Optional[torch.Tensor],
+    opts: Tuple[str, float, bool, Optional[str]],
+    u: torch.Tensor,
+) -> torch.Tensor:
+    """Row b: the Hessian of loss_b in s_b times u_b (symmetric, so also its transpose)."""
+    kind, t, scale_gains, discount = opts
+    r = ops.approx_ranks(s, m, t, False)
+    c, d = native.curvature(kind, r, y, m, scale_gains, discount)
+    ju = ops.approx_ranks_backward(s, m, t, u, False)
+    return ops.approx_ranks_double_backward(s, m, t, c, u) + ops.approx_ranks_backward(s, m, t, d * ju, False)
+
+
+def _entry(fn: Any, op: Any) -> Any:
+    """The op itself (its registered autograd) while torch.compile traces: Dynamo cannot trace
+    a Function with a custom jvp. Otherwise the Function: torch.func supports only those."""
+    return op if torch.compiler.is_compiling() else fn.apply
+
+
+def _ranks(s: torch.Tensor, m: Optional[torch.Tensor], t: float, native: bool) -> torch.Tensor:
+    return _entry(_Ranks, ops.approx_ranks)(s, m, t, native)
+
+
+def _tangent(x: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if x is None else x
 
 
 # The same formulas as the ops' own autograd, for callers of torch.ops.rankgrad.* (and
@@ -183,8 +236,20 @@ def _native_loss(
     s = x.scores
     if s.shape[-1] == 0:  # nothing to rank: 0, not counted (connected to s for autograd)
         return s.sum(-1) * 0, torch.zeros(s.shape[0], dtype=torch.bool, device=s.device)
-    r = _Ranks.apply(s, x.mask, t, True)
+    r = _ranks(s, x.mask, t, True)
     return native.loss_from_ranks(kind, r, x.targets, x.mask, scale_gains, discount)
+
+
+def _needs_grad(s: torch.Tensor) -> bool:
+    """Whether the fused kernel should also return d losses / d s: reverse mode (requires_grad,
+    also under torch.func.grad), or forward mode (torch.func.jvp/jacfwd, forward_ad duals)."""
+    if not torch.is_grad_enabled():
+        return False
+    if s.requires_grad or torch.compiler.is_compiling():
+        return s.requires_grad
+    return torch._C._functorch.is_functorch_wrapped_tensor(s) or (
+        torch.autograd.forward_ad.unpack_dual(s).tangent is not None
+    )
 
 
 def _checkable(t: torch.Tensor) -> bool:
@@ -208,8 +273,8 @@ def _tensor_losses(
     x: Lists, kind: str, t: float, rust: bool, validate: bool, scale_gains: bool, discount: Optional[str]
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     if rust:
-        need_grad = torch.is_grad_enabled() and x.scores.requires_grad
-        losses, valid, _ = _RustLoss.apply(
+        need_grad = _needs_grad(x.scores)
+        losses, valid, _ = _entry(_RustLoss, ops.approx_loss)(
             x.scores, x.targets, x.mask, kind, t, scale_gains, discount or "none", need_grad
         )
         return losses, valid
@@ -307,7 +372,7 @@ def approx_ranks(
     else:
         if not rust and validate and _checkable(x.scores):
             x.check_finite()
-        r = _Ranks.apply(x.scores, x.mask, t, not rust).to(x.dtype)
+        r = _ranks(x.scores, x.mask, t, not rust).to(x.dtype)
     return r[0] if x.squeeze else r
 
 
