@@ -2,17 +2,21 @@
 
     r_i = 1 + sum_{j != i} sigmoid((s_j - s_i) / T)
 
-Layout (the reference pattern, /work/notes/OPS_PATTERN.md): the kernels are custom ops
+Layout (the pattern every differentiable function follows): the kernels are custom ops
 (`_approx_ops`: `rankgrad::approx_ranks`, `approx_ranks_backward`,
 `approx_ranks_double_backward`, `approx_loss`); each differentiable step is an
-`autograd.Function` with `setup_context` and `generate_vmap_rule`, whose forward and backward
-call those ops, so torch.compile, meta tensors, torch.func.grad and torch.func.vmap all work.
+`autograd.Function` (setup_context, backward, jvp, generate_vmap_rule) whose methods call
+those ops, and the same backward is registered on the op. Eager and torch.func calls go
+through the Function (torch.func.grad/vmap/jacfwd/hessian), torch.compile calls the op
+(fullgraph, dynamic shapes); the ops' fake implementations serve meta tensors.
 
 - numpy arrays and CPU tensors: the fused Rust kernel computes each list's loss and its
-  gradient in one O(N^2)-time, O(N)-memory pass (`approx_loss`). Its second derivative
-  raises a RuntimeError (use backend="torch").
-- other devices, or `backend="torch"`: the losses are torch code over the ranks ops, which
-  walk the pairs in row chunks (no `[B, N, N]` tensor); second derivatives are exact.
+  gradient in one O(N^2)-time, O(N)-memory pass (`approx_loss`).
+- other devices, or `backend="torch"`: the losses are torch code (`_approx_native`) over the
+  ranks ops, which walk the pairs in row chunks (no `[B, N, N]` tensor).
+- Second derivatives are exact on both paths, in O(N^2) time and O(B*N) memory: the ranks'
+  Jacobian J is symmetric, its derivative is the op `approx_ranks_double_backward`, and the
+  losses' curvature in r is diagonal (`_approx_native.curvature`). A third derivative raises.
 """
 
 from __future__ import annotations
