@@ -47,7 +47,8 @@ def register_rows_vmap(op: Any) -> None:
             return tuple(unflat(o) for o in out), tuple(0 for _ in out)
         return unflat(out), 0
 
-    torch.library.register_vmap(op, rule)
+    if hasattr(torch.library, "register_vmap"):  # older torch: everything but torch.func.vmap works
+        torch.library.register_vmap(op, rule)
 
 
 def custom_op_rows(
