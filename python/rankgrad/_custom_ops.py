@@ -1,6 +1,8 @@
-"""Shared plumbing for rankgrad's `torch.library` custom ops (the pattern in
-/work/notes/OPS_PATTERN.md): numpy views of op arguments for the Rust kernels, and one vmap
-rule for every op whose tensor arguments and outputs all lead with the list dimension `B`.
+"""Shared plumbing for rankgrad's `torch.library` custom ops (the pattern approx.py
+describes): numpy views of op arguments for the Rust kernels, and one vmap
+rule for every op whose tensor arguments and outputs all lead with the list dimension `B`, the
+entry point (`entry`: the op under torch.compile, the autograd.Function otherwise) and the
+context tests (`needs_grad`, `checkable`).
 
 Imported only on first use of a torch name (it imports torch).
 """
@@ -64,3 +66,31 @@ def custom_op_rows(
         return op
 
     return wrap
+
+
+def entry(fn: Any, op: Any) -> Any:
+    """The op itself (its registered autograd) while torch.compile traces: Dynamo cannot trace
+    a Function with a custom jvp. Otherwise the Function: torch.func supports only those."""
+    return op if torch.compiler.is_compiling() else fn.apply
+
+
+def needs_grad(s: torch.Tensor) -> bool:
+    """Whether the fused kernel should also return d losses / d s: reverse mode (requires_grad,
+    also under torch.func.grad), or forward mode (torch.func.jvp/jacfwd, forward_ad duals)."""
+    if not torch.is_grad_enabled():
+        return False
+    if s.requires_grad or torch.compiler.is_compiling():
+        return s.requires_grad
+    return torch._C._functorch.is_functorch_wrapped_tensor(s) or (
+        torch.autograd.forward_ad.unpack_dual(s).tangent is not None
+    )
+
+
+def checkable(t: torch.Tensor) -> bool:
+    """Value checks read data: skipped while tracing (torch.compile), on meta tensors and under
+    torch.func transforms, where they would break the graph (as with validate=False)."""
+    return not (
+        torch.compiler.is_compiling()
+        or t.device.type == "meta"
+        or torch._C._functorch.is_functorch_wrapped_tensor(t)
+    )

@@ -29,6 +29,7 @@ import torch
 from . import _approx_native as native
 from . import _approx_ops as ops
 from . import _core
+from ._custom_ops import checkable, entry, needs_grad
 from ._inputs import (
     Lists,
     NumpyLoss,
@@ -203,14 +204,8 @@ def _loss_hessian_times(
     return ops.approx_ranks_double_backward(s, m, t, c, u) + ops.approx_ranks_backward(s, m, t, d * ju, False)
 
 
-def _entry(fn: Any, op: Any) -> Any:
-    """The op itself (its registered autograd) while torch.compile traces: Dynamo cannot trace
-    a Function with a custom jvp. Otherwise the Function: torch.func supports only those."""
-    return op if torch.compiler.is_compiling() else fn.apply
-
-
 def _ranks(s: torch.Tensor, m: Optional[torch.Tensor], t: float, native: bool) -> torch.Tensor:
-    return _entry(_Ranks, ops.approx_ranks)(s, m, t, native)
+    return entry(_Ranks, ops.approx_ranks)(s, m, t, native)
 
 
 def _tangent(x: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
@@ -244,28 +239,6 @@ def _native_loss(
     return native.loss_from_ranks(kind, r, x.targets, x.mask, scale_gains, discount)
 
 
-def _needs_grad(s: torch.Tensor) -> bool:
-    """Whether the fused kernel should also return d losses / d s: reverse mode (requires_grad,
-    also under torch.func.grad), or forward mode (torch.func.jvp/jacfwd, forward_ad duals)."""
-    if not torch.is_grad_enabled():
-        return False
-    if s.requires_grad or torch.compiler.is_compiling():
-        return s.requires_grad
-    return torch._C._functorch.is_functorch_wrapped_tensor(s) or (
-        torch.autograd.forward_ad.unpack_dual(s).tangent is not None
-    )
-
-
-def _checkable(t: torch.Tensor) -> bool:
-    """Value checks read data: skipped while tracing (torch.compile), on meta tensors and under
-    torch.func transforms, where they would break the graph (as with validate=False)."""
-    return not (
-        torch.compiler.is_compiling()
-        or t.device.type == "meta"
-        or torch._C._functorch.is_functorch_wrapped_tensor(t)
-    )
-
-
 def _as_tensors(x: Lists) -> Lists:
     """A numpy batch as CPU tensors sharing its memory (backend="torch" on numpy input)."""
     conv = [None if a is None else torch.from_numpy(a) for a in (x.scores, x.targets, x.mask)]
@@ -277,12 +250,12 @@ def _tensor_losses(
     x: Lists, kind: str, t: float, rust: bool, validate: bool, scale_gains: bool, discount: Optional[str]
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     if rust:
-        need_grad = _needs_grad(x.scores)
-        losses, valid, _ = _entry(_RustLoss, ops.approx_loss)(
+        need_grad = needs_grad(x.scores)
+        losses, valid, _ = entry(_RustLoss, ops.approx_loss)(
             x.scores, x.targets, x.mask, kind, t, scale_gains, discount or "none", need_grad
         )
         return losses, valid
-    if validate and _checkable(x.scores):
+    if validate and checkable(x.scores):
         x.check_finite()
         if kind == "ndcg" and scale_gains:
             check_gain_range(x.targets, x.mask)
@@ -374,7 +347,7 @@ def approx_ranks(
             r = ops.approx_ranks(xt.scores, xt.mask, t, True).numpy()
         r = r.astype(x.dtype)
     else:
-        if not rust and validate and _checkable(x.scores):
+        if not rust and validate and checkable(x.scores):
             x.check_finite()
         r = _ranks(x.scores, x.mask, t, not rust).to(x.dtype)
     return r[0] if x.squeeze else r
