@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
+from conftest import BACKENDS, gain, ideal_dcg, make_batch, ref_approx_ranks, true_ranks, twins
 from rankgrad import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
 
-BACKENDS = ("rust", "torch")
 LOSSES = {
     "ndcg": lambda s, y, **kw: approx_ndcg_loss(s, y, **kw),
     "ndcg_linear": lambda s, y, **kw: approx_ndcg_loss(s, y, scale_gains=False, **kw),
@@ -25,13 +26,7 @@ LOSSES = {
 
 
 # ---------------------------------------------------------------- plain reference (float64)
-def _sig(x):
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def ref_ranks(s, t):
-    n = len(s)
-    return [1.0 + sum(_sig((s[j] - s[i]) / t) for j in range(n) if j != i) for i in range(n)]
+ref_ranks = ref_approx_ranks
 
 
 def ref_list_loss(name, s, y, t):
@@ -41,10 +36,8 @@ def ref_list_loss(name, s, y, t):
         return 0.0, False
     r = ref_ranks(s, t)
     if name.startswith("ndcg"):
-        gain = (lambda v: 2.0 ** max(v, 0.0) - 1.0) if name == "ndcg" else (lambda v: max(v, 0.0))
-        g = [gain(v) for v in y]
-        ideal = sorted(g, reverse=True)
-        idcg = sum(v / math.log2(p + 2) for p, v in enumerate(ideal))
+        g = [gain(v, name == "ndcg") for v in y]
+        idcg = ideal_dcg(g)
         if idcg <= 0:
             return 0.0, False
         return 1.0 - sum(g[i] / math.log2(1 + r[i]) for i in range(n)) / idcg, True
@@ -52,10 +45,7 @@ def ref_list_loss(name, s, y, t):
         if all(v <= 0 for v in y):
             return 0.0, False
         return 1.0 - max(min(max(y[i], 0.0), 1.0) / r[i] for i in range(n)), True
-    order = sorted(range(n), key=lambda i: -y[i])  # sorted() is stable: ties keep input order
-    true = [0] * n
-    for p, i in enumerate(order):
-        true[i] = p + 1
+    true = true_ranks(y)
     w = {"mse": lambda q: 1.0, "mse_log2": lambda q: 1.0 / math.log2(q + 1), "mse_recip": lambda q: 1.0 / q}[
         name
     ]
@@ -86,18 +76,6 @@ def ref_grad(name, s, y, mask, t, eps=1e-6):
             2 * eps
         )
     return g
-
-
-def make_batch(rng, b, n, *, ties=False, levels=4, pad=0.25, empty_row=False):
-    s = rng.normal(size=(b, n))
-    if ties:
-        s = np.round(s * 2) / 2
-    y = rng.integers(0, levels, size=(b, n)).astype(np.float64)
-    mask = rng.random((b, n)) > pad
-    mask[:, 0] = True
-    if empty_row and b > 1:
-        mask[-1] = False
-    return s, y, mask
 
 
 # ---------------------------------------------------------------- values and gradients
@@ -170,7 +148,8 @@ def test_rust_equals_torch_native(name, dtype):
     tol = 1e-12 if dtype == torch.float64 else 2e-5
     for b, n, t in [(8, 37, 1.0), (1, 1, 1.0), (3, 100, 0.05), (6, 5, 10.0), (2, 300, 0.5)]:
         for levels in (2, 5):  # sparse and dense relevance take different kernel paths
-            # (MRR's max has a kink at tied maxima, where the paths may pick different items)
+            # (MRR's max has a kink at tied maxima: both paths take the first one, but in float32
+            # rounding can break an exact tie differently)
             s, y, mask = make_batch(rng, b, n, ties=name != "mrr", levels=levels, empty_row=True)
             outs, grads = [], []
             for backend in BACKENDS:
@@ -436,6 +415,27 @@ def test_modules():
     ]
     for module, call in pairs:
         assert torch.equal(module(s, y, m), call())
+    for module, options in (
+        (
+            rankgrad.nn.ApproxNDCGLoss(0.5, False, "sum", backend="torch", validate=False),
+            ["temperature=0.5", "scale_gains=False", "reduction='sum'", "backend='torch'", "validate=False"],
+        ),
+        (
+            rankgrad.nn.ApproxMRRLoss(2.0),
+            ["temperature=2.0", "reduction='mean'", "backend='auto'", "validate=True"],
+        ),
+        (rankgrad.nn.ApproxRankMSELoss(discount="reciprocal"), ["discount='reciprocal'", "temperature=1.0"]),
+    ):
+        for option in options:
+            assert option in repr(module), (option, repr(module))
+    with pytest.raises(TypeError):
+        rankgrad.nn.ApproxNDCGLoss(1.0, True, "mean", "torch")  # backend is keyword-only
+    with pytest.raises(TypeError):
+        approx_ndcg_loss(s, y, 1.0, True, m, "mean", "torch")
+    with pytest.raises(ValueError, match="backend"):
+        rankgrad.nn.ApproxMRRLoss(backend="gpu")
+    native = rankgrad.nn.ApproxNDCGLoss(0.5, backend="torch")(s, y, m)
+    assert native.item() == pytest.approx(approx_ndcg_loss(s, y, 0.5, mask=m).item(), rel=1e-5)
     with pytest.raises(ValueError, match="temperature"):
         rankgrad.nn.ApproxNDCGLoss(temperature=0)
     with pytest.raises(ValueError, match="discount"):
@@ -533,9 +533,9 @@ def test_torch_compile_fullgraph():
 @pytest.mark.parametrize("step", [1, 3, 64])
 def test_torch_path_in_chunks(monkeypatch, step):
     """Row chunks (the large-list path, recomputed in the backward) give the same result."""
-    import rankgrad.approx as approx_mod
+    import rankgrad._approx_ops as ops
 
-    monkeypatch.setattr(approx_mod, "_chunk", lambda b, n, device: step)
+    monkeypatch.setattr(ops, "chunk_rows", lambda b, n, device=None, per_row=None: step)
     rng = np.random.default_rng(step)
     s, y, mask = make_batch(rng, 3, 50, ties=True, empty_row=True)
     for name in ("ndcg", "mse_log2"):
@@ -553,3 +553,194 @@ def test_torch_path_in_chunks(monkeypatch, step):
     assert torch.autograd.gradcheck(
         lambda x: approx_ranks(x, 0.5, torch.tensor(mask[:, :9]), backend="torch"), (st_,)
     )
+
+
+# ---------------------------------------------------------------- twins on extreme inputs (issue 10)
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e6, 1e300])
+def test_padded_targets_of_any_value_change_nothing(name, bad):
+    s = torch.tensor([[0.1, 0.2, 0.3], [0.5, -0.2, 0.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0, 2.0], [2.0, 1.0, 0.0]], dtype=torch.float64)
+    m = torch.tensor([[True, True, False], [True, True, True]])
+    y_bad = y.clone()
+    y_bad[0, 2] = bad
+    clean = twins(lambda be: LOSSES[name](s, y, mask=m, reduction="none", backend=be))
+    got = twins(lambda be: LOSSES[name](s, y_bad, mask=m, reduction="none", backend=be))
+    np.testing.assert_allclose(got, clean, rtol=1e-12)
+    mean = twins(lambda be: LOSSES[name](s, y_bad, mask=m, backend=be))
+    assert mean == pytest.approx(clean.mean(), rel=1e-12)  # both lists still count
+
+
+def test_mrr_nan_padded_target_issue_example():
+    s = torch.tensor([[0.1, 0.2, 0.3]])
+    y = torch.tensor([[1.0, 0, math.nan]])
+    m = torch.tensor([[True, True, False]])
+    rust = approx_mrr_loss(s, y, mask=m)
+    native = approx_mrr_loss(s, y, mask=m, backend="torch")
+    r0 = 1 + 1 / (1 + math.exp(-0.1))  # rank of item 0 among the two real items
+    assert rust.item() == pytest.approx(1 - 1 / r0, rel=1e-6)
+    assert native.item() == pytest.approx(rust.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("top", [127.0, 128.0, 300.0, 999.0, 1000.0])
+def test_float32_targets_up_to_the_gain_cap(top):
+    rng = np.random.default_rng(int(top))
+    s = rng.normal(size=(3, 6))
+    y = rng.integers(0, 4, size=(3, 6)).astype(np.float64)
+    y[:, 1] = top
+    y[1, 4] = top - 1
+    want = ref_batch("ndcg", s, y, None, 1.0)[0]  # float64 reference: 2^1000 is finite there
+    for dtype in (torch.float32, torch.float64):
+        st_ = torch.tensor(s, dtype=dtype, requires_grad=True)
+        got = twins(
+            lambda be: approx_ndcg_loss(st_, torch.tensor(y, dtype=dtype), reduction="none", backend=be)
+        )
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)
+        for be in BACKENDS:
+            st_.grad = None
+            approx_ndcg_loss(st_, torch.tensor(y, dtype=dtype), backend=be).backward()
+            assert torch.isfinite(st_.grad).all()
+    over = y.copy()
+    over[2, 0] = 1000.5
+    err = twins(lambda be: approx_ndcg_loss(torch.tensor(s), torch.tensor(over), backend=be))
+    assert isinstance(err, ValueError) and "list 2" in str(err)
+
+
+@pytest.mark.parametrize("shape", [(3, 0), (0, 4), (0, 0), (0,)])
+@pytest.mark.parametrize("name", sorted(LOSSES) + ["ranks"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_empty_lists_and_batches(shape, name, reduction):
+    def call(backend):
+        s = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+        if name == "ranks":
+            out = approx_ranks(s, backend=backend)
+        else:
+            out = LOSSES[name](s, torch.zeros(shape), reduction=reduction, backend=backend)
+        assert not torch.isnan(out).any()
+        out.sum().backward()
+        assert s.grad.shape == s.shape
+        return out.detach().reshape(-1) if out.dim() else out.detach().reshape(1)
+
+    out = twins(call)
+    if name == "ranks":
+        want = int(np.prod(shape))
+    elif reduction == "none":
+        want = shape[0] if len(shape) == 2 else 1
+    else:
+        want = 1
+    assert out.shape == (want,)
+    assert np.all(out == 0)
+    for backend in BACKENDS:  # numpy in, numpy out
+        got = LOSSES["ndcg"](np.zeros(shape), np.zeros(shape), reduction=reduction, backend=backend)
+        assert np.all(np.asarray(got) == 0)
+
+
+@pytest.mark.parametrize(
+    "t,dtype,ok",
+    [
+        (1e-40, torch.float32, False),  # subnormal in float32: 1/T overflows
+        (1e39, torch.float32, False),
+        (1e-40, torch.float64, True),
+        (1e39, torch.float64, True),
+        (1e-300, torch.float64, False),
+    ],
+)
+def test_temperature_range_is_the_same_on_both_backends(t, dtype, ok):
+    s = torch.tensor([[0.0, 0.0, 1.0], [2.0, 2.0, -1.0]], dtype=dtype)  # ties
+    y = torch.tensor([[1.0, 0, 2], [0, 1, 1]], dtype=dtype)
+    for call in (
+        lambda be: approx_ndcg_loss(s, y, temperature=t, backend=be),
+        lambda be: approx_rank_mse_loss(s, y, temperature=t, backend=be),
+        lambda be: approx_ranks(s, temperature=t, backend=be),
+    ):
+        out = twins(call)
+        if ok:
+            assert np.all(np.isfinite(out))
+        else:
+            assert isinstance(out, ValueError) and "temperature" in str(out)
+
+
+def test_unusual_numpy_layouts_agree_across_backends():
+    rng = np.random.default_rng(17)
+    s, y, mask = make_batch(rng, 4, 9, ties=True)
+    want = approx_ndcg_loss(s, y, mask=mask, reduction="none")
+    variants = {
+        "negative stride": (s[:, ::-1], y[:, ::-1], mask[:, ::-1]),
+        "big-endian": (s.astype(">f8"), y.astype(">f8"), mask),
+        "longdouble": (s.astype(np.longdouble), y.astype(np.longdouble), mask),
+        "fortran": (np.asfortranarray(s), np.asfortranarray(y), np.asfortranarray(mask)),
+    }
+    for label, (ss, yy, mm) in variants.items():
+        for f in (approx_ndcg_loss, approx_mrr_loss, approx_rank_mse_loss):
+            got = twins(lambda be: f(ss, yy, mask=mm, reduction="none", backend=be))
+            assert not isinstance(got, Exception), (label, got)
+            ref = f(
+                np.ascontiguousarray(ss, dtype=np.float64),
+                np.ascontiguousarray(yy, dtype=np.float64),
+                mask=np.ascontiguousarray(mm),
+                reduction="none",
+            )
+            np.testing.assert_allclose(got, ref, rtol=1e-12, err_msg=label)
+        r = twins(lambda be: approx_ranks(ss, mask=mm, backend=be))
+        assert r.shape == s.shape
+        if label == "longdouble":  # computed in float64, returned as float64
+            assert approx_ndcg_loss(ss, yy).dtype == np.float64
+    np.testing.assert_allclose(variants["negative stride"][0][:, ::-1], s)  # inputs untouched
+    assert want.shape == (4,)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_hessian_vector_products_agree_and_are_not_zero(name):
+    """Issue 9: the Rust path's second derivative was silently zero. Both paths against
+    central differences of the first derivative."""
+    rng = np.random.default_rng(31)
+    s, y, mask = make_batch(rng, 3, 9, empty_row=True)
+    y[0, :2] = [2.0, 1.0]
+    if name.startswith("mse"):
+        y = y + rng.normal(size=y.shape)
+    yt, mt = torch.tensor(y), torch.tensor(mask)
+    v = torch.tensor(rng.normal(size=s.shape))
+
+    def grad(x, backend, create_graph=False):
+        x = x.detach().requires_grad_() if not create_graph else x
+        loss = LOSSES[name](x, yt, temperature=0.7, mask=mt, backend=backend)
+        return torch.autograd.grad(loss, x, create_graph=create_graph)[0]
+
+    eps = 1e-6
+    st_ = torch.tensor(s)
+    fd = (grad(st_ + eps * v, "torch") - grad(st_ - eps * v, "torch")) / (2 * eps)
+    assert fd.abs().max() > 1e-4
+    for backend in BACKENDS:
+        x = torch.tensor(s, requires_grad=True)
+        (hv,) = torch.autograd.grad((grad(x, backend, create_graph=True) * v).sum(), x)
+        np.testing.assert_allclose(hv.numpy(), fd.numpy(), rtol=1e-5, atol=1e-8, err_msg=backend)
+        assert torch.all(hv[~mt] == 0)
+
+
+EXTREME = {
+    torch.float32: [3e38, -3e38, 0.0, 1e-45, 5.0],
+    torch.float64: [1e308, -1e308, 0.0, 5e-324, -2.0],
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["ranks", "ndcg", "mrr", "mse_log2"])
+def test_extreme_scores_finite_and_twins(dtype, name):
+    """Every triple of extreme finite scores (ties included, a padded fourth item): both
+    backends give the same finite losses and gradients (MRR's tied maxima: the first one)."""
+    y = torch.tensor([[2.0, 0.0, 1.0, 1.0]], dtype=dtype)
+    m = torch.tensor([[True, True, True, False]])
+    for combo in itertools.product(EXTREME[dtype], repeat=3):
+        s = torch.tensor([[*combo, 0.5]], dtype=dtype)
+
+        def call(backend):
+            x = s.clone().requires_grad_()
+            if name == "ranks":
+                out = approx_ranks(x, 0.5, m, backend=backend)
+            else:
+                out = LOSSES[name](x, y, temperature=0.5, mask=m, reduction="none", backend=backend)
+            out.sum().backward()
+            return torch.cat([out.detach().reshape(-1), x.grad.reshape(-1)])
+
+        got = twins(call, rtol=1e-4, atol=1e-5)
+        assert not isinstance(got, Exception) and np.all(np.isfinite(got)), (combo, got)

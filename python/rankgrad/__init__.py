@@ -1,13 +1,40 @@
-"""rankgrad: learning-to-rank losses, gradients and metrics on a Rust core."""
+"""rankgrad: learning-to-rank losses, gradients and metrics on a Rust core.
 
-from . import lightgbm, nn, xgboost  # the adapters import lightgbm / xgboost lazily
+`import rankgrad` loads numpy and the compiled core only (SPEC section 9). The torch layer
+(the autograd losses, `rankgrad.nn`, `rankgrad.negative_cache`) loads on first use of one of
+its names; without torch installed, using one raises an ImportError that says how to get it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import lightgbm, xgboost  # the adapters import lightgbm / xgboost lazily
 from ._core import get_num_threads, set_num_threads
-from .approx import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
-from .lambdarank import lambdarank_gradients, lambdarank_loss
+from .lambdarank import lambdarank_gradients
 from .metrics import mrr, ndcg
-from .ranknet import ranknet_loss
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers
+    from . import negative_cache, nn
+    from .approx import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
+    from .lambdarank import lambdarank_loss
+    from .ranknet import ranknet_loss
 
 __version__ = "0.1.0"
+
+# Torch names: public name -> (module, attribute or None for the module itself). Append new
+# torch-only functions here (one line each) and to __all__ and the TYPE_CHECKING block above.
+_TORCH_NAMES = {
+    "approx_ranks": (".approx", "approx_ranks"),
+    "approx_ndcg_loss": (".approx", "approx_ndcg_loss"),
+    "approx_mrr_loss": (".approx", "approx_mrr_loss"),
+    "approx_rank_mse_loss": (".approx", "approx_rank_mse_loss"),
+    "ranknet_loss": (".ranknet", "ranknet_loss"),
+    "lambdarank_loss": (".lambdarank", "lambdarank_loss"),
+    "nn": (".nn", None),
+    "negative_cache": (".negative_cache", None),
+}
 
 __all__ = [
     "approx_ranks",
@@ -22,6 +49,33 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "lightgbm",
+    "negative_cache",
     "nn",
     "xgboost",
 ]
+
+
+def _require_torch(name: str) -> None:
+    try:
+        importlib.import_module("torch")
+    except ImportError as e:
+        raise ImportError(
+            f'rankgrad.{name} needs PyTorch, which is not installed: pip install "rankgrad[torch]"'
+        ) from e
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: loads a torch name on first use and caches it in the module."""
+    if name not in _TORCH_NAMES:
+        raise AttributeError(f"module 'rankgrad' has no attribute {name!r}")
+    _require_torch(name)
+    module, attr = _TORCH_NAMES[name]
+    value = importlib.import_module(module, __name__)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,22 +2,45 @@
 
 Shape and dtype checks always run; value checks (NaN/inf) run where `validate` is true.
 Each error names the argument, and the list where one is at fault.
+
+This module never imports torch: numpy-only callers (the GBDT objectives, the metrics on
+numpy) must work without it. A tensor is recognised only if torch is already loaded (a
+caller holding a tensor has loaded it), and torch is imported lazily in the tensor branches.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
-import torch
 
-Array = Union[torch.Tensor, np.ndarray]
+from . import _core
+
+if TYPE_CHECKING:
+    import torch
+
+    Array = Union[torch.Tensor, np.ndarray]
+else:
+    Array = Any
+
+# What a numpy-in loss returns: a per-list array for reduction="none", a numpy scalar otherwise.
+NumpyLoss = Union[np.ndarray, np.generic]
 
 REDUCTIONS = ("mean", "sum", "none")
 BACKENDS = ("auto", "rust", "torch")
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+# Largest target for `2^y - 1` gains (the Rust kernels reject larger real targets): the one
+# Python copy of the cap, read from the compiled module where it exports it.
+GAIN_CAP: float = float(getattr(_core, "GAIN_CAP", 1000.0))
+
+
+def is_tensor(x: Any) -> bool:
+    """True for a torch.Tensor, without importing torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def check_reduction(reduction: str) -> None:
@@ -34,7 +57,7 @@ def check_positive(name: str, value: Any) -> float:
     """A positive finite float, or a ValueError naming `name`."""
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
     if not (v > 0.0 and math.isfinite(v)):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -61,6 +84,37 @@ def check_scale(name: str, value: Any, dtype: Any) -> float:
     return v
 
 
+def chunk_rows(b: int, n: int, device: Any = None, per_row: Optional[int] = None) -> int:
+    """Rows per chunk for a torch-native pair loop: one `[B, chunk, N]` temporary (or
+    `per_row` elements a row) stays near a fixed element budget, larger on CUDA."""
+    budget = (1 << 26) if getattr(device, "type", "cpu") == "cuda" else (1 << 22)
+    return max(1, min(max(n, 1), budget // max(1, per_row if per_row is not None else b * n)))
+
+
+def native_array(x: np.ndarray) -> np.ndarray:
+    """The one conversion rule for numpy inputs, on every backend: a C-contiguous array in
+    native byte order; float wider than float64 (longdouble) becomes float64."""
+    if x.dtype.kind == "f" and x.dtype.itemsize > 8:
+        x = x.astype(np.float64)
+    elif not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    return np.ascontiguousarray(x)
+
+
+def compute_dtype_of(dtype: Any) -> Any:
+    """The dtype the kernels compute in: float64 stays, everything else is float32."""
+    if is_tensor_dtype(dtype):
+        import torch
+
+        return torch.float64 if dtype == torch.float64 else torch.float32
+    return np.float64 if np.dtype(dtype) == np.float64 else np.float32
+
+
+def is_tensor_dtype(dtype: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(dtype, torch.dtype)
+
+
 @dataclass
 class Lists:
     """A validated padded batch, always 2-D, in the dtype the kernels compute in."""
@@ -69,24 +123,24 @@ class Lists:
     targets: Optional[Array]  # [B, N], same dtype as scores, never requires grad
     mask: Optional[Array]  # [B, N] bool, or None
     squeeze: bool  # the input was 1-D: drop the list dimension from per-list outputs
-    dtype: Any  # the input dtype, for the results
+    dtype: Any  # the input dtype, for the results (float64 for a numpy longdouble)
 
     @property
     def is_torch(self) -> bool:
-        return isinstance(self.scores, torch.Tensor)
+        return is_tensor(self.scores)
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return tuple(self.scores.shape)
 
-    def numpy(self):
+    def numpy(self) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
         """(scores, targets, mask) as numpy arrays the Rust core borrows without copying."""
 
-        def conv(x):
+        def conv(x: Any) -> Any:
             if x is None:
                 return None
-            if isinstance(x, torch.Tensor):
-                x = x.detach().numpy()
+            if is_tensor(x):
+                x = x.detach().contiguous().numpy()
             return np.ascontiguousarray(x)
 
         return conv(self.scores), conv(self.targets), conv(self.mask)
@@ -97,14 +151,14 @@ class Lists:
         if self.targets is not None:
             _check_finite(self.targets, self.mask, "targets")
 
-    def out(self, x):
+    def out(self, x: Any) -> Any:
         """A per-list result `[B]` in the input dtype (a scalar for a 1-D input)."""
         x = _cast(x, self.dtype)
         return x[0] if self.squeeze else x
 
 
 def _kind(x: Any, name: str) -> str:
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
         return "torch"
     if isinstance(x, np.ndarray):
         return "numpy"
@@ -112,7 +166,9 @@ def _kind(x: Any, name: str) -> str:
 
 
 def _check_finite(x: Array, mask: Optional[Array], name: str) -> None:
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
+        import torch
+
         bad = ~torch.isfinite(x.detach())
         if mask is not None:
             bad &= mask
@@ -128,6 +184,21 @@ def _check_finite(x: Array, mask: Optional[Array], name: str) -> None:
             raise ValueError(f"{name} contains NaN or inf (list {int(np.flatnonzero(rows)[0])})")
 
 
+def check_gain_range(targets: Array, mask: Optional[Array], name: str = "targets") -> None:
+    """ValueError naming `name` and the list of the first real target above `GAIN_CAP`
+    (`2^y - 1` gains), the rule of the Rust kernels."""
+    big = targets > GAIN_CAP
+    if mask is not None:
+        big = big & mask
+    rows = big.any(-1)
+    if bool(rows.any()):
+        first = int(rows.nonzero()[0, 0]) if is_tensor(rows) else int(np.flatnonzero(rows)[0])
+        raise ValueError(
+            f"{name} has a value in list {first} that is too large for 2^y - 1 gains "
+            f"(scale_gains=True): at most {GAIN_CAP:g}"
+        )
+
+
 def lists(
     scores: Any,
     targets: Any = None,
@@ -137,35 +208,47 @@ def lists(
     validate: bool = True,
     compute_dtype: bool = True,
 ) -> Lists:
-    """Validates a padded batch: `scores [B, N]` or `[N]`, `targets` and `mask` alike."""
+    """Validates a padded batch: `scores [B, N]` or `[N]`, `targets` and `mask` alike.
+
+    numpy inputs follow `native_array` (C order, native byte order, longdouble -> float64),
+    so both backends see the same arrays."""
     kind = _kind(scores, "scores")
     if scores.ndim not in (1, 2):
         raise ValueError(f"scores must be 1-D [N] or 2-D [B, N], got shape {tuple(scores.shape)}")
     squeeze = scores.ndim == 1
-    dtype = scores.dtype
+    shape = tuple(scores.shape)
     if kind == "torch":
+        import torch
+
         if not torch.is_floating_point(scores):
             raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
-        work = torch.float64 if scores.dtype == torch.float64 else torch.float32
+        dtype = scores.dtype
+        work: Any = torch.float64 if scores.dtype == torch.float64 else torch.float32
         s = scores.to(work) if compute_dtype else scores
     else:
         if not np.issubdtype(scores.dtype, np.floating):
             raise TypeError(f"scores must be a floating-point array, got {scores.dtype}")
+        scores = native_array(scores)
+        dtype = scores.dtype
         work = np.float64 if scores.dtype == np.float64 else np.float32
-        s = scores.astype(work, copy=False) if compute_dtype else scores
+        s = np.ascontiguousarray(scores.astype(work, copy=False)) if compute_dtype else scores
     if squeeze:
         s = s[None, :]
 
-    def same(x, name, need_kind=True):
+    def same(x: Any, name: str) -> Any:
         if kind == "torch" and isinstance(x, np.ndarray):
-            x = torch.from_numpy(x)
+            import torch
+
+            x = torch.from_numpy(native_array(x)).to(scores.device)
         _kind(x, name)
-        if kind == "numpy" and isinstance(x, torch.Tensor):
+        if kind == "numpy" and is_tensor(x):
             raise TypeError(f"{name} must be a numpy.ndarray like scores, got a torch.Tensor")
-        if tuple(x.shape) != tuple(scores.shape):
-            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {tuple(scores.shape)} like scores")
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {shape} like scores")
         if kind == "torch" and x.device != scores.device:
             raise ValueError(f"{name} is on {x.device} but scores is on {scores.device}")
+        if kind == "numpy":
+            x = native_array(x)
         return x[None, :] if squeeze else x
 
     y = None
@@ -185,7 +268,7 @@ def lists(
     m = None
     if mask is not None:
         m = same(mask, "mask")
-        if (kind == "torch" and m.dtype != torch.bool) or (kind == "numpy" and m.dtype != np.bool_):
+        if (kind == "torch" and str(m.dtype) != "torch.bool") or (kind == "numpy" and m.dtype != np.bool_):
             raise TypeError(f"mask must be boolean (True = real item), got {m.dtype}")
     out = Lists(s, y, m, squeeze, dtype)
     if validate:
@@ -205,13 +288,13 @@ def reduce(losses: Array, valid: Array, reduction: str, x: Optional[Lists] = Non
         return losses
     if reduction == "sum":
         return losses.sum()
-    if isinstance(losses, torch.Tensor):
+    if is_tensor(losses):
         return losses.sum() / valid.sum().clamp(min=1).to(losses.dtype)
     return losses.sum() / max(int(valid.sum()), 1)
 
 
-def _cast(x, dtype):
-    return x.to(dtype) if isinstance(x, torch.Tensor) else np.asarray(x).astype(dtype)[()]
+def _cast(x: Any, dtype: Any) -> Any:
+    return x.to(dtype) if is_tensor(x) else np.asarray(x).astype(dtype)[()]
 
 
 def use_rust(x: Lists, backend: str) -> bool:

@@ -2,318 +2,411 @@
 
     r_i = 1 + sum_{j != i} sigmoid((s_j - s_i) / T)
 
-numpy arrays and CPU tensors go to the Rust kernels, which compute each list's loss and its
-gradient in one O(N^2)-time, O(N)-memory pass. Tensors on other devices (or `backend="torch"`)
-take the torch-native path: the same ranks, rows processed in chunks and recomputed in the
-backward, so no `[B, N, N]` tensor is ever held.
+Layout (the pattern every differentiable function follows): the kernels are custom ops
+(`_approx_ops`: `rankgrad::approx_ranks`, `approx_ranks_backward`,
+`approx_ranks_double_backward`, `approx_loss`); each differentiable step is an
+`autograd.Function` (setup_context, backward, jvp, generate_vmap_rule) whose methods call
+those ops, and the same backward is registered on the op. Eager and torch.func calls go
+through the Function (torch.func.grad/vmap/jacfwd/hessian), torch.compile calls the op
+(fullgraph, dynamic shapes); the ops' fake implementations serve meta tensors.
+
+- numpy arrays and CPU tensors: the fused Rust kernel computes each list's loss and its
+  gradient in one O(N^2)-time, O(N)-memory pass (`approx_loss`).
+- other devices, or `backend="torch"`: the losses are torch code (`_approx_native`) over the
+  ranks ops, which walk the pairs in row chunks (no `[B, N, N]` tensor).
+- Second derivatives are exact on both paths, in O(N^2) time and O(B*N) memory: the ranks'
+  Jacobian J is symmetric, its derivative is the op `approx_ranks_double_backward`, and the
+  losses' curvature in r is diagonal (`_approx_native.curvature`). A third derivative raises.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple, Union, overload
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
+from . import _approx_native as native
+from . import _approx_ops as ops
 from . import _core
-from ._inputs import Array, Lists, check_positive, check_reduction, lists, reduce, use_rust
+from ._custom_ops import checkable, entry, needs_grad
+from ._inputs import (
+    Lists,
+    NumpyLoss,
+    check_backend,
+    check_gain_range,
+    check_reduction,
+    check_scale,
+    lists,
+    reduce,
+    use_rust,
+)
 
 __all__ = ["approx_ranks", "approx_ndcg_loss", "approx_mrr_loss", "approx_rank_mse_loss"]
 
-_DISCOUNTS = (None, "log2", "reciprocal")
+DISCOUNTS = (None, "log2", "reciprocal")
 
 
-def _chunk(b: int, n: int, device: torch.device) -> int:
-    """Rows per chunk so that one `[B, chunk, N]` temporary stays near a fixed budget."""
-    budget = (1 << 26) if device.type == "cuda" else (1 << 22)
-    return max(1, min(n, budget // max(1, b * n)))
+# ---------------------------------------------------------------- autograd over the ops
+class _Ranks(torch.autograd.Function):
+    """r(s); backward `J^T g` through `_RanksBackward`, itself differentiable."""
 
-
-class _RanksTorch(torch.autograd.Function):
-    """Torch-native approximate ranks, rows in chunks; the backward is the closed form,
-    recomputed by chunks: dL/ds_k = (1/T) sum_{i != k} sigmoid'((s_k - s_i)/T) (c_i - c_k).
-
-    Per chunk one `[B, chunk, N]` buffer is updated in place and reduced with a batched
-    matrix product against the mask (and `mask * c`)."""
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, s: torch.Tensor, m: torch.Tensor, inv_t: float) -> torch.Tensor:
+    def forward(s: torch.Tensor, m: Optional[torch.Tensor], t: float, native: bool) -> torch.Tensor:
+        return ops.approx_ranks(s, m, t, native)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        s, m, ctx.t, ctx.native = inputs
         ctx.save_for_backward(s, m)
-        ctx.inv_t = inv_t
-        b, n = s.shape
-        mf = m.to(s.dtype)
-        r = torch.empty_like(s)
-        step = _chunk(b, n, s.device)
-        ctx.p = None
-        for a in range(0, n, step):
-            e = min(n, a + step)
-            x = s[:, None, :] - s[:, a:e, None]  # [B, c, N]: s_j - s_i
-            x.mul_(inv_t).sigmoid_()
-            # the j == i term is sigmoid(0) = 1/2
-            r[:, a:e] = torch.bmm(x, mf[:, :, None])[..., 0] + 0.5
-        if step >= n:  # one chunk holds every pair: keep it for the backward
-            ctx.p = x
-        return r * mf
+        ctx.save_for_forward(s, m)
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_r: torch.Tensor):
+    def backward(ctx: Any, g: torch.Tensor) -> Tuple[Any, ...]:
         s, m = ctx.saved_tensors
-        inv_t = ctx.inv_t
-        b, n = s.shape
-        mf = m.to(s.dtype)
-        c = grad_r.to(s.dtype) * mf
-        rhs = torch.stack((c, mf), dim=-1)  # [B, N, 2]
-        g = torch.empty_like(s)
-        step = _chunk(b, n, s.device)
-        for a in range(0, n, step):
-            e = min(n, a + step)
-            if ctx.p is not None:  # sigmoid(s_j - s_i) for row i: sigmoid' is symmetric
-                w = ctx.p - ctx.p.square()  # not in place: a backward may run twice
-            else:
-                p = (s[:, a:e, None] - s[:, None, :]).mul_(inv_t).sigmoid_()  # [B, c, N]
-                w = p.sub_(p.square())  # sigmoid' = p (1 - p)
-            wc, w1 = torch.bmm(w, rhs).unbind(-1)  # sum_i w c_i m_i, sum_i w m_i
-            g[:, a:e] = (wc - c[:, a:e] * w1) * inv_t
-        return g * mf, None, None
-
-
-class _RanksRust(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, s: torch.Tensor, m: Optional[torch.Tensor], temperature: float):
-        sn = s.detach().contiguous().numpy()
-        mn = None if m is None else m.contiguous().numpy()
-        ctx.save_for_backward(s)
-        ctx.mask, ctx.temperature = mn, temperature
-        return torch.from_numpy(_core.approx_ranks(sn, mn, temperature))
+        return _RanksBackward.apply(s, m, ctx.t, g, ctx.native), None, None, None
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_r: torch.Tensor):
-        (s,) = ctx.saved_tensors
-        g = _core.approx_ranks_backward(
-            s.detach().contiguous().numpy(),
-            ctx.mask,
-            ctx.temperature,
-            grad_r.to(s.dtype).contiguous().numpy(),
+    def jvp(ctx: Any, ds: Optional[torch.Tensor], *_: Any) -> torch.Tensor:
+        s, m = ctx.saved_tensors  # J ds = J^T ds: J is symmetric
+        return _RanksBackward.apply(s, m, ctx.t, _tangent(ds, s), ctx.native)
+
+
+class _RanksBackward(torch.autograd.Function):
+    """`J^T c`; its gradient: with respect to s `approx_ranks_double_backward`, with respect
+    to c `J v` (= `J^T v`, J is symmetric). A third derivative raises a RuntimeError."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        s: torch.Tensor, m: Optional[torch.Tensor], t: float, c: torch.Tensor, native: bool
+    ) -> torch.Tensor:
+        return ops.approx_ranks_backward(s, m, t, c, native)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        s, m, ctx.t, c, ctx.native = inputs
+        ctx.save_for_backward(s, m, c)
+        ctx.save_for_forward(s, m, c)
+
+    @staticmethod
+    def backward(ctx: Any, v: torch.Tensor) -> Tuple[Any, ...]:
+        s, m, c = ctx.saved_tensors
+        ds = ops.approx_ranks_double_backward(s, m, ctx.t, c, v) if ctx.needs_input_grad[0] else None
+        dc = ops.approx_ranks_backward(s, m, ctx.t, v, ctx.native) if ctx.needs_input_grad[3] else None
+        return ds, None, None, dc, None
+
+    @staticmethod
+    def jvp(ctx: Any, ds: Any, _dm: Any, _dt: Any, dc: Any, _dn: Any) -> torch.Tensor:
+        s, m, c = ctx.saved_tensors  # d(J^T c)/ds is the Hessian of <c, r(s)>: symmetric
+        return ops.approx_ranks_double_backward(s, m, ctx.t, c, _tangent(ds, s)) + ops.approx_ranks_backward(
+            s, m, ctx.t, _tangent(dc, s), ctx.native
         )
-        return torch.from_numpy(g), None, None
 
 
-@torch.library.custom_op("rankgrad::approx_loss", mutates_args=(), device_types="cpu")
-def _approx_loss_op(
+class _RustLoss(torch.autograd.Function):
+    """The fused Rust loss: forward returns (losses, valid, d losses / d s)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        s: torch.Tensor,
+        y: torch.Tensor,
+        m: Optional[torch.Tensor],
+        kind: str,
+        t: float,
+        scale_gains: bool,
+        discount: str,
+        need_grad: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return ops.approx_loss(s, y, m, kind, t, scale_gains, discount, need_grad)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        s, y, m, kind, t, scale_gains, discount, _ = inputs
+        ctx.opts = (kind, t, scale_gains, None if discount == "none" else discount)
+        ctx.mark_non_differentiable(output[1], output[2])
+        ctx.save_for_backward(s, output[2], y, m)
+        ctx.save_for_forward(output[2])
+
+    @staticmethod
+    def backward(ctx: Any, grad_losses: torch.Tensor, _valid: Any, _grad: Any) -> Tuple[Any, ...]:
+        s, g, y, m = ctx.saved_tensors
+        return (_LossGrad.apply(s, g, grad_losses, y, m, *ctx.opts), *(None,) * 7)
+
+    @staticmethod
+    def jvp(ctx: Any, ds: Any, *_: Any) -> Tuple[Any, ...]:
+        (g,) = ctx.saved_tensors
+        return (g * _tangent(ds, g)).sum(-1), None, None
+
+
+class _LossGrad(torch.autograd.Function):
+    """`g * grad_losses[:, None]`, `g = d losses / d s` from the fused kernel; differentiable
+    again in closed form. With `u = v * grad_losses[:, None]`, `c = dL/dr`, `D = dc/dr`
+    (diagonal, `_approx_native.curvature`) and `J = dr/ds` (symmetric):
+
+        d<v, g * grad_losses>/ds = approx_ranks_double_backward(s, c, u) + J (D * J u)
+
+    O(N^2) time and O(B*N) memory, like the first derivative."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        s: torch.Tensor,
+        g: torch.Tensor,
+        grad_losses: torch.Tensor,
+        y: torch.Tensor,
+        m: Optional[torch.Tensor],
+        kind: str,
+        t: float,
+        scale_gains: bool,
+        discount: Optional[str],
+    ) -> torch.Tensor:
+        return g * grad_losses[:, None].to(g.dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        s, g, grad_losses, y, m, *opts = inputs
+        ctx.opts = tuple(opts)
+        ctx.save_for_backward(s, g, grad_losses, y, m)
+        ctx.save_for_forward(s, g, grad_losses, y, m)
+
+    @staticmethod
+    def backward(ctx: Any, v: torch.Tensor) -> Tuple[Any, ...]:
+        s, g, grad_losses, y, m = ctx.saved_tensors
+        ds = _loss_hessian_times(s, y, m, ctx.opts, v * grad_losses[:, None].to(v.dtype))
+        return ds, None, (v * g).sum(-1).to(grad_losses.dtype), *(None,) * 6
+
+    @staticmethod
+    def jvp(ctx: Any, ds: Any, _dg: Any, dgl: Any, *_: Any) -> torch.Tensor:
+        s, g, grad_losses, y, m = ctx.saved_tensors
+        out = _loss_hessian_times(s, y, m, ctx.opts, _tangent(ds, s)) * grad_losses[:, None].to(s.dtype)
+        return out if dgl is None else out + g * dgl[:, None].to(g.dtype)
+
+
+def _loss_hessian_times(
     s: torch.Tensor,
     y: torch.Tensor,
     m: Optional[torch.Tensor],
-    kind: str,
-    temperature: float,
-    scale_gains: bool,
-    discount: str,
-    need_grad: bool,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-list losses `[B]`, counts `[B]` and, with `need_grad`, d losses / d scores `[B, N]`
-    (else an empty tensor), from the Rust kernel. A custom op, so torch.compile keeps it in
-    its graph."""
-    losses, valid, grad = _core.approx_loss(
-        kind,
-        s.detach().contiguous().numpy(),
-        y.contiguous().numpy(),
-        None if m is None else m.contiguous().numpy(),
-        temperature,
-        need_grad,
-        scale_gains,
-        discount,
-    )
-    grad = torch.from_numpy(grad) if need_grad else s.new_empty(0)
-    return torch.from_numpy(losses), torch.from_numpy(valid), grad
+    opts: Tuple[str, float, bool, Optional[str]],
+    u: torch.Tensor,
+) -> torch.Tensor:
+    """Row b: the Hessian of loss_b in s_b times u_b (symmetric, so also its transpose)."""
+    kind, t, scale_gains, discount = opts
+    r = ops.approx_ranks(s, m, t, False)
+    c, d = native.curvature(kind, r, y, m, scale_gains, discount)
+    ju = ops.approx_ranks_backward(s, m, t, u, False)
+    return ops.approx_ranks_double_backward(s, m, t, c, u) + ops.approx_ranks_backward(s, m, t, d * ju, False)
 
 
-@_approx_loss_op.register_fake
-def _(s, y, m, kind, temperature, scale_gains, discount, need_grad):
-    b = s.shape[0]
-    grad = s.new_empty(s.shape) if need_grad else s.new_empty(0)
-    return s.new_empty(b), s.new_empty(b, dtype=torch.bool), grad
+def _ranks(s: torch.Tensor, m: Optional[torch.Tensor], t: float, native: bool) -> torch.Tensor:
+    return entry(_Ranks, ops.approx_ranks)(s, m, t, native)
 
 
-def _approx_loss_setup(ctx, inputs, output):
-    ctx.save_for_backward(output[2])
+def _tangent(x: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if x is None else x
 
 
-def _approx_loss_backward(ctx, grad_losses, _grad_valid, _grad_grad):
-    (g,) = ctx.saved_tensors
-    return g * grad_losses[:, None], None, None, None, None, None, None, None
+# The same formulas as the ops' own autograd, for callers of torch.ops.rankgrad.* (and
+# opcheck); the public functions go through the Functions, which torch.func also supports.
+for _op, _fn in (
+    (ops.approx_ranks, _Ranks),
+    (ops.approx_ranks_backward, _RanksBackward),
+    (ops.approx_loss, _RustLoss),
+):
+    _op.register_autograd(_fn.backward, setup_context=_fn.setup_context)
 
 
-_approx_loss_op.register_autograd(_approx_loss_backward, setup_context=_approx_loss_setup)
+def _no_third_derivative(ctx: Any, v: torch.Tensor) -> Tuple[Any, ...]:
+    raise RuntimeError("approx_ranks: third derivatives are not available (second ones are exact)")
 
 
-def _native(x: Lists):
-    """(scores with padded entries zeroed, mask, real-item count) for the torch path."""
+ops.approx_ranks_double_backward.register_autograd(_no_third_derivative)
+
+
+def _native_loss(
+    x: Lists, kind: str, t: float, scale_gains: bool, discount: Optional[str]
+) -> Tuple[torch.Tensor, torch.Tensor]:
     s = x.scores
-    m = torch.ones_like(s, dtype=torch.bool) if x.mask is None else x.mask
-    return torch.where(m, s, torch.zeros((), dtype=s.dtype, device=s.device)), m, m.sum(-1)
+    if s.shape[-1] == 0:  # nothing to rank: 0, not counted (connected to s for autograd)
+        return s.sum(-1) * 0, torch.zeros(s.shape[0], dtype=torch.bool, device=s.device)
+    r = _ranks(s, x.mask, t, True)
+    return native.loss_from_ranks(kind, r, x.targets, x.mask, scale_gains, discount)
 
 
-def _torch_ranks(x: Lists, temperature: float):
-    s, m, count = _native(x)
-    return _RanksTorch.apply(s, m, 1.0 / temperature), m, count
+def _as_tensors(x: Lists) -> Lists:
+    """A numpy batch as CPU tensors sharing its memory (backend="torch" on numpy input)."""
+    conv = [None if a is None else torch.from_numpy(a) for a in (x.scores, x.targets, x.mask)]
+    return Lists(conv[0], conv[1], conv[2], x.squeeze, x.dtype)
 
 
-def _gains(y: torch.Tensor, scale_gains: bool) -> torch.Tensor:
-    y = y.clamp(min=0)
-    return torch.exp2(y) - 1 if scale_gains else y
-
-
-def _ideal_dcg(g: torch.Tensor) -> torch.Tensor:
-    """DCG of the ideal order; `g` is zero at padded positions."""
-    n = g.shape[-1]
-    disc = 1.0 / torch.log2(torch.arange(n, device=g.device, dtype=g.dtype) + 2.0)
-    return (g.sort(dim=-1, descending=True).values * disc).sum(-1)
-
-
-def _safe(valid: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """`v` where it is used, 1 elsewhere: keeps the unused branch of a where() finite."""
-    return torch.where(valid, v, torch.ones_like(v))
-
-
-def _torch_ndcg(x: Lists, temperature: float, scale_gains: bool):
-    r, m, count = _torch_ranks(x, temperature)
-    g = _gains(x.targets, scale_gains) * m
-    idcg = _ideal_dcg(g)
-    dcg = (g / torch.log2(1 + _safe(m, r))).sum(-1)
-    valid = (count >= 2) & (idcg > 0)
-    loss = torch.where(valid, 1 - dcg / _safe(valid, idcg), torch.zeros_like(dcg))
-    return loss, valid
-
-
-def _torch_mrr(x: Lists, temperature: float):
-    r, m, count = _torch_ranks(x, temperature)
-    y = x.targets
-    rel = y.clamp(0, 1) * m
-    best = (rel / _safe(m, r)).max(dim=-1).values
-    valid = (count >= 2) & ((y > 0) & m).any(-1)
-    return torch.where(valid, 1 - best, torch.zeros_like(best)), valid
-
-
-def _true_ranks(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """1-based ranks by targets descending among the real items, ties in input order."""
-    key = torch.where(m, y, torch.full_like(y, -math.inf))
-    order = key.argsort(dim=-1, descending=True, stable=True)
-    pos = torch.arange(1, y.shape[-1] + 1, device=y.device, dtype=y.dtype).expand_as(y)
-    return torch.empty_like(y).scatter_(-1, order, pos)
-
-
-def _rank_weights(t: torch.Tensor, discount: Optional[str]) -> torch.Tensor:
-    if discount is None:
-        return torch.ones_like(t)
-    return 1.0 / torch.log2(t + 1) if discount == "log2" else 1.0 / t
-
-
-def _torch_rank_mse(x: Lists, temperature: float, discount: Optional[str]):
-    r, m, count = _torch_ranks(x, temperature)
-    t = _true_ranks(x.targets, m)
-    per_item = _rank_weights(t, discount) * (r - t) ** 2 * m
-    valid = count >= 2
-    loss = per_item.sum(-1) / _safe(valid, count.to(r.dtype))
-    return torch.where(valid, loss, torch.zeros_like(loss)), valid
-
-
-def _from_numpy(*arrays):
-    return [torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in arrays]
-
-
-def _loss(kind, scores, targets, mask, temperature, reduction, backend, validate, **opts):
-    check_reduction(reduction)
-    temperature = check_positive("temperature", temperature)
-    if backend == "torch" and isinstance(scores, np.ndarray):
-        lists(scores, targets, mask, validate=False)  # numpy inputs of the right kinds
-        scores, targets, mask = _from_numpy(scores, targets, mask)
-        return _loss(kind, scores, targets, mask, temperature, reduction, backend, validate, **opts).numpy()
-    x = lists(scores, targets, mask, validate=False)
-    if use_rust(x, backend):
-        if x.is_torch:
-            need_grad = x.scores.requires_grad and torch.is_grad_enabled()
-            losses, valid, _ = _approx_loss_op(
-                x.scores,
-                x.targets,
-                x.mask,
-                kind,
-                temperature,
-                opts.get("scale_gains", True),
-                opts.get("discount") or "none",
-                need_grad,
-            )
-        else:
-            s, y, m = x.numpy()
-            losses, valid, _ = _core.approx_loss(
-                kind,
-                s,
-                y,
-                m,
-                temperature,
-                False,
-                opts.get("scale_gains", True),
-                opts.get("discount"),
-            )
-        return reduce(losses, valid, reduction, x)
-    if validate:
+# ---------------------------------------------------------------- dispatch
+def _tensor_losses(
+    x: Lists, kind: str, t: float, rust: bool, validate: bool, scale_gains: bool, discount: Optional[str]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    if rust:
+        need_grad = needs_grad(x.scores)
+        losses, valid, _ = entry(_RustLoss, ops.approx_loss)(
+            x.scores, x.targets, x.mask, kind, t, scale_gains, discount or "none", need_grad
+        )
+        return losses, valid
+    if validate and checkable(x.scores):
         x.check_finite()
-    if kind == "ndcg":
-        losses, valid = _torch_ndcg(x, temperature, opts["scale_gains"])
-    elif kind == "mrr":
-        losses, valid = _torch_mrr(x, temperature)
+        if kind == "ndcg" and scale_gains:
+            check_gain_range(x.targets, x.mask)
+    return _native_loss(x, kind, t, scale_gains, discount)
+
+
+def _loss(
+    kind: str,
+    scores: Any,
+    targets: Any,
+    mask: Any,
+    temperature: float,
+    reduction: str,
+    backend: str,
+    validate: bool,
+    scale_gains: bool = True,
+    discount: Optional[str] = None,
+) -> Any:
+    check_reduction(reduction)
+    check_backend(backend)
+    x = lists(scores, targets, mask, validate=False)
+    t = check_scale("temperature", temperature, x.scores.dtype)
+    rust = use_rust(x, backend)
+    if x.is_torch:
+        return reduce(*_tensor_losses(x, kind, t, rust, validate, scale_gains, discount), reduction, x)
+    if rust:
+        s, y, m = x.numpy()
+        losses, valid, _ = _core.approx_loss(kind, s, y, m, t, False, scale_gains, discount)
     else:
-        losses, valid = _torch_rank_mse(x, temperature, opts["discount"])
+        with torch.no_grad():
+            lt, vt = _tensor_losses(_as_tensors(x), kind, t, False, validate, scale_gains, discount)
+        losses, valid = lt.numpy(), vt.numpy()
     return reduce(losses, valid, reduction, x)
 
 
+# ---------------------------------------------------------------- public functions
+@overload
 def approx_ranks(
-    scores: Array,
+    scores: np.ndarray,
+    temperature: float = ...,
+    mask: Optional[np.ndarray] = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> np.ndarray: ...
+@overload
+def approx_ranks(
+    scores: torch.Tensor,
+    temperature: float = ...,
+    mask: Optional[torch.Tensor] = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> torch.Tensor: ...
+def approx_ranks(
+    scores: Any,
     temperature: float = 1.0,
-    mask: Optional[Array] = None,
+    mask: Any = None,
     *,
     backend: str = "auto",
     validate: bool = True,
-) -> Array:
-    """Smooth ranks `r_i = 1 + sum_{j != i} sigmoid((s_j - s_i) / T)` over the real items
-    (0 at padded positions); same shape and dtype as `scores`, differentiable."""
-    temperature = check_positive("temperature", temperature)
-    if backend == "torch" and isinstance(scores, np.ndarray):
-        scores, mask = _from_numpy(scores, mask)
-        return approx_ranks(scores, temperature, mask, backend=backend, validate=validate).numpy()
+) -> Any:
+    """Smooth ranks `r_i = 1 + sum_{j != i} sigmoid((s_j - s_i) / T)` over the real items.
+
+    Args:
+        scores: `[B, N]` or `[N]` float tensor or array.
+        temperature: `T > 0`; smaller is closer to the exact ranks.
+        mask: `[B, N]` bool, True = real item (None: all real).
+        backend: "auto" (Rust for numpy and CPU tensors, torch-native otherwise), "rust" or "torch".
+        validate: check for NaN/inf on the torch-native path (it syncs a CUDA device; skipped
+            while torch.compile traces, on meta tensors and under torch.func transforms).
+
+    Returns:
+        Ranks of the shape and dtype of `scores` (0 at padded positions), a tensor for a
+        tensor (differentiable, twice) and an array for an array.
+    """
+    check_backend(backend)
     x = lists(scores, None, mask, targets_required=False, validate=False)
-    if use_rust(x, backend):
-        if x.is_torch:
-            r = _RanksRust.apply(x.scores, x.mask, temperature)
-        else:
+    t = check_scale("temperature", temperature, x.scores.dtype)
+    rust = use_rust(x, backend)
+    if not x.is_torch:
+        if rust:
             s, _, m = x.numpy()
-            r = _core.approx_ranks(s, m, temperature)
+            r = _core.approx_ranks(s, m, t)
+        else:
+            xt = _as_tensors(x)
+            if validate:
+                xt.check_finite()
+            r = ops.approx_ranks(xt.scores, xt.mask, t, True).numpy()
+        r = r.astype(x.dtype)
     else:
-        if validate:
+        if not rust and validate and checkable(x.scores):
             x.check_finite()
-        r, _, _ = _torch_ranks(x, temperature)
-    r = r.to(x.dtype) if isinstance(r, torch.Tensor) else r.astype(x.dtype)
+        r = _ranks(x.scores, x.mask, t, not rust).to(x.dtype)
     return r[0] if x.squeeze else r
 
 
+@overload
 def approx_ndcg_loss(
-    scores: Array,
-    targets: Array,
+    scores: np.ndarray,
+    targets: np.ndarray,
+    temperature: float = ...,
+    scale_gains: bool = ...,
+    mask: Optional[np.ndarray] = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> NumpyLoss: ...
+@overload
+def approx_ndcg_loss(
+    scores: torch.Tensor,
+    targets: Union[torch.Tensor, np.ndarray],
+    temperature: float = ...,
+    scale_gains: bool = ...,
+    mask: Optional[torch.Tensor] = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> torch.Tensor: ...
+def approx_ndcg_loss(
+    scores: Any,
+    targets: Any,
     temperature: float = 1.0,
     scale_gains: bool = True,
-    mask: Optional[Array] = None,
+    mask: Any = None,
     reduction: str = "mean",
     *,
     backend: str = "auto",
     validate: bool = True,
-) -> Array:
-    """ApproxNDCG: `1 - sum_i g(y_i) / log2(1 + r_i) / IDCG`, `g(y) = 2^y - 1` (or `y` when
-    `scale_gains=False`), targets below 0 counting as 0, IDCG the exact ideal DCG.
+) -> Any:
+    """ApproxNDCG: `1 - sum_i g(y_i) / log2(1 + r_i) / IDCG` per list, `g(y) = 2^y - 1`
+    (`y` when `scale_gains=False`), targets below 0 counting as 0, IDCG the exact ideal DCG.
 
-    `backend`: "auto" (Rust for numpy and CPU tensors, torch otherwise), "rust" or "torch".
-    `validate=False` skips the NaN/inf check on the torch path (it syncs a CUDA device)."""
+    Args:
+        scores: `[B, N]` or `[N]` float tensor or array.
+        targets: graded relevance of the same shape (at most the gain cap, 1000, on real
+            items when `scale_gains`).
+        temperature: `T > 0` of the approximate ranks.
+        scale_gains: `2^y - 1` gains (True) or linear gains `y`.
+        mask: `[B, N]` bool, True = real item; padded items change nothing.
+        reduction: "mean" over the lists that count (those with a relevant item and at
+            least 2 real items; 0.0 if none), "sum", or "none" (`[B]`, a scalar for `[N]`).
+        backend: "auto" (Rust for numpy and CPU tensors, torch-native otherwise), "rust" or "torch".
+        validate: check for NaN/inf on the torch-native path (it syncs a CUDA device; skipped
+            while torch.compile traces, on meta tensors and under torch.func transforms).
+
+    Returns:
+        The loss in the dtype of `scores`: a tensor for a tensor, numpy for numpy.
+    """
     return _loss(
         "ndcg",
         scores,
@@ -327,35 +420,109 @@ def approx_ndcg_loss(
     )
 
 
+@overload
 def approx_mrr_loss(
-    scores: Array,
-    targets: Array,
+    scores: np.ndarray,
+    targets: np.ndarray,
+    temperature: float = ...,
+    mask: Optional[np.ndarray] = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> NumpyLoss: ...
+@overload
+def approx_mrr_loss(
+    scores: torch.Tensor,
+    targets: Union[torch.Tensor, np.ndarray],
+    temperature: float = ...,
+    mask: Optional[torch.Tensor] = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> torch.Tensor: ...
+def approx_mrr_loss(
+    scores: Any,
+    targets: Any,
     temperature: float = 1.0,
-    mask: Optional[Array] = None,
+    mask: Any = None,
     reduction: str = "mean",
     *,
     backend: str = "auto",
     validate: bool = True,
-) -> Array:
-    """ApproxMRR: `1 - max_i min(max(y_i, 0), 1) / r_i`."""
+) -> Any:
+    """ApproxMRR: `1 - max_i min(max(y_i, 0), 1) / r_i` per list.
+
+    Args:
+        scores: `[B, N]` or `[N]` float tensor or array.
+        targets: relevance of the same shape (above 0 = relevant, clipped to [0, 1]).
+        temperature: `T > 0` of the approximate ranks.
+        mask: `[B, N]` bool, True = real item; padded items change nothing.
+        reduction: "mean" over the lists with a relevant item and at least 2 real items
+            (0.0 if none), "sum", or "none" (`[B]`, a scalar for `[N]`).
+        backend: "auto", "rust" or "torch" (see `approx_ndcg_loss`).
+        validate: check for NaN/inf on the torch-native path.
+
+    Returns:
+        The loss in the dtype of `scores`: a tensor for a tensor, numpy for numpy.
+    """
     return _loss("mrr", scores, targets, mask, temperature, reduction, backend, validate)
 
 
+@overload
 def approx_rank_mse_loss(
-    scores: Array,
-    targets: Array,
+    scores: np.ndarray,
+    targets: np.ndarray,
+    temperature: float = ...,
+    discount: Optional[str] = ...,
+    mask: Optional[np.ndarray] = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> NumpyLoss: ...
+@overload
+def approx_rank_mse_loss(
+    scores: torch.Tensor,
+    targets: Union[torch.Tensor, np.ndarray],
+    temperature: float = ...,
+    discount: Optional[str] = ...,
+    mask: Optional[torch.Tensor] = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> torch.Tensor: ...
+def approx_rank_mse_loss(
+    scores: Any,
+    targets: Any,
     temperature: float = 1.0,
     discount: Optional[str] = None,
-    mask: Optional[Array] = None,
+    mask: Any = None,
     reduction: str = "mean",
     *,
     backend: str = "auto",
     validate: bool = True,
-) -> Array:
+) -> Any:
     """ApproxRankMSE: per list, `mean_i w_i (r_i - t_i)^2` over the real items, `t_i` the
-    1-based rank by targets descending (ties in input order), `w_i` = 1 (`discount=None`),
-    `1/log2(t_i + 1)` ("log2") or `1/t_i` ("reciprocal"). Targets may be any real numbers."""
-    if discount not in _DISCOUNTS:
+    1-based rank by targets descending (ties in input order).
+
+    Args:
+        scores: `[B, N]` or `[N]` float tensor or array.
+        targets: any real numbers of the same shape (e.g. teacher scores).
+        temperature: `T > 0` of the approximate ranks.
+        discount: `w_i` = 1 (None), `1/log2(t_i + 1)` ("log2") or `1/t_i` ("reciprocal").
+        mask: `[B, N]` bool, True = real item; padded items change nothing.
+        reduction: "mean" over the lists with at least 2 real items (0.0 if none), "sum",
+            or "none" (`[B]`, a scalar for `[N]`).
+        backend: "auto", "rust" or "torch" (see `approx_ndcg_loss`).
+        validate: check for NaN/inf on the torch-native path.
+
+    Returns:
+        The loss in the dtype of `scores`: a tensor for a tensor, numpy for numpy.
+    """
+    if discount not in DISCOUNTS:
         raise ValueError(f"discount must be None, 'log2' or 'reciprocal', got {discount!r}")
     return _loss(
         "rank_mse", scores, targets, mask, temperature, reduction, backend, validate, discount=discount

@@ -1,4 +1,11 @@
-"""torch.nn modules: ranking criteria and embedding losses."""
+"""torch.nn modules: ranking criteria and embedding losses (needs PyTorch)."""
+
+try:
+    import torch  # noqa: F401
+except ImportError as e:  # pragma: no cover - exercised in tests/test_no_torch.py
+    raise ImportError(
+        'rankgrad.nn needs PyTorch, which is not installed: pip install "rankgrad[torch]"'
+    ) from e
 
 from ._embedding import (
     FLOPSRegularization,

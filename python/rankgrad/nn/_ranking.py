@@ -1,4 +1,5 @@
-"""Module wrappers of the ranking criteria: options in the constructor, `loss(scores, targets, mask=None)`."""
+"""Module wrappers of the approximate-rank losses: options in the constructor,
+`loss(scores, targets, mask=None)` in `forward`."""
 
 from __future__ import annotations
 
@@ -7,65 +8,142 @@ from typing import Optional
 import torch
 
 from .. import approx
-from .._inputs import check_positive, check_reduction
+from .._inputs import check_backend, check_positive, check_reduction
 
 
 class _ApproxLoss(torch.nn.Module):
-    def __init__(self, temperature: float = 1.0, reduction: str = "mean", backend: str = "auto"):
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        reduction: str = "mean",
+        *,
+        backend: str = "auto",
+        validate: bool = True,
+    ) -> None:
         super().__init__()
         check_reduction(reduction)
+        check_backend(backend)
         self.temperature = check_positive("temperature", temperature)
         self.reduction = reduction
         self.backend = backend
+        self.validate = bool(validate)
+
+    def _options(self) -> str:
+        return ""
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, reduction={self.reduction!r}"
+        return (
+            f"temperature={self.temperature}{self._options()}, reduction={self.reduction!r}, "
+            f"backend={self.backend!r}, validate={self.validate}"
+        )
 
 
 class ApproxNDCGLoss(_ApproxLoss):
-    """`rankgrad.approx_ndcg_loss` as a module."""
+    """`rankgrad.approx_ndcg_loss` as a module.
+
+    Args:
+        temperature: `T > 0` of the approximate ranks.
+        scale_gains: `2^y - 1` gains (True) or linear gains `y`.
+        reduction: "mean", "sum" or "none".
+        backend: "auto", "rust" or "torch" (keyword-only).
+        validate: NaN/inf checks on the torch-native path (keyword-only).
+    """
 
     def __init__(
         self,
         temperature: float = 1.0,
         scale_gains: bool = True,
         reduction: str = "mean",
+        *,
         backend: str = "auto",
-    ):
-        super().__init__(temperature, reduction, backend)
-        self.scale_gains = scale_gains
+        validate: bool = True,
+    ) -> None:
+        super().__init__(temperature, reduction, backend=backend, validate=validate)
+        self.scale_gains = bool(scale_gains)
 
-    def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
+    def _options(self) -> str:
+        return f", scale_gains={self.scale_gains}"
+
+    def forward(
+        self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool; the reduced loss."""
         return approx.approx_ndcg_loss(
-            scores, targets, self.temperature, self.scale_gains, mask, self.reduction, backend=self.backend
+            scores,
+            targets,
+            self.temperature,
+            self.scale_gains,
+            mask,
+            self.reduction,
+            backend=self.backend,
+            validate=self.validate,
         )
 
 
 class ApproxMRRLoss(_ApproxLoss):
-    """`rankgrad.approx_mrr_loss` as a module."""
+    """`rankgrad.approx_mrr_loss` as a module.
 
-    def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
+    Args:
+        temperature: `T > 0` of the approximate ranks.
+        reduction: "mean", "sum" or "none".
+        backend: "auto", "rust" or "torch" (keyword-only).
+        validate: NaN/inf checks on the torch-native path (keyword-only).
+    """
+
+    def forward(
+        self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool; the reduced loss."""
         return approx.approx_mrr_loss(
-            scores, targets, self.temperature, mask, self.reduction, backend=self.backend
+            scores,
+            targets,
+            self.temperature,
+            mask,
+            self.reduction,
+            backend=self.backend,
+            validate=self.validate,
         )
 
 
 class ApproxRankMSELoss(_ApproxLoss):
-    """`rankgrad.approx_rank_mse_loss` as a module."""
+    """`rankgrad.approx_rank_mse_loss` as a module.
+
+    Args:
+        temperature: `T > 0` of the approximate ranks.
+        discount: None, "log2" or "reciprocal" weights by true rank.
+        reduction: "mean", "sum" or "none".
+        backend: "auto", "rust" or "torch" (keyword-only).
+        validate: NaN/inf checks on the torch-native path (keyword-only).
+    """
 
     def __init__(
         self,
         temperature: float = 1.0,
         discount: Optional[str] = None,
         reduction: str = "mean",
+        *,
         backend: str = "auto",
-    ):
-        super().__init__(temperature, reduction, backend)
-        if discount not in (None, "log2", "reciprocal"):
+        validate: bool = True,
+    ) -> None:
+        super().__init__(temperature, reduction, backend=backend, validate=validate)
+        if discount not in approx.DISCOUNTS:
             raise ValueError(f"discount must be None, 'log2' or 'reciprocal', got {discount!r}")
         self.discount = discount
 
-    def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
+    def _options(self) -> str:
+        return f", discount={self.discount!r}"
+
+    def forward(
+        self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool; the reduced loss."""
         return approx.approx_rank_mse_loss(
-            scores, targets, self.temperature, self.discount, mask, self.reduction, backend=self.backend
+            scores,
+            targets,
+            self.temperature,
+            self.discount,
+            mask,
+            self.reduction,
+            backend=self.backend,
+            validate=self.validate,
         )

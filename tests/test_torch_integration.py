@@ -1,0 +1,214 @@
+"""torch integration of every differentiable function (SPEC section 10, issue 9).
+
+One registry, `ENTRIES`: to cover a new function append one `Entry(...)` line. Each entry is
+checked on both backends for: gradcheck and (per `double`) gradgradcheck or a clear
+RuntimeError in float64, torch.func.grad and torch.func.vmap (also vmap of grad) against
+eager autograd, meta tensors (shapes), and torch.compile(fullgraph=True), static and
+dynamic shapes, against eager (for entries with `compile=True`; compiling is slow). `OPS`
+lists the custom ops for torch.library.opcheck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+import pytest
+import torch
+
+import rankgrad
+import rankgrad.approx  # registers the torch.ops.rankgrad custom ops (torch names load lazily)
+from conftest import BACKENDS, make_batch
+
+Inputs = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # scores [B, N], targets, mask
+
+
+def padded_inputs(seed: int = 0, b: int = 3, n: int = 7) -> Inputs:
+    """float64 (scores, targets, mask) with ties in the targets, a padded tail and one list
+    that surely counts."""
+    s, y, m = make_batch(np.random.default_rng(seed), b, n, pad=0.2)
+    y[0, :3] = [2.0, 0.0, 1.0]
+    m[0, :3] = True
+    return torch.tensor(s), torch.tensor(y), torch.tensor(m)
+
+
+@dataclass
+class Entry:
+    """`call(scores, targets, mask, backend=...)` -> a tensor differentiable in scores;
+    `double[backend]` is "exact" (gradgradcheck passes) or "raises" (RuntimeError when the
+    second derivative is taken)."""
+
+    name: str
+    call: Callable[..., torch.Tensor]
+    double: Dict[str, str] = field(default_factory=lambda: {"rust": "exact", "torch": "exact"})
+    inputs: Callable[..., Inputs] = padded_inputs
+    compile: bool = False
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+ENTRIES = [
+    Entry("approx_ranks", lambda s, y, m, **kw: rankgrad.approx_ranks(s, 0.7, m, **kw), compile=True),
+    Entry(
+        "approx_ndcg_loss",
+        lambda s, y, m, **kw: rankgrad.approx_ndcg_loss(s, y, 0.8, mask=m, reduction="none", **kw),
+        compile=True,
+    ),
+    Entry(
+        "approx_ndcg_loss_mean_linear",
+        lambda s, y, m, **kw: rankgrad.approx_ndcg_loss(s, y, 1.3, scale_gains=False, mask=m, **kw),
+    ),
+    Entry(
+        "approx_mrr_loss",
+        lambda s, y, m, **kw: rankgrad.approx_mrr_loss(s, y, 0.5, mask=m, reduction="sum", **kw),
+    ),
+    Entry(
+        "approx_rank_mse_loss",
+        lambda s, y, m, **kw: rankgrad.approx_rank_mse_loss(s, y, 1.0, "log2", m, "none", **kw),
+    ),
+]
+
+
+def _op_args_ranks() -> Tuple[Any, ...]:
+    s, _, m = padded_inputs(1)
+    return (s.requires_grad_(), m, 0.7, False)
+
+
+def _op_args_ranks_backward(native: bool) -> Tuple[Any, ...]:
+    s, _, m = padded_inputs(2)
+    return (s.requires_grad_(), m, 0.7, torch.randn(s.shape, dtype=s.dtype, requires_grad=True), native)
+
+
+def _op_args_loss(kind: str) -> Tuple[Any, ...]:
+    s, y, m = padded_inputs(3)
+    return (s.requires_grad_(), y, m, kind, 0.9, True, "reciprocal", True)
+
+
+DEFAULT_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+NO_BACKWARD_OPS = {"approx_ranks_double_backward"}
+OPS = [
+    ("approx_ranks", _op_args_ranks),
+    ("approx_ranks", lambda: (*_op_args_ranks()[:3], True)),
+    ("approx_ranks_backward", lambda: _op_args_ranks_backward(False)),
+    ("approx_ranks_backward", lambda: _op_args_ranks_backward(True)),
+    (
+        "approx_ranks_double_backward",
+        lambda: (*_op_args_ranks_backward(True)[:4], torch.randn(3, 7).double()),
+    ),
+    ("approx_loss", lambda: _op_args_loss("ndcg")),
+    ("approx_loss", lambda: _op_args_loss("mrr")),
+    ("approx_loss", lambda: _op_args_loss("rank_mse")),
+]
+
+
+@pytest.mark.parametrize("name,args", OPS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPS)])
+def test_opcheck(name, args):
+    # the double backward's own backward raises on purpose (no third derivative)
+    utils = ("test_schema", "test_faketensor") if name in NO_BACKWARD_OPS else DEFAULT_UTILS
+    torch.library.opcheck(getattr(torch.ops.rankgrad, name).default, args(), test_utils=utils)
+
+
+def test_third_derivative_raises_clearly():
+    s, _, m = padded_inputs(4)
+    s.requires_grad_()
+    (g,) = torch.autograd.grad(rankgrad.approx_ranks(s, 0.7, m).pow(2).sum(), s, create_graph=True)
+    (h,) = torch.autograd.grad(g.pow(2).sum(), s, create_graph=True)
+    with pytest.raises(RuntimeError, match="third derivatives"):
+        torch.autograd.grad(h.sum(), s)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("entry", ENTRIES, ids=repr)
+def test_gradcheck_and_double_backward(entry, backend):
+    s, y, m = entry.inputs()
+    s.requires_grad_()
+
+    def f(x):
+        return entry.call(x, y, m, backend=backend)
+
+    assert torch.autograd.gradcheck(f, (s,), eps=1e-6, atol=1e-7, rtol=1e-5)
+    if entry.double[backend] == "exact":
+        assert torch.autograd.gradgradcheck(f, (s,), eps=1e-6, atol=1e-6, rtol=1e-4)
+    else:
+        (g,) = torch.autograd.grad(f(s).sum(), s, create_graph=True)  # first order still works
+        assert g.requires_grad
+        with pytest.raises(RuntimeError, match="second derivatives"):
+            torch.autograd.grad(g.sum(), s)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("entry", ENTRIES, ids=repr)
+def test_func_grad_and_vmap(entry, backend):
+    s, y, m = entry.inputs()
+    x = s.clone().requires_grad_()
+    entry.call(x, y, m, backend=backend).sum().backward()
+    g = torch.func.grad(lambda x: entry.call(x, y, m, backend=backend).sum())(s)
+    torch.testing.assert_close(g, x.grad, rtol=1e-12, atol=1e-14)
+    # vmap over a leading batch of score matrices (targets and mask shared), and of grad
+    stack = torch.stack([s, s.flip(-1), 2 * s])
+    out = torch.func.vmap(lambda x: entry.call(x, y, m, backend=backend))(stack)
+    want = torch.stack([entry.call(v, y, m, backend=backend) for v in stack])
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-14)
+    grads = torch.func.vmap(torch.func.grad(lambda x: entry.call(x, y, m, backend=backend).sum()))(stack)
+    want_g = torch.stack(
+        [
+            torch.autograd.grad(entry.call(v.requires_grad_(), y, m, backend=backend).sum(), v)[0]
+            for v in stack
+        ]
+    )
+    torch.testing.assert_close(grads, want_g, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("entry", ENTRIES, ids=repr)
+def test_meta_tensors(entry, backend):
+    s, y, m = entry.inputs()
+    want = entry.call(s, y, m, backend=backend)
+    meta = entry.call(*(t.to("meta") for t in (s, y, m)), backend=backend)
+    assert meta.device.type == "meta" and meta.shape == want.shape and meta.dtype == want.dtype
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.compile], ids=repr)
+def test_compile_fullgraph(entry, backend, dynamic):
+    torch._dynamo.reset()
+    s, y, m = entry.inputs()
+
+    def step(x, y, m):
+        return entry.call(x, y, m, backend=backend)
+
+    fn = torch.compile(step, fullgraph=True, dynamic=dynamic, backend="aot_eager")
+    for b, n in ((3, 7), (2, 5)):  # a second shape: recompiles (static) or reuses (dynamic)
+        res = []
+        for f in (step, fn):
+            x = s[:b, :n].clone().requires_grad_()
+            out = f(x, y[:b, :n], m[:b, :n])
+            out.sum().backward()
+            res.append((out.detach(), x.grad))
+        for a, w in zip(*res):
+            torch.testing.assert_close(a, w, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("entry", ENTRIES, ids=repr)
+def test_forward_mode_jacfwd_and_hessian(entry, backend):
+    """Forward-mode AD (the Functions' jvp): jacfwd equals jacrev, and torch.func.hessian
+    (forward over reverse) equals jacrev of grad, where second derivatives are exact."""
+    s, y, m = entry.inputs()
+
+    def f(x):
+        return entry.call(x, y, m, backend=backend)
+
+    torch.testing.assert_close(torch.func.jacfwd(f)(s), torch.func.jacrev(f)(s), rtol=1e-10, atol=1e-13)
+    if entry.double[backend] == "exact":
+        w = torch.linspace(0.5, 1.5, f(s).numel(), dtype=s.dtype).reshape(f(s).shape)
+
+        def total(x):  # weighted: the plain sum of approx ranks is a constant
+            return (f(x) * w).sum()
+
+        h = torch.func.hessian(total)(s)
+        torch.testing.assert_close(h, torch.func.jacrev(torch.func.grad(total))(s), rtol=1e-10, atol=1e-13)
+        assert h.abs().max() > 1e-6
