@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
-import rankgrad.ranknet as ranknet_mod
+import rankgrad._ranknet_op as ranknet_mod
 from rankgrad.nn import RankNetLoss
 
 BACKENDS = ["rust", "torch"]
