@@ -16,7 +16,7 @@ raise a RuntimeError. This module imports torch only when handed a tensor.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
