@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["ranknet_loss"]
 
 
-def is_tensor(x: Any) -> bool:
-    """Whether `x` is a torch.Tensor, without importing torch."""
-    return type(x).__module__.startswith("torch") and hasattr(x, "requires_grad")
-
-
 @overload
 def ranknet_loss(
     scores: torch.Tensor,
