@@ -18,11 +18,9 @@ import torch
 from . import _core
 from ._inputs import _check_finite, check_scale
 from ._list_grad_op import loss_function, register_loss_autograd
+from ._shared import GAIN_CAP
 
 __all__ = ["lambdarank_op", "lambdarank_native", "LambdaRankFunction", "GAIN_CAP"]
-
-# Largest target for 2^y - 1 gains (src/gains.rs MAX_GAIN_EXPONENT; to become _core.GAIN_CAP).
-GAIN_CAP = float(getattr(_core, "GAIN_CAP", 1000.0))
 
 
 def _chunk_rows(b: int, n: int, device: torch.device) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _core
 from ._inputs import check_backend, check_reduction, check_scale, lists, reduce, use_rust
-from ._lazy import is_tensor
+from ._shared import INT64_MAX, is_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["lambdarank_gradients", "lambdarank_loss"]
 
 _METRICS = ("ndcg", "mrr")
-_INT64_MAX = 2**63 - 1
 
 
 def _check_metric(metric) -> str:
@@ -53,7 +52,7 @@ def _check_truncation(truncation_level, allow_none: bool) -> Optional[int]:
     if isinstance(truncation_level, bool) or not isinstance(truncation_level, numbers.Integral):
         want = "an integer >= 1 or None" if allow_none else "an integer >= 1"
         raise TypeError(f"truncation_level must be {want}, got {truncation_level!r}")
-    if not 1 <= truncation_level <= _INT64_MAX:
+    if not 1 <= truncation_level <= INT64_MAX:
         raise ValueError(f"truncation_level must be an integer in [1, 2**63 - 1], got {truncation_level}")
     return int(truncation_level)
 
