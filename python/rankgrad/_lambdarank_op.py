@@ -115,18 +115,20 @@ def lambdarank_native(s, y, m, sigma, k, norm, gain, metric):
         dh = half[:, a:e, None] - half[:, None, :]  # (s_i - s_j) / 2, never overflows
         pos = yi > yj
         dsh = torch.where(pos, dh, -dh)  # ds / 2, ds = s_h - s_l
-        if norm_on is not None:  # delta /= 0.01 + |ds| (inf for a gap beyond the dtype: 0)
-            dd = torch.where(norm_on, dd / (0.01 + 2.0 * dh.abs()), dd)
-        delta = torch.where(pos, dd, -dd)  # the pair's delta, norm factor included
+        # hden = den / 2 (den = 0.01 + |ds| with norm, else 1): finite for any finite scores
+        hden = torch.where(norm_on, 0.005 + dh.abs(), 0.5) if norm_on is not None else 0.5
         rho = torch.sigmoid(-2.0 * sigma * dsh)
-        lam_i = -sigma * dd * rho  # added to grad[i], taken from grad[j]
+        lam_i = -sigma * (0.5 * dd / hden) * rho  # added to grad[i], taken from grad[j]
         grad_s[:, a:e] += lam_i.sum(-1)
         grad_s -= lam_i.sum(1)
-        total_s += (2.0 * sigma * delta * rho).sum((1, 2), dtype=wide)
-        # delta * log(1 + exp(-sigma ds)) = 2 delta relu(-sigma ds / 2) + delta log1p(exp(-sigma |ds|))
-        xh = sigma * dsh
-        sp = (delta * torch.relu(-xh)) * 2.0 + delta * torch.log1p(torch.exp(-2.0 * xh.abs()))
-        total_l += torch.where(pm, sp, zero).sum((1, 2), dtype=wide)
+        # S and the loss in the wide dtype (the Rust kernel computes in float64 throughout)
+        sdw = torch.where(pos, dd, -dd).to(wide)  # the pair's delta before the norm factor
+        hw = hden.to(wide) if isinstance(hden, torch.Tensor) else hden
+        xw = sigma * dsh.to(wide)  # sigma ds / 2
+        total_s += (sigma * sdw * torch.sigmoid(-2.0 * xw) / hw).sum((1, 2))
+        # delta log(1 + exp(-sigma ds)) = sd / hden * (relu(-sigma ds / 2) + log1p(exp(-sigma |ds|)) / 2)
+        sp = sdw * (torch.relu(-xw) + 0.5 * torch.log1p(torch.exp(-2.0 * xw.abs()))) / hw
+        total_l += torch.where(pm, sp, 0.0).sum((1, 2))
     factor = torch.ones_like(total_s)
     if norm:  # log2(1 + S) / S, with log1p: S may be tiny
         ok = total_s > 0

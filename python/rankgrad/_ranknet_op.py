@@ -29,7 +29,7 @@ def ranknet_native(
 
     Works through blocks of lists (and, for long lists, blocks of rows of the pair matrix) so
     that no temporary exceeds ``_PAIR_CHUNK`` elements. Score gaps are taken as
-    ``s_i / 2 - s_j / 2`` (never overflows) and the losses are summed in float64, so extreme
+    ``s_i / 2 - s_j / 2`` (never overflows) and half-losses are summed in float64 (then averaged and doubled), so extreme
     but finite scores give finite results wherever the true result is finite.
     """
     b, n = s.shape
@@ -53,9 +53,9 @@ def ranknet_native(
             if mb is not None:
                 is_pair &= mb[:, i0:i1, None] & mb[:, None, :]
             xh = sigma * (hb[:, i0:i1, None] - hb[:, None, :])  # x / 2, x = sigma (s_i - s_j)
-            # log(1 + e^-x) = 2 relu(-x/2) + log1p(e^-|x|), finite when x overflows
-            softplus = 2.0 * torch.relu(-xh) + torch.log1p(torch.exp(-2.0 * xh.abs()))
-            losses[b0:b1] += torch.where(is_pair, softplus, zero).sum((1, 2), dtype=acc)
+            # log(1 + e^-x) / 2 = relu(-x/2) + log1p(e^-|x|) / 2: finite when x overflows
+            half_sp = torch.relu(-xh) + 0.5 * torch.log1p(torch.exp(-2.0 * xh.abs()))
+            losses[b0:b1] += torch.where(is_pair, half_sp, zero).sum((1, 2), dtype=acc)
             pairs[b0:b1] += is_pair.sum((1, 2))
             if need_grad:
                 lam = torch.where(is_pair, sigma * torch.sigmoid(-2.0 * xh), zero)  # -dL_ij/ds_i
@@ -63,7 +63,8 @@ def ranknet_native(
                 grad[b0:b1] += lam.sum(1)
     valid = pairs > 0
     denom = pairs.clamp(min=1)
-    losses = torch.where(valid, losses / denom.to(acc), losses.new_zeros(())).to(s.dtype)
+    # 2 * (half-loss sum / P): overflows only where the mean itself does
+    losses = torch.where(valid, 2.0 * (losses / denom.to(acc)), losses.new_zeros(())).to(s.dtype)
     if need_grad:
         grad = grad / denom[:, None].to(s.dtype)
     return losses, valid, grad
