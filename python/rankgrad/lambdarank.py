@@ -22,6 +22,7 @@ at ``j`` is relevant; ``delta = 1/(1+f) - 1/(1+min(j, f2))`` when ``i == f`` and
 
 from __future__ import annotations
 
+import math
 import numbers
 import threading
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, overload
@@ -89,6 +90,21 @@ def _label_gain(label_gain) -> Optional[np.ndarray]:
     if not np.isfinite(g).all():
         raise ValueError("label_gain must hold finite numbers")
     return g
+
+
+def _gain_list(label_gain) -> Optional[list]:
+    """`label_gain` as a list of floats (plain Python for lists of numbers, so torch.compile
+    traces it), checked like `_label_gain`."""
+    if label_gain is None:
+        return None
+    if isinstance(label_gain, (list, tuple)) and all(type(v) in (int, float) for v in label_gain):
+        vals = [float(v) for v in label_gain]
+        if not vals:
+            raise ValueError("label_gain must not be empty")
+        if not all(abs(v) < math.inf for v in vals):  # (not math.isfinite: dynamo traces this)
+            raise ValueError("label_gain must hold finite numbers")
+        return vals
+    return [float(v) for v in _label_gain(label_gain)]
 
 
 def _group(group, n: int) -> np.ndarray:
@@ -235,14 +251,14 @@ def lambdarank_loss(
     check_backend(backend)
     k = _check_truncation(truncation_level, allow_none=True)
     metric = _check_metric(metric)
-    gain = _label_gain(label_gain)
-    table = None if gain is None else [float(v) for v in gain]
+    table = _gain_list(label_gain)
     norm = bool(norm)
     x = lists(scores, targets, mask, validate=False)
     if not x.is_torch:
         sigma = check_scale("sigma", sigma, x.scores.dtype)
         s, y, m = x.numpy()
         if backend != "torch":
+            gain = None if table is None else np.asarray(table, dtype=np.float64)
             losses, valid, _ = _core.lambdarank_loss(s, y, m, sigma, k, norm, gain, metric, False)
         else:
             import torch

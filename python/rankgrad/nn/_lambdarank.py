@@ -44,8 +44,7 @@ class LambdaRankLoss(torch.nn.Module):
         self.truncation_level = _lr._check_truncation(truncation_level, allow_none=True)
         self.norm = bool(norm)
         self.reduction = reduction
-        gain = _lr._label_gain(label_gain)
-        self.label_gain = None if gain is None else [float(v) for v in gain]
+        self.label_gain = _lr._gain_list(label_gain)
         self.metric = _lr._check_metric(metric)
         self.backend = backend
         self.validate = bool(validate)
