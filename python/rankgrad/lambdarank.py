@@ -1,5 +1,9 @@
 """LambdaRank (SPEC section 4): LightGBM's lambdarank objective for GBDTs, and as a torch loss.
 
+This module is numpy-only at import: ``lambdarank_loss`` imports torch (and its custom op
+``rankgrad::lambdarank_loss`` in ``_lambdarank_op``) only when handed a tensor or
+``backend="torch"``.
+
 Per list, items sorted by score descending (stable); gain ``G`` (``label_gain``, default
 ``2^y - 1``); discount ``d(p) = 1/log2(2 + p)``; ``inv = 1/maxDCG@k`` (ideal order: labels
 descending; 0 if maxDCG is 0). For each position ``i < min(n - 1, k)`` and each ``j > i`` with
@@ -118,26 +122,37 @@ def _group(group, n: int) -> np.ndarray:
 
 
 def lambdarank_gradients(
-    preds,
-    labels,
-    group,
+    preds: Any,
+    labels: Any,
+    group: Any,
     *,
     sigma: float = 1.0,
     truncation_level: int = 30,
     norm: bool = True,
     label_gain: Optional[Sequence[float]] = None,
-    weights=None,
+    weights: Any = None,
     metric: str = "ndcg",
     out: Optional[Tuple[np.ndarray, np.ndarray]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """LightGBM's lambdarank objective (module docstring) with an exact sigmoid.
+    """LightGBM's lambdarank objective (module docstring) with an exact sigmoid; numpy only.
 
-    `preds`, `labels`: `[n]`; `group`: list sizes summing to n, each list's rows contiguous
-    (no cap on a list's size). Labels must be integers in `[0, len(label_gain))`
-    (default gains `2^y - 1`, y < 31). `weights`: per-row, multiplying grad and hess.
-    Returns `(grad, hess)`, float64 `[n]`, written into `out` (two contiguous float64 `[n]`
-    arrays, e.g. reused from round to round) when given. Errors name the argument and the
-    group."""
+    Args:
+        preds: scores ``[n]`` (float32/float64; others are converted).
+        labels: ``[n]`` integers in ``[0, len(label_gain))`` (default gains ``2^y - 1``, y < 31).
+        group: list sizes ``[G]`` summing to n, each list's rows contiguous (no size cap).
+        sigma: the sigmoid's scale, in ``_inputs.scale_range("float64")``.
+        truncation_level: pairs need their higher-ranked position below it (1 .. 2**63 - 1).
+        norm: LightGBM's ``lambdarank_norm``.
+        label_gain: the gain table (None: ``2^i - 1`` for i < 31).
+        weights: per-row weights ``[n]`` multiplying grad and hess (None: 1).
+        metric: ``"ndcg"`` or ``"mrr"``.
+        out: two writable contiguous float64 ``[n]`` arrays (e.g. reused from round to round)
+            to write into; left untouched when the call raises.
+
+    Returns:
+        ``(grad, hess)``, float64 ``[n]`` numpy arrays (``out`` when given). Errors name the
+        argument and the group.
+    """
     sigma = check_scale("sigma", sigma, "float64")
     k = _check_truncation(truncation_level, allow_none=False)
     metric = _check_metric(metric)
