@@ -293,7 +293,7 @@ import numpy as np
 import rankgrad
 s, y = np.array([[0.3, 0.1, 0.2]]), np.array([[1.0, 0.0, 2.0]])
 assert abs(float(rankgrad.ndcg(s, y)[0]) - 0.7967075809905066) < 1e-12, rankgrad.ndcg(s, y)
-assert float(rankgrad.mrr(s, y)[0]) == 0.5
+assert float(rankgrad.mrr(s, y)[0]) == 1.0  # 0.3 (relevant) ranks first
 g, h = rankgrad.lambdarank_gradients(np.array([0.3, 0.1, 0.2]), np.array([1, 0, 2]), [3])
 assert g.shape == (3,) and np.isfinite(h).all()
 assert rankgrad.ranknet_loss(s, y).shape == ()

@@ -205,6 +205,10 @@ KNOWN_FAILURES_UNTIL_MERGE: dict = {
     ("approx_ndcg_loss", "targets_128_1000", "*"): _APPROX + ": 2^y overflows float32 (NaN)",
     ("approx_ndcg_loss", "targets_beyond_cap", "*"): _APPROX + ": targets above the gain cap not rejected",
     ("approx_mrr_loss", "random_2x20_sigma", "*"): _APPROX + ": max over tied items picks another item",
+    # seen on a trial merge with the approx branch (04:25): the twins still differ there
+    ("approx_mrr_loss", "ties", "*"): _APPROX + ": max over tied items picks another item (gradient)",
+    ("approx_mrr_loss", "scale=1e-?0", "float64"): _APPROX
+    + ": tiny float64 temperature, tied scores (gradient)",
     ("approx_*", "scale=1e-40", "float32"): _APPROX + ": check_scale for temperature",
     ("approx_*", "scale=1e+39", "float32"): _APPROX + ": check_scale for temperature",
     ("approx_ranks", "scale=1e-30", "float32"): _APPROX + ": check_scale for temperature",
