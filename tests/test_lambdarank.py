@@ -695,7 +695,9 @@ def test_module_options():
         LambdaRankLoss(sigma=1e200)
 
 
-@pytest.mark.xfail(strict=False, reason="rust branch: the kernel validates every group before writing into out")
+@pytest.mark.xfail(
+    strict=False, reason="rust branch: the kernel validates every group before writing into out"
+)
 def test_out_untouched_when_raising():
     """Issue 10 item 6 / SPEC 10: `out` keeps its contents when the call raises."""
     rng = np.random.default_rng(3)
