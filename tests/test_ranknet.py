@@ -515,19 +515,38 @@ def test_func_grad_and_vmap(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_gradcheck_float64_and_no_silent_second_derivative(backend):
+def test_gradcheck_and_exact_second_derivative(backend):
+    """Decision: RankNet's second derivative is exact (closed-form Hessian-vector product,
+    op rankgrad::ranknet_hvp, torch ops on both backends); a third derivative raises."""
     s, y, m = _op_inputs()
     s.requires_grad_()
+    w = torch.linspace(0.5, 1.5, 3, dtype=torch.float64)
     f = lambda s: rankgrad.ranknet_loss(s, y, 0.9, m, reduction="none", backend=backend)  # noqa: E731
     assert torch.autograd.gradcheck(f, (s,), eps=1e-6, atol=1e-8)
-    # Decision: no second derivative; taking one raises a RuntimeError naming the loss.
-    (g,) = torch.autograd.grad(f(s).sum(), s, create_graph=True)
-    with pytest.raises(RuntimeError, match="ranknet_loss has no second derivative"):
-        torch.autograd.grad((g * torch.randn_like(g)).sum(), s)
-    with pytest.raises(RuntimeError, match="no second derivative"):
-        torch.autograd.gradgradcheck(f, (s,))
-    with pytest.raises(RuntimeError):
-        torch.func.hessian(lambda s: f(s).sum())(s.detach())
+    assert torch.autograd.gradgradcheck(f, (s,), eps=1e-6, atol=1e-8)
+
+    def brute(s):  # the [B, N, N] autograd formula
+        x = 0.9 * (s[:, :, None] - s[:, None, :])
+        pair = (y[:, :, None] > y[:, None, :]) & m[:, :, None] & m[:, None, :]
+        total = torch.where(pair, torch.nn.functional.softplus(-x), 0.0).sum((1, 2))
+        return total / pair.sum((1, 2)).clamp(min=1)
+
+    want = torch.func.hessian(lambda s: (brute(s) * w).sum())(s.detach())
+    got = torch.func.jacrev(torch.func.jacrev(lambda s: (f(s) * w).sum()))(s.detach())
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    (g,) = torch.autograd.grad((f(s) * w).sum(), s, create_graph=True)
+    (h,) = torch.autograd.grad((g * g).sum(), s, create_graph=True)
+    with pytest.raises(RuntimeError, match="ranknet_loss has no third derivative"):
+        torch.autograd.grad(h.sum(), s)
+
+
+def test_hvp_opcheck():
+    from rankgrad._ranknet_op import ranknet_hvp_op
+
+    s, y, m = _op_inputs()
+    v = torch.randn(s.shape, dtype=s.dtype)
+    torch.library.opcheck(ranknet_hvp_op, (s, y, m, 0.7, v), test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(ranknet_hvp_op, (s, y, None, 1.1, v), test_utils=("test_schema", "test_faketensor"))
 
 
 def test_issue_regressions():

@@ -1,6 +1,7 @@
 """Shared autograd plumbing of the pairwise losses' custom ops.
 
-Each forward op (`rankgrad::ranknet_loss`, `rankgrad::lambdarank_loss`) takes
+Each forward op (`rankgrad::lambdarank_loss`; `rankgrad::ranknet_loss` too, which adds an
+exact second derivative on top in `_ranknet_op`) takes
 `(scores, targets, mask, *options, need_grad)` and returns per-list losses `[B]`, whether each
 list counts `[B]` and, with `need_grad` (the last option), the per-list gradient
 `G = d losses_b / d scores_b` `[B, N]` from the same kernel pass (else an empty placeholder).

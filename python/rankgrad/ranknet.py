@@ -11,7 +11,8 @@ to the Rust kernel (one O(N^2)-time, O(N)-memory pass per list for the loss and 
 gradient); other devices (or ``backend="torch"``) to a torch-native twin that works through
 the pairs in chunks, never holding a ``[B, N, N]`` tensor. Tensors go through the custom op
 ``rankgrad::ranknet_loss`` (torch.compile, torch.func, meta tensors); second derivatives
-raise a RuntimeError. This module imports torch only when handed a tensor.
+are exact (reverse mode: ``create_graph=True``, ``jacrev(jacrev(...))``; a third derivative
+raises RuntimeError). This module imports torch only when handed a tensor.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def ranknet_loss(
     Returns:
         A scalar (``"mean"``/``"sum"``) or per-list ``[B]`` losses (``"none"``; a scalar for
         a 1-D input), in the dtype of ``scores``: a differentiable tensor for tensors in
-        (second derivatives raise RuntimeError), a numpy array for numpy in.
+        (exact second derivatives), a numpy array for numpy in.
     """
     check_reduction(reduction)
     check_backend(backend)
