@@ -229,6 +229,81 @@ def test_bad_input(backend):
     ).all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_huge_k_and_types(backend):
+    """Issue 10 item 6: k beyond int64 names k; a huge in-range k is the whole list;
+    numpy in -> numpy out, tensor in -> tensor out (issue 11 item 4)."""
+    s, y = torch.randn(2, 3), torch.ones(2, 3)
+    for f in (rankgrad.ndcg, rankgrad.mrr):
+        with pytest.raises(ValueError, match="k"):
+            f(s, y, k=10**30, backend=backend)
+        torch.testing.assert_close(f(s, y, k=2**62, backend=backend), f(s, y, backend=backend))
+        out = f(s.numpy(), y.numpy(), k=2, backend=backend)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (2,)
+        assert isinstance(f(s, y, backend=backend), torch.Tensor)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compile_and_meta(backend, dynamic):
+    rng = np.random.default_rng(4)
+    for f, kw in ((rankgrad.ndcg, {"k": 3}), (rankgrad.mrr, {}), (rankgrad.ndcg, {"scale_gains": False})):
+        torch._dynamo.reset()  # one lambda code object, several closures: start its cache afresh
+        fn = lambda s, y, m: f(s, y, mask=m, backend=backend, **kw)  # noqa: E731
+        compiled = torch.compile(fn, fullgraph=True, dynamic=dynamic)
+        for b, n in ((3, 5), (4, 9)):
+            s, y, m = (torch.tensor(a) for a in random_batch(rng, b, n))
+            torch.testing.assert_close(compiled(s, y, m), fn(s, y, m), rtol=0, atol=0)
+            meta = fn(s.to("meta"), y.to("meta"), m.to("meta"))
+            assert meta.shape == (b,) and meta.dtype == s.dtype and meta.device.type == "meta"
+    # scores that require grad: the metric is a constant, not an error
+    x = torch.randn(2, 4, requires_grad=True)
+    assert not rankgrad.ndcg(x, torch.ones(2, 4), backend=backend).requires_grad
+
+
+def test_numpy_core_imports_no_torch():
+    """SPEC 9: these modules never import torch at their top level (torch only for tensors)."""
+    import ast
+
+    root = Path(rankgrad.__file__).parent
+    for name in ("metrics.py", "lambdarank.py", "ranknet.py", "_shared.py"):
+        tree = ast.parse((root / name).read_text())
+        for node in tree.body:  # module level only; TYPE_CHECKING blocks are not run
+            if isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] != "torch" for a in node.names), name
+            if isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] != "torch", name
+                assert not (
+                    node.level and (node.module or "").startswith("_") and node.module.endswith("_op")
+                ), name
+
+
+@pytest.mark.xfail(
+    strict=False, reason="approx branch: lazy rankgrad/__init__ and torch-free _inputs (then this must pass)"
+)
+def test_core_works_without_torch():
+    """SPEC 9 / issue 11 item 1: lambdarank_gradients, ndcg and mrr on numpy with torch absent."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["torch"] = None  # import torch raises ImportError
+import numpy as np
+import rankgrad
+s, y = np.array([[0.3, 0.1, 0.2]]), np.array([[1.0, 0.0, 2.0]])
+assert abs(float(rankgrad.ndcg(s, y)[0]) - 0.7967075809905066) < 1e-12, rankgrad.ndcg(s, y)
+assert float(rankgrad.mrr(s, y)[0]) == 1.0  # 0.3 (relevant) ranks first
+g, h = rankgrad.lambdarank_gradients(np.array([0.3, 0.1, 0.2]), np.array([1, 0, 2]), [3])
+assert g.shape == (3,) and np.isfinite(h).all()
+from rankgrad.ranknet import ranknet_loss  # the module's numpy path needs no torch either
+assert ranknet_loss(s, y).shape == ()
+"""
+    env = {"PYTHONPATH": str(Path(rankgrad.__file__).parents[1])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 # ---------------------------------------------------------------- ragged and GBDT metrics
 
 

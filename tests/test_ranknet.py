@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
-import rankgrad.ranknet as ranknet_mod
+import rankgrad._ranknet_op as ranknet_mod
 from rankgrad.nn import RankNetLoss
 
 BACKENDS = ["rust", "torch"]
@@ -450,3 +450,121 @@ def test_rust_errors_do_not_panic():
         core.ranknet_loss(s, s, None, -1.0, True)
     with pytest.raises(TypeError, match="scores"):
         core.ranknet_loss(np.zeros((2, 3), dtype=np.int32), s, None, 1.0, True)
+
+
+# ---------------------------------------------------------------- torch integration (issue 9)
+
+
+def _op_inputs(seed=3, b=3, n=6):
+    rng = np.random.default_rng(seed)
+    s, y, mask = random_batch(rng, b, n, tie_scores=False)
+    mask[:, :2] = True
+    return torch.tensor(s), torch.tensor(y), torch.tensor(mask)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_custom_op_opcheck(native):
+    from rankgrad._ranknet_op import ranknet_op
+
+    s, y, m = _op_inputs()
+    for args in [
+        (s.requires_grad_(), y, m, 1.3, native, True, True),
+        (s.detach(), y, None, 0.5, native, False, False),
+    ]:
+        torch.library.opcheck(ranknet_op, args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_compile_fullgraph(backend, dynamic):
+    s, y, m = _op_inputs()
+    fn = lambda s, y, m: rankgrad.ranknet_loss(s, y, 0.7, m, backend=backend)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True, dynamic=dynamic)
+    for shape_seed in (3, 4):  # a second shape: recompiles or reuses the dynamic graph
+        s, y, m = _op_inputs(shape_seed, b=2 + shape_seed, n=3 + shape_seed)
+        x1, x2 = s.clone().requires_grad_(), s.clone().requires_grad_()
+        want, got = fn(x1, y, m), compiled(x2, y, m)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        want.backward()
+        got.backward()
+        torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_meta_tensors(backend):
+    s, y, m = (t.to("meta") for t in _op_inputs())
+    assert rankgrad.ranknet_loss(s, y, mask=m, reduction="none", backend=backend).shape == (3,)
+    assert rankgrad.ranknet_loss(s, y, mask=m, backend=backend).shape == ()
+    x = torch.empty(5, device="meta", dtype=torch.float32, requires_grad=True)
+    out = rankgrad.ranknet_loss(x, torch.empty(5, device="meta"), backend=backend)
+    assert out.shape == () and out.dtype == torch.float32 and out.device.type == "meta"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_func_grad_and_vmap(backend):
+    s, y, m = _op_inputs()
+    x = s.clone().requires_grad_()
+    rankgrad.ranknet_loss(x, y, mask=m, reduction="sum", backend=backend).backward()
+    f = lambda s, y, m: rankgrad.ranknet_loss(s, y, mask=m, reduction="sum", backend=backend)  # noqa: E731
+    torch.testing.assert_close(torch.func.grad(f)(s, y, m), x.grad, rtol=1e-12, atol=0)
+    # vmap over lists of 1-D inputs equals the batched call, and per-list gradients too
+    per = torch.func.vmap(lambda s, y, m: rankgrad.ranknet_loss(s, y, mask=m, backend=backend))(s, y, m)
+    torch.testing.assert_close(per, rankgrad.ranknet_loss(s, y, mask=m, reduction="none", backend=backend))
+    grads = torch.func.vmap(torch.func.grad(f))(s, y, m)
+    torch.testing.assert_close(grads, x.grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_and_exact_second_derivative(backend):
+    """Decision: RankNet's second derivative is exact (closed-form Hessian-vector product,
+    op rankgrad::ranknet_hvp, torch ops on both backends); a third derivative raises."""
+    s, y, m = _op_inputs()
+    s.requires_grad_()
+    w = torch.linspace(0.5, 1.5, 3, dtype=torch.float64)
+    f = lambda s: rankgrad.ranknet_loss(s, y, 0.9, m, reduction="none", backend=backend)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (s,), eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradgradcheck(f, (s,), eps=1e-6, atol=1e-8)
+
+    def brute(s):  # the [B, N, N] autograd formula
+        x = 0.9 * (s[:, :, None] - s[:, None, :])
+        pair = (y[:, :, None] > y[:, None, :]) & m[:, :, None] & m[:, None, :]
+        total = torch.where(pair, torch.nn.functional.softplus(-x), 0.0).sum((1, 2))
+        return total / pair.sum((1, 2)).clamp(min=1)
+
+    want = torch.func.hessian(lambda s: (brute(s) * w).sum())(s.detach())
+    got = torch.func.jacrev(torch.func.jacrev(lambda s: (f(s) * w).sum()))(s.detach())
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    (g,) = torch.autograd.grad((f(s) * w).sum(), s, create_graph=True)
+    (h,) = torch.autograd.grad((g * g).sum(), s, create_graph=True)
+    with pytest.raises(RuntimeError, match="ranknet_loss has no third derivative"):
+        torch.autograd.grad(h.sum(), s)
+
+
+def test_hvp_opcheck():
+    from rankgrad._ranknet_op import ranknet_hvp_op
+
+    s, y, m = _op_inputs()
+    v = torch.randn(s.shape, dtype=s.dtype)
+    torch.library.opcheck(ranknet_hvp_op, (s, y, m, 0.7, v), test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(ranknet_hvp_op, (s, y, None, 1.1, v), test_utils=("test_schema", "test_faketensor"))
+
+
+def test_issue_regressions():
+    """Issue 10 items 4 and 6: finite results from finite inputs, errors naming the argument."""
+    s, y = torch.tensor([[3e38, -3e38, 0.0, 1.0]]), torch.tensor([[1.0, 1, 0, 2]])
+    out = rankgrad.ranknet_loss(s, y, backend="torch")
+    assert torch.isfinite(out) and out.item() == pytest.approx(6e38 / 5, rel=1e-6)
+    s64 = torch.tensor([[1e308, -1e308, 0.0, 1.0]], dtype=torch.float64)
+    assert torch.isfinite(rankgrad.ranknet_loss(s64, y.double(), backend="torch"))
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match="sigma"):
+            rankgrad.ranknet_loss(torch.rand(2, 3), torch.rand(2, 3), sigma=1e39, backend=backend)
+        with pytest.raises(ValueError, match="sigma"):
+            rankgrad.ranknet_loss(torch.rand(2, 3), torch.rand(2, 3), sigma=1e-40, backend=backend)
+    # float64 accepts what float32 refuses
+    assert torch.isfinite(rankgrad.ranknet_loss(torch.rand(2, 3).double(), torch.rand(2, 3), sigma=1e30))
+    with pytest.raises(ValueError, match="sigma"):
+        RankNetLoss(sigma=1e200)
+    assert "backend='auto'" in repr(RankNetLoss()) and "validate=True" in repr(RankNetLoss())
+    with pytest.raises(TypeError):
+        RankNetLoss(1.0, "mean", "torch")  # backend is keyword-only

@@ -1,5 +1,9 @@
 """LambdaRank (SPEC section 4): LightGBM's lambdarank objective for GBDTs, and as a torch loss.
 
+This module is numpy-only at import: ``lambdarank_loss`` imports torch (and its custom op
+``rankgrad::lambdarank_loss`` in ``_lambdarank_op``) only when handed a tensor or
+``backend="torch"``.
+
 Per list, items sorted by score descending (stable); gain ``G`` (``label_gain``, default
 ``2^y - 1``); discount ``d(p) = 1/log2(2 + p)``; ``inv = 1/maxDCG@k`` (ideal order: labels
 descending; 0 if maxDCG is 0). For each position ``i < min(n - 1, k)`` and each ``j > i`` with
@@ -25,19 +29,20 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, overload
 
 import numpy as np
-import torch
-from torch.autograd.function import once_differentiable
 
 from . import _core
-from ._inputs import Array, Lists, check_positive, check_reduction, lists, reduce, use_rust
+from ._inputs import check_backend, check_reduction, check_scale, lists, reduce, use_rust
+from ._shared import INT64_MAX, is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["lambdarank_gradients", "lambdarank_loss"]
 
 _METRICS = ("ndcg", "mrr")
-_MAX_GAIN_EXPONENT = 1000.0
 
 
 def _check_metric(metric) -> str:
@@ -52,14 +57,14 @@ def _check_truncation(truncation_level, allow_none: bool) -> Optional[int]:
     if isinstance(truncation_level, bool) or not isinstance(truncation_level, numbers.Integral):
         want = "an integer >= 1 or None" if allow_none else "an integer >= 1"
         raise TypeError(f"truncation_level must be {want}, got {truncation_level!r}")
-    if truncation_level < 1:
-        raise ValueError(f"truncation_level must be at least 1, got {truncation_level}")
+    if not 1 <= truncation_level <= INT64_MAX:
+        raise ValueError(f"truncation_level must be an integer in [1, 2**63 - 1], got {truncation_level}")
     return int(truncation_level)
 
 
 def _vector(x, name: str, n: Optional[int] = None, kinds: str = "fiu") -> np.ndarray:
     """`x` as a 1-D numpy array (torch tensors are moved to the CPU), or a TypeError/ValueError."""
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
         x = x.detach().cpu().numpy()
     a = np.asarray(x)
     if a.dtype.kind not in kinds:
@@ -91,6 +96,21 @@ def _label_gain(label_gain) -> Optional[np.ndarray]:
     return g
 
 
+def _gain_list(label_gain) -> Optional[list]:
+    """`label_gain` as a list of floats (plain Python for lists of numbers, so torch.compile
+    traces it), checked like `_label_gain`."""
+    if label_gain is None:
+        return None
+    if isinstance(label_gain, (list, tuple)) and all(type(v) in (int, float) for v in label_gain):
+        vals = [float(v) for v in label_gain]
+        if not vals:
+            raise ValueError("label_gain must not be empty")
+        if not all(abs(v) < math.inf for v in vals):  # (not math.isfinite: dynamo traces this)
+            raise ValueError("label_gain must hold finite numbers")
+        return vals
+    return [float(v) for v in _label_gain(label_gain)]
+
+
 def _group(group, n: int) -> np.ndarray:
     g = _vector(group, "group", kinds="fiu")
     if g.dtype.kind == "f":
@@ -102,27 +122,38 @@ def _group(group, n: int) -> np.ndarray:
 
 
 def lambdarank_gradients(
-    preds,
-    labels,
-    group,
+    preds: Any,
+    labels: Any,
+    group: Any,
     *,
     sigma: float = 1.0,
     truncation_level: int = 30,
     norm: bool = True,
     label_gain: Optional[Sequence[float]] = None,
-    weights=None,
+    weights: Any = None,
     metric: str = "ndcg",
     out: Optional[Tuple[np.ndarray, np.ndarray]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """LightGBM's lambdarank objective (module docstring) with an exact sigmoid.
+    """LightGBM's lambdarank objective (module docstring) with an exact sigmoid; numpy only.
 
-    `preds`, `labels`: `[n]`; `group`: list sizes summing to n, each list's rows contiguous
-    (no cap on a list's size). Labels must be integers in `[0, len(label_gain))`
-    (default gains `2^y - 1`, y < 31). `weights`: per-row, multiplying grad and hess.
-    Returns `(grad, hess)`, float64 `[n]`, written into `out` (two contiguous float64 `[n]`
-    arrays, e.g. reused from round to round) when given. Errors name the argument and the
-    group."""
-    sigma = check_positive("sigma", sigma)
+    Args:
+        preds: scores ``[n]`` (float32/float64; others are converted).
+        labels: ``[n]`` integers in ``[0, len(label_gain))`` (default gains ``2^y - 1``, y < 31).
+        group: list sizes ``[G]`` summing to n, each list's rows contiguous (no size cap).
+        sigma: the sigmoid's scale, in ``_inputs.scale_range("float64")``.
+        truncation_level: pairs need their higher-ranked position below it (1 .. 2**63 - 1).
+        norm: LightGBM's ``lambdarank_norm``.
+        label_gain: the gain table (None: ``2^i - 1`` for i < 31).
+        weights: per-row weights ``[n]`` multiplying grad and hess (None: 1).
+        metric: ``"ndcg"`` or ``"mrr"``.
+        out: two writable contiguous float64 ``[n]`` arrays (e.g. reused from round to round)
+            to write into; left untouched when the call raises.
+
+    Returns:
+        ``(grad, hess)``, float64 ``[n]`` numpy arrays (``out`` when given). Errors name the
+        argument and the group.
+    """
+    sigma = check_scale("sigma", sigma, "float64")
     k = _check_truncation(truncation_level, allow_none=False)
     metric = _check_metric(metric)
     p = _float(_vector(preds, "preds"))
@@ -154,257 +185,118 @@ def _check_out(out, n: int, inputs) -> Tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The loss (padded [B, N] batches)
+# The loss (padded [B, N] batches); torch is imported only when a tensor (or backend="torch")
+# needs it: the kernel's custom op lives in `_lambdarank_op`.
 
 
-class _LambdaRankFn(torch.autograd.Function):
-    """Per-list losses `[B]` and whether each counts; `compute` also returns their gradient,
-    saved for the backward (`grad * grad_losses[:, None]`)."""
-
-    @staticmethod
-    def forward(ctx, s, y, m, compute):
-        losses, valid, grad = compute(s.detach(), y, m, ctx.needs_input_grad[0])
-        ctx.mark_non_differentiable(valid)
-        if grad is not None:
-            ctx.save_for_backward(grad)
-        return losses, valid
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_losses, _grad_valid):
-        (g,) = ctx.saved_tensors
-        return g * grad_losses[:, None].to(g.dtype), None, None, None
-
-
-def _rust_compute(sigma, k, norm, gain, metric):
-    def compute(s, y, m, need_grad):
-        losses, valid, grad = _core.lambdarank_loss(
-            s.contiguous().numpy(),
-            y.contiguous().numpy(),
-            None if m is None else m.contiguous().numpy(),
-            sigma,
-            k,
-            norm,
-            gain,
-            metric,
-            need_grad,
-        )
-        grad = None if grad is None else torch.from_numpy(grad)
-        return torch.from_numpy(losses), torch.from_numpy(valid), grad
-
-    return compute
-
-
-def _chunk_rows(b: int, n: int, device: torch.device) -> int:
-    """Rows per chunk so that one `[B, rows, N]` temporary stays near a fixed budget."""
-    budget = (1 << 23) if device.type == "cuda" else (1 << 19)  # elements per temporary
-    return max(1, min(n, budget // max(1, b * n)))
-
-
-def _torch_lambdas(s, y, m, sigma, k, norm, gain, metric):
-    """Torch-native twin of the Rust kernel: `(losses [B], valid [B], grad [B, N])`.
-
-    Works in the sorted order; row chunks `[B, rows, N]` of pairs, never `[B, N, N]` at once."""
-    b, n = s.shape
-    dev, dt = s.device, s.dtype
-    if n < 2:  # no pair anywhere
-        z = torch.zeros(b, dtype=dt, device=dev)
-        return z, torch.zeros(b, dtype=torch.bool, device=dev), torch.zeros_like(s)
-    if m is None:
-        m = torch.ones((b, n), dtype=torch.bool, device=dev)
-    zero = torch.zeros((), dtype=dt, device=dev)
-    s = torch.where(m, s, zero)
-    y = torch.where(m, y, zero)
-    cnt = m.sum(-1)
-    neg_inf = torch.tensor(-math.inf, dtype=dt, device=dev)
-    order = torch.where(m, s, neg_inf).argsort(dim=-1, descending=True, stable=True)
-    ss, ys, ms = s.gather(-1, order), y.gather(-1, order), m.gather(-1, order)
-    if gain is None:
-        gains = torch.exp2(ys.clamp(min=0)) - 1
-    else:
-        table = torch.as_tensor(gain, dtype=dt, device=dev)
-        gains = table[ys.long().clamp(0, table.numel() - 1)]
-    gains = torch.where(ms, gains, zero)
-    pos_f = torch.arange(n, device=dev, dtype=dt)
-    disc = 1.0 / torch.log2(pos_f + 2.0)
-    kk = n if k is None else min(k, n)
-    # maxDCG@k: the ideal order is the labels descending (LightGBM's convention).
-    ideal = torch.where(ms, ys, neg_inf).argsort(dim=-1, descending=True, stable=True)
-    max_dcg = (gains.gather(-1, ideal)[:, :kk] * disc[:kk]).sum(-1)
-    first_y = ys[:, :1]
-    mixed = ((ys != first_y) & ms).any(-1)
-    rel = (ys > 0) & ms
-    nrel = rel.sum(-1)
-    if metric == "ndcg":
-        inv = torch.where(max_dcg > 0, 1.0 / torch.where(max_dcg > 0, max_dcg, 1.0), zero)
-        valid = (cnt >= 2) & mixed & (max_dcg > 0)
-    else:
-        inv = torch.ones_like(max_dcg)
-        valid = (cnt >= 2) & mixed & (nrel > 0) & (nrel < cnt)
-    last = (cnt - 1).clamp(min=0)
-    spread = ss[:, 0] != ss.gather(-1, last[:, None])[:, 0]
-    norm_on = (spread & valid) if norm else torch.zeros_like(valid)
-    one = torch.ones((), dtype=dt, device=dev)
-    c0 = torch.where(norm_on, torch.full((), 0.01, dtype=dt, device=dev), one)[:, None, None]
-    c1 = torch.where(norm_on, one, zero)[:, None, None]
-    # MRR: first and second relevant positions (n when absent).
-    big = torch.full_like(rel, n, dtype=torch.long)
-    p_long = torch.arange(n, device=dev).expand(b, n)
-    rel_pos = torch.where(rel, p_long, big).sort(dim=-1).values
-    f = rel_pos[:, 0]
-    f2 = rel_pos[:, 1] if n > 1 else f
-
-    grad_s = torch.zeros((b, n), dtype=dt, device=dev)
-    total_s = torch.zeros(b, dtype=dt, device=dev)
-    total_l = torch.zeros(b, dtype=dt, device=dev)
-    rows = min(kk, n - 1) if n > 1 else 0
-    step = _chunk_rows(b, n, dev)
-    jj = torch.arange(n, device=dev)
-    for a in range(0, rows, step):
-        e = min(rows, a + step)
-        ii = torch.arange(a, e, device=dev)
-        si, sj = ss[:, a:e, None], ss[:, None, :]
-        yi, yj = ys[:, a:e, None], ys[:, None, :]
-        pm = (jj[None, None, :] > ii[None, :, None]) & (jj[None, None, :] < cnt[:, None, None])
-        pm = pm & (yi != yj) & valid[:, None, None]
-        if metric == "ndcg":
-            gi, gj = gains[:, a:e, None], gains[:, None, :]
-            dd = (gi - gj) * (disc[a:e, None] - disc[None, :]) * inv[:, None, None]
-        else:
-            rr = lambda p: 1.0 / (p.to(dt) + 1.0)  # noqa: E731
-            fi = f[:, None, None]
-            relj = rel[:, None, :]
-            above = (ii[None, :, None] < fi) & relj
-            at = (ii[None, :, None] == fi) & ~relj
-            first_after = torch.minimum(jj[None, None, :], f2[:, None, None])
-            dd = torch.where(above, -(rr(ii)[None, :, None] - rr(fi)), zero)
-            dd = torch.where(at, rr(fi) - rr(first_after), dd)
-        dd = torch.where(pm, dd, zero)
-        diff = si - sj
-        pos = yi > yj
-        ds = torch.where(pos, diff, -diff)
-        den = c0 + c1 * diff.abs()
-        delta = torch.where(pos, dd, -dd) / den  # the pair's delta, norm factor included
-        rho = torch.sigmoid(-sigma * ds)
-        lam_i = -sigma * (dd / den) * rho  # added to grad[i], taken from grad[j]
-        grad_s[:, a:e] += lam_i.sum(-1)
-        grad_s -= lam_i.sum(1)
-        total_s += (2.0 * sigma * delta * rho).sum((1, 2))
-        total_l += (delta * torch.nn.functional.softplus(-sigma * ds)).sum((1, 2))
-    factor = torch.ones_like(total_s)
-    if norm:
-        ok = total_s > 0
-        safe = torch.where(ok, total_s, torch.ones_like(total_s))
-        factor = torch.where(ok, torch.log2(1.0 + safe) / safe, factor)
-    grad = torch.zeros_like(grad_s).scatter_(-1, order, grad_s * factor[:, None])
-    return total_l * factor, valid, grad
-
-
-def _torch_compute(sigma, k, norm, gain, metric):
-    def compute(s, y, m, need_grad):
-        with torch.no_grad():
-            losses, valid, grad = _torch_lambdas(s, y, m, sigma, k, norm, gain, metric)
-        return losses, valid, grad if need_grad else None
-
-    return compute
-
-
-def _check_targets_torch(x: Lists, gain: Optional[np.ndarray]) -> None:
-    """The value checks the Rust kernel makes, for the torch path (behind `validate`)."""
-    y = x.targets
-    real = torch.ones_like(y, dtype=torch.bool) if x.mask is None else x.mask
-    if gain is None:
-        bad = (y > _MAX_GAIN_EXPONENT) & real
-        what = f"too large for 2^y - 1 gains (at most {_MAX_GAIN_EXPONENT:g})"
-    else:
-        bad = ((y < 0) | (y != torch.floor(y)) | (y >= len(gain))) & real
-        what = f"not an integer in [0, {len(gain)}) (the label_gain table has {len(gain)} entries)"
-    rows = bad.any(-1)
-    if bool(rows.any()):
-        bi = int(rows.nonzero()[0, 0])
-        v = float(y[bi][bad[bi]][0])
-        raise ValueError(f"targets: value {v:g} in list {bi} is {what}")
-
-
-def _check_finite(x: Lists) -> None:
-    for name, v in (("scores", x.scores), ("targets", x.targets)):
-        bad = ~torch.isfinite(v)
-        if x.mask is not None:
-            bad &= x.mask
-        rows = bad.any(-1)
-        if bool(rows.any()):
-            raise ValueError(f"{name} contains NaN or inf (list {int(rows.nonzero()[0, 0])})")
-
-
-def _cast(v, dtype):
-    return v.to(dtype) if isinstance(v, torch.Tensor) else np.asarray(v).astype(dtype)[()]
-
-
+@overload
 def lambdarank_loss(
-    scores: Array,
-    targets: Array,
+    scores: torch.Tensor,
+    targets: Any,
+    sigma: float = ...,
+    truncation_level: Optional[int] = ...,
+    norm: bool = ...,
+    mask: Any = ...,
+    reduction: str = ...,
+    label_gain: Optional[Sequence[float]] = ...,
+    metric: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> torch.Tensor: ...
+@overload
+def lambdarank_loss(
+    scores: np.ndarray,
+    targets: Any,
+    sigma: float = ...,
+    truncation_level: Optional[int] = ...,
+    norm: bool = ...,
+    mask: Any = ...,
+    reduction: str = ...,
+    label_gain: Optional[Sequence[float]] = ...,
+    metric: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> np.ndarray: ...
+def lambdarank_loss(
+    scores: Any,
+    targets: Any,
     sigma: float = 1.0,
     truncation_level: Optional[int] = None,
     norm: bool = False,
-    mask: Optional[Array] = None,
+    mask: Any = None,
     reduction: str = "mean",
     label_gain: Optional[Sequence[float]] = None,
     metric: str = "ndcg",
     *,
     backend: str = "auto",
     validate: bool = True,
-) -> Array:
-    """LambdaRank as a loss: per list `c * sum_pairs delta * log(1 + exp(-sigma * ds))` over the
-    pairs of `lambdarank_gradients` (positions `i < truncation_level` in the score order,
-    `j > i`, different labels; `truncation_level=None`: every pair), with `delta` (and norm's
-    `1/(0.01 + |ds|)`) held constant and `c = log2(1 + S)/S` when `norm` (else 1), also
-    constant; so with `reduction="sum"` its gradient is exactly the `grad` of
-    `lambdarank_gradients` with the same options.
+) -> Any:
+    """LambdaRank as a loss: per list ``c * sum_pairs delta * log(1 + exp(-sigma * ds))`` over
+    the pairs of ``lambdarank_gradients`` (positions ``i < truncation_level`` in the score
+    order, ``j > i``, different labels), with ``delta`` (and norm's ``1/(0.01 + |ds|)``) held
+    constant and ``c = log2(1 + S)/S`` when ``norm`` (else 1), also constant; so with
+    ``reduction="sum"`` its gradient is exactly the ``grad`` of ``lambdarank_gradients`` with
+    the same options. A list with fewer than 2 real items, a single label or a zero maxDCG
+    (MRR: no relevant or no irrelevant item) has loss 0, zero gradient and does not count in
+    ``"mean"``.
 
-    `scores`, `targets`, `mask`: `[B, N]` (or `[N]`, one list). Gains: `label_gain[y]` (integer
-    targets) or `2^max(y, 0) - 1`. A list with fewer than 2 real items, a single label or a
-    zero maxDCG (MRR: no relevant or no irrelevant item) has loss 0, zero gradient and does
-    not count in "mean". `backend`: "auto" (Rust for numpy and CPU tensors, torch otherwise),
-    "rust" or "torch". `validate=False` skips the value checks on the torch path."""
+    Args:
+        scores: ``[B, N]`` (or ``[N]``, one list) float tensor or numpy array.
+        targets: the shape of ``scores``; gains ``label_gain[y]`` (integer targets) or
+            ``2^max(y, 0) - 1`` (targets up to ``GAIN_CAP`` = 1000).
+        sigma: the sigmoid's scale, ``> 0`` (and within ``_inputs.scale_range`` of the dtype).
+        truncation_level: pairs need their higher-ranked position below it; None: every pair.
+        norm: LightGBM's ``lambdarank_norm``.
+        mask: bool, the shape of ``scores``, True = real item (None: all real).
+        reduction: ``"mean"`` over the lists that count, ``"sum"`` or ``"none"``.
+        label_gain: the gain table (None: ``2^y - 1``).
+        metric: ``"ndcg"`` or ``"mrr"``.
+        backend: ``"auto"`` (Rust for numpy and CPU tensors, torch elsewhere), ``"rust"`` or
+            ``"torch"``.
+        validate: the value checks on the torch path (False saves a device sync).
+
+    Returns:
+        A scalar (``"mean"``/``"sum"``) or per-list ``[B]`` losses (``"none"``; a scalar for
+        a 1-D input) in the dtype of ``scores``: a differentiable tensor for tensors in
+        (second derivatives raise RuntimeError), a numpy array for numpy in.
+    """
     check_reduction(reduction)
-    sigma = check_positive("sigma", sigma)
+    check_backend(backend)
     k = _check_truncation(truncation_level, allow_none=True)
     metric = _check_metric(metric)
-    gain = _label_gain(label_gain)
+    table = _gain_list(label_gain)
     norm = bool(norm)
-    if backend == "torch" and isinstance(scores, np.ndarray):
-        conv = [torch.from_numpy(v) if isinstance(v, np.ndarray) else v for v in (scores, targets, mask)]
-        out = lambdarank_loss(
-            conv[0],
-            conv[1],
-            sigma,
-            k,
-            norm,
-            conv[2],
-            reduction,
-            gain,
-            metric,
-            backend=backend,
-            validate=validate,
-        )
-        return out.numpy()[()]
     x = lists(scores, targets, mask, validate=False)
-    if use_rust(x, backend):
-        compute = _rust_compute(sigma, k, norm, gain, metric)
-    else:
-        if validate:
-            _check_finite(x)
-            _check_targets_torch(x, gain)
-        compute = _torch_compute(sigma, k, norm, gain, metric)
-    if x.is_torch:
-        losses, valid = _LambdaRankFn.apply(x.scores, x.targets, x.mask, compute)
-    else:
+    if not x.is_torch:
+        sigma = check_scale("sigma", sigma, x.scores.dtype)
         s, y, m = x.numpy()
-        losses, valid, _ = _core.lambdarank_loss(s, y, m, sigma, k, norm, gain, metric, False)
-    out = reduce(losses, valid, reduction)
-    if reduction == "none":
-        return x.out(out)
-    return _cast(out, x.dtype)
+        if backend != "torch":
+            gain = None if table is None else np.asarray(table, dtype=np.float64)
+            losses, valid, _ = _core.lambdarank_loss(s, y, m, sigma, k, norm, gain, metric, False)
+        else:
+            import torch
+
+            from ._lambdarank_op import lambdarank_op
+
+            t = [None if a is None else torch.from_numpy(a) for a in (s, y, m)]
+            out = lambdarank_op(*t, sigma, k, norm, table, metric, True, validate, False)
+            losses, valid = out[0].numpy(), out[1].numpy()
+        out = reduce(losses, valid, reduction)
+        return x.out(out) if reduction == "none" else np.asarray(out).astype(x.dtype)[()]
+    import torch
+
+    from ._lambdarank_op import LambdaRankFunction
+
+    if not torch.compiler.is_compiling():  # else the op checks it when it runs
+        sigma = check_scale("sigma", sigma, x.scores.dtype)
+    native = x.scores.device.type == "meta" or not use_rust(x, backend)  # meta: shapes only
+    need_grad = torch.is_grad_enabled() and x.scores.requires_grad
+    losses, valid, _ = LambdaRankFunction.apply(
+        x.scores, x.targets, x.mask, sigma, k, norm, table, metric, native, validate, need_grad
+    )
+    return reduce(losses, valid, reduction, x)
 
 
 class _GBDTObjective:
@@ -414,7 +306,7 @@ class _GBDTObjective:
     page-faulting two fresh arrays each round)."""
 
     def __init__(self, *, sigma=1.0, truncation_level=30, norm=True, label_gain=None, metric="ndcg"):
-        self.sigma = check_positive("sigma", sigma)
+        self.sigma = check_scale("sigma", sigma, "float64")
         self.truncation_level = _check_truncation(truncation_level, allow_none=False)
         self.norm = bool(norm)
         self.label_gain = _label_gain(label_gain)

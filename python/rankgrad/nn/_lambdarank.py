@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
 from .. import lambdarank as _lr
-from .._inputs import check_backend, check_positive, check_reduction
+from .._inputs import check_backend, check_reduction, check_scale
 
 
 class LambdaRankLoss(torch.nn.Module):
     """LambdaRank loss (`rankgrad.lambdarank_loss`): per list
     `c * sum_pairs delta * log(1 + exp(-sigma * ds))`, delta and c held constant, so that its
-    gradient is LightGBM's lambdarank gradient."""
+    gradient is LightGBM's lambdarank gradient.
+
+    Args:
+        sigma, truncation_level, norm, reduction, label_gain, metric: as for
+            `rankgrad.lambdarank_loss`.
+        backend: "auto", "rust" or "torch".
+        validate: value checks on the torch path.
+
+    Called as `loss(scores, targets, mask=None)` on `[B, N]` (or `[N]`) tensors; returns a
+    tensor (a scalar, or `[B]` for "none").
+    """
 
     def __init__(
         self,
@@ -23,20 +33,25 @@ class LambdaRankLoss(torch.nn.Module):
         reduction: str = "mean",
         label_gain: Optional[Sequence[float]] = None,
         metric: str = "ndcg",
+        *,
         backend: str = "auto",
-    ):
+        validate: bool = True,
+    ) -> None:
         super().__init__()
         check_reduction(reduction)
         check_backend(backend)
-        self.sigma = check_positive("sigma", sigma)
+        self.sigma = check_scale("sigma", sigma, "float64")  # the widest range; each call checks its dtype
         self.truncation_level = _lr._check_truncation(truncation_level, allow_none=True)
         self.norm = bool(norm)
         self.reduction = reduction
-        self.label_gain = _lr._label_gain(label_gain)
+        self.label_gain = _lr._gain_list(label_gain)
         self.metric = _lr._check_metric(metric)
         self.backend = backend
+        self.validate = bool(validate)
 
-    def forward(self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None):
+    def forward(
+        self, scores: torch.Tensor, targets: Any, mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         return _lr.lambdarank_loss(
             scores,
             targets,
@@ -48,10 +63,12 @@ class LambdaRankLoss(torch.nn.Module):
             self.label_gain,
             self.metric,
             backend=self.backend,
+            validate=self.validate,
         )
 
     def extra_repr(self) -> str:
         return (
             f"sigma={self.sigma}, truncation_level={self.truncation_level}, norm={self.norm}, "
-            f"reduction={self.reduction!r}, metric={self.metric!r}"
+            f"reduction={self.reduction!r}, label_gain={self.label_gain}, metric={self.metric!r}, "
+            f"backend={self.backend!r}, validate={self.validate}"
         )

@@ -2,33 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
-from .._inputs import check_backend, check_positive, check_reduction
+from .._inputs import check_backend, check_reduction, check_scale
 from ..ranknet import ranknet_loss
 
 
 class RankNetLoss(torch.nn.Module):
     """RankNet criterion: per list ``mean_{y_i > y_j} log(1 + exp(-sigma (s_i - s_j)))``.
 
-    Called as ``loss(scores, targets, mask=None)`` on ``[B, N]`` (or ``[N]``) tensors; see
-    ``rankgrad.ranknet_loss`` for the details.
+    Args:
+        sigma: the sigmoid's scale, ``> 0``.
+        reduction: ``"mean"`` over the lists that count, ``"sum"`` or ``"none"``.
+        backend: ``"auto"``, ``"rust"`` or ``"torch"`` (see ``rankgrad.ranknet_loss``).
+        validate: NaN/inf checks on the torch path.
+
+    Called as ``loss(scores, targets, mask=None)`` on ``[B, N]`` (or ``[N]``) tensors; returns
+    a tensor (a scalar, or ``[B]`` for ``"none"``).
     """
 
     def __init__(
-        self, sigma: float = 1.0, reduction: str = "mean", backend: str = "auto", validate: bool = True
-    ):
+        self, sigma: float = 1.0, reduction: str = "mean", *, backend: str = "auto", validate: bool = True
+    ) -> None:
         super().__init__()
-        self.sigma = check_positive("sigma", sigma)
+        self.sigma = check_scale("sigma", sigma, "float64")  # the widest range; each call checks its dtype
         check_reduction(reduction)
         check_backend(backend)
         self.reduction = reduction
         self.backend = backend
         self.validate = bool(validate)
 
-    def forward(self, scores: torch.Tensor, targets: Any, mask: Any = None) -> torch.Tensor:
+    def forward(
+        self, scores: torch.Tensor, targets: Any, mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         return ranknet_loss(
             scores,
             targets,
@@ -40,4 +48,7 @@ class RankNetLoss(torch.nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"sigma={self.sigma}, reduction={self.reduction!r}"
+        return (
+            f"sigma={self.sigma}, reduction={self.reduction!r}, backend={self.backend!r}, "
+            f"validate={self.validate}"
+        )

@@ -1,0 +1,205 @@
+"""`rankgrad::lambdarank_loss`: the LambdaRank loss kernel as a torch custom op (Rust on CPU,
+torch-native elsewhere or with `native=True`), with fake (meta), autograd and vmap rules.
+
+The op returns per-list losses `[B]`, whether each list counts `[B]` and, with `need_grad`, the
+per-list gradient `[B, N]` (else an empty placeholder); the backward is `rankgrad::list_grad`.
+Second derivatives raise a RuntimeError: delta and the norm factor are held constant by
+definition, so the loss's Hessian is not LambdaRank's hessian (`lambdarank_gradients` gives that).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import _core
+from ._inputs import _check_finite, check_scale
+from ._list_grad_op import loss_function, register_loss_autograd
+from ._shared import GAIN_CAP
+
+__all__ = ["lambdarank_op", "lambdarank_native", "LambdaRankFunction", "GAIN_CAP"]
+
+
+def _chunk_rows(b: int, n: int, device: torch.device) -> int:
+    """Rows per chunk so that one `[B, rows, N]` temporary stays near a fixed budget."""
+    budget = (1 << 23) if device.type == "cuda" else (1 << 19)  # elements per temporary
+    return max(1, min(n, budget // max(1, b * n)))
+
+
+def _wide(dt: torch.dtype, dev: torch.device) -> torch.dtype:
+    """The accumulation dtype: float64 (float32 on MPS, which has no float64)."""
+    return torch.float32 if dev.type == "mps" else torch.float64
+
+
+def lambdarank_native(s, y, m, sigma, k, norm, gain, metric):
+    """Torch-native twin of the Rust kernel: `(losses [B], valid [B], grad [B, N])`.
+
+    Works in the sorted order; row chunks `[B, rows, N]` of pairs, never `[B, N, N]` at once.
+    Gains, maxDCG and the per-list sums (S, the loss) are computed in float64 and score gaps as
+    `s_i / 2 - s_j / 2`, so float32 targets up to the gain cap and extreme but finite scores
+    give finite results, as on the Rust path (which computes in float64 throughout)."""
+    b, n = s.shape
+    dev, dt = s.device, s.dtype
+    wide = _wide(dt, dev)
+    if n < 2:  # no pair anywhere
+        z = torch.zeros(b, dtype=dt, device=dev)
+        return z, torch.zeros(b, dtype=torch.bool, device=dev), torch.zeros_like(s)
+    if m is None:
+        m = torch.ones((b, n), dtype=torch.bool, device=dev)
+    zero = torch.zeros((), dtype=dt, device=dev)
+    s = torch.where(m, s, zero)
+    y = torch.where(m, y, zero)
+    cnt = m.sum(-1)
+    neg_inf = torch.tensor(-math.inf, dtype=dt, device=dev)
+    order = torch.where(m, s, neg_inf).argsort(dim=-1, descending=True, stable=True)
+    ss, ys, ms = s.gather(-1, order), y.gather(-1, order), m.gather(-1, order)
+    yw = ys.to(wide)
+    if gain is None:
+        gains = torch.exp2(yw.clamp(0.0, GAIN_CAP)) - 1
+    else:
+        table = torch.as_tensor(gain, dtype=wide, device=dev)
+        gains = table[ys.long().clamp(0, table.numel() - 1)]
+    gains = torch.where(ms, gains, torch.zeros((), dtype=wide, device=dev))
+    disc_w = 1.0 / torch.log2(torch.arange(n, device=dev, dtype=wide) + 2.0)
+    kk = n if k is None else min(k, n)
+    # maxDCG@k: the ideal order is the labels descending (LightGBM's convention).
+    ideal = torch.where(ms, ys, neg_inf).argsort(dim=-1, descending=True, stable=True)
+    max_dcg = (gains.gather(-1, ideal)[:, :kk] * disc_w[:kk]).sum(-1)
+    mixed = ((ys != ys[:, :1]) & ms).any(-1)
+    rel = (ys > 0) & ms
+    nrel = rel.sum(-1)
+    if metric == "ndcg":
+        inv = torch.where(max_dcg > 0, 1.0 / torch.where(max_dcg > 0, max_dcg, 1.0), 0.0)
+        valid = (cnt >= 2) & mixed & (max_dcg > 0)
+        gn = (gains * inv[:, None]).to(dt)  # gains / maxDCG: bounded, fits any dtype
+    else:
+        valid = (cnt >= 2) & mixed & (nrel > 0) & (nrel < cnt)
+    disc = disc_w.to(dt)
+    last = (cnt - 1).clamp(min=0)
+    spread = ss[:, 0] != ss.gather(-1, last[:, None])[:, 0]
+    norm_on = (spread & valid)[:, None, None] if norm else None
+    # MRR: first and second relevant positions (n when absent).
+    big = torch.full_like(rel, n, dtype=torch.long)
+    p_long = torch.arange(n, device=dev).expand(b, n)
+    rel_pos = torch.where(rel, p_long, big).sort(dim=-1).values
+    f, f2 = rel_pos[:, 0], rel_pos[:, 1]
+
+    half = ss * 0.5
+    grad_s = torch.zeros((b, n), dtype=dt, device=dev)
+    total_s = torch.zeros(b, dtype=wide, device=dev)
+    total_l = torch.zeros(b, dtype=wide, device=dev)
+    rows = min(kk, n - 1)
+    step = _chunk_rows(b, n, dev)
+    jj = torch.arange(n, device=dev)
+    for a in range(0, rows, step):
+        e = min(rows, a + step)
+        ii = torch.arange(a, e, device=dev)
+        yi, yj = ys[:, a:e, None], ys[:, None, :]
+        pm = (jj[None, None, :] > ii[None, :, None]) & (jj[None, None, :] < cnt[:, None, None])
+        pm = pm & (yi != yj) & valid[:, None, None]
+        if metric == "ndcg":
+            dd = (gn[:, a:e, None] - gn[:, None, :]) * (disc[a:e, None] - disc[None, :])
+        else:
+            rr = lambda p: 1.0 / (p.to(dt) + 1.0)  # noqa: E731
+            fi = f[:, None, None]
+            relj = rel[:, None, :]
+            above = (ii[None, :, None] < fi) & relj
+            at = (ii[None, :, None] == fi) & ~relj
+            first_after = torch.minimum(jj[None, None, :], f2[:, None, None])
+            dd = torch.where(above, -(rr(ii)[None, :, None] - rr(fi)), zero)
+            dd = torch.where(at, rr(fi) - rr(first_after), dd)
+        dd = torch.where(pm, dd, zero)
+        dh = half[:, a:e, None] - half[:, None, :]  # (s_i - s_j) / 2, never overflows
+        pos = yi > yj
+        dsh = torch.where(pos, dh, -dh)  # ds / 2, ds = s_h - s_l
+        # hden = den / 2 (den = 0.01 + |ds| with norm, else 1): finite for any finite scores
+        hden = torch.where(norm_on, 0.005 + dh.abs(), 0.5) if norm_on is not None else 0.5
+        rho = torch.sigmoid(-2.0 * sigma * dsh)
+        lam_i = -sigma * (0.5 * dd / hden) * rho  # added to grad[i], taken from grad[j]
+        grad_s[:, a:e] += lam_i.sum(-1)
+        grad_s -= lam_i.sum(1)
+        # S and the loss in the wide dtype (the Rust kernel computes in float64 throughout)
+        sdw = torch.where(pos, dd, -dd).to(wide)  # the pair's delta before the norm factor
+        hw = hden.to(wide) if isinstance(hden, torch.Tensor) else hden
+        xw = sigma * dsh.to(wide)  # sigma ds / 2
+        total_s += (sigma * sdw * torch.sigmoid(-2.0 * xw) / hw).sum((1, 2))
+        # delta log(1 + exp(-sigma ds)) = sd / hden * (relu(-sigma ds / 2) + log1p(exp(-sigma |ds|)) / 2)
+        sp = sdw * (torch.relu(-xw) + 0.5 * torch.log1p(torch.exp(-2.0 * xw.abs()))) / hw
+        total_l += torch.where(pm, sp, 0.0).sum((1, 2))
+    factor = torch.ones_like(total_s)
+    if norm:  # log2(1 + S) / S, with log1p: S may be tiny
+        ok = total_s > 0
+        safe = torch.where(ok, total_s, torch.ones_like(total_s))
+        factor = torch.where(ok, torch.log1p(safe) / (math.log(2.0) * safe), factor)
+    grad = torch.zeros_like(grad_s).scatter_(-1, order, grad_s * factor[:, None].to(dt))
+    return (total_l * factor).to(dt), valid, grad
+
+
+def check_targets(y: torch.Tensor, m: Optional[torch.Tensor], gain: Optional[List[float]]) -> None:
+    """The value checks the Rust kernel makes, for the torch path (behind `validate`)."""
+    real = torch.ones_like(y, dtype=torch.bool) if m is None else m
+    if gain is None:
+        bad = (y > GAIN_CAP) & real
+        what = f"too large for 2^y - 1 gains (at most {GAIN_CAP:g})"
+    else:
+        bad = ((y < 0) | (y != torch.floor(y)) | (y >= len(gain))) & real
+        what = f"not an integer in [0, {len(gain)}) (the label_gain table has {len(gain)} entries)"
+    rows = bad.any(-1)
+    if bool(rows.any()):
+        bi = int(rows.nonzero()[0, 0])
+        v = float(y[bi][bad[bi]][0])
+        raise ValueError(f"targets: value {v:g} in list {bi} is {what}")
+
+
+@torch.library.custom_op("rankgrad::lambdarank_loss", mutates_args=())
+def lambdarank_op(
+    s: torch.Tensor,
+    y: torch.Tensor,
+    m: Optional[torch.Tensor],
+    sigma: float,
+    k: Optional[int],
+    norm: bool,
+    gain: Optional[List[float]],
+    metric: str,
+    native: bool,
+    validate: bool,
+    need_grad: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(losses [B], valid [B], grad [B, N] or empty)`; `s`, `y` float32/float64 alike."""
+    sigma = check_scale("sigma", sigma, s.dtype)
+    if s.device.type == "cpu" and not native:
+        table = None if gain is None else np.asarray(gain, dtype=np.float64)
+        losses, valid, grad = _core.lambdarank_loss(
+            s.detach().contiguous().numpy(),
+            y.contiguous().numpy(),
+            None if m is None else m.contiguous().numpy(),
+            sigma,
+            k,
+            norm,
+            table,
+            metric,
+            need_grad,
+        )
+        grad = torch.from_numpy(grad) if need_grad else s.new_empty(0)
+        return torch.from_numpy(losses), torch.from_numpy(valid), grad
+    if validate:
+        _check_finite(s, m, "scores")
+        _check_finite(y, m, "targets")
+        check_targets(y, m, gain)
+    with torch.no_grad():
+        losses, valid, grad = lambdarank_native(s.detach(), y, m, sigma, k, norm, gain, metric)
+    return losses, valid, grad if need_grad else s.new_empty(0)
+
+
+@lambdarank_op.register_fake
+def _(s, y, m, sigma, k, norm, gain, metric, native, validate, need_grad):
+    b = s.shape[0]
+    grad = s.new_empty(s.shape) if need_grad else s.new_empty(0)
+    return s.new_empty(b), s.new_empty(b, dtype=torch.bool), grad
+
+
+register_loss_autograd(lambdarank_op, "lambdarank_loss")
+LambdaRankFunction = loss_function(lambdarank_op, "lambdarank_loss")

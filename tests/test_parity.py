@@ -1,0 +1,329 @@
+"""Twin parity (SPEC section 10, issue 10 item 3): every function with a Rust path and a
+torch-native path gets the same input matrix through ``backend="rust"`` and ``backend="torch"``
+(CPU tensors) and must give the same outputs and gradients (float tolerance) or raise the same
+exception type; when both succeed on finite real inputs, the results must be finite too.
+
+To cover a new function, append one ``Twin`` to ``TWINS``. The input matrix is ``CASES`` (a fixed
+list of edge cases plus seeded random batches) times ``DTYPES``; ``SCALE_CASES`` adds
+temperature/sigma values at and beyond the allowed range.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pytest
+import torch
+
+import rankgrad
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+REDUCTIONS = ("mean", "sum", "none")
+# rtol/atol per dtype: float16/bfloat16 are computed in float32 and rounded once.
+TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+# ---------------------------------------------------------------------------------- the registry
+
+
+@dataclass
+class Twin:
+    """One public twin function. ``call(s, y, m, scale, reduction, backend, **opts)``."""
+
+    name: str
+    call: Callable[..., Any]
+    variants: list = field(default_factory=lambda: [{}])
+    reductions: tuple = REDUCTIONS  # () for functions without a reduction
+    differentiable: bool = True
+    has_scale: bool = True  # takes a temperature or sigma
+
+
+def _approx(fn):
+    return lambda s, y, m, scale, red, be, **o: fn(
+        s, y, temperature=scale, mask=m, reduction=red, backend=be, **o
+    )
+
+
+TWINS = [
+    Twin(
+        "approx_ranks",
+        lambda s, y, m, scale, red, be: rankgrad.approx_ranks(s, temperature=scale, mask=m, backend=be),
+        reductions=(),
+    ),
+    Twin(
+        "approx_ndcg_loss",
+        _approx(rankgrad.approx_ndcg_loss),
+        variants=[{"scale_gains": True}, {"scale_gains": False}],
+    ),
+    Twin("approx_mrr_loss", _approx(rankgrad.approx_mrr_loss)),
+    Twin(
+        "approx_rank_mse_loss",
+        _approx(rankgrad.approx_rank_mse_loss),
+        variants=[{"discount": None}, {"discount": "log2"}, {"discount": "reciprocal"}],
+    ),
+    Twin(
+        "ranknet_loss",
+        lambda s, y, m, scale, red, be: rankgrad.ranknet_loss(
+            s, y, sigma=scale, mask=m, reduction=red, backend=be
+        ),
+    ),
+    Twin(
+        "lambdarank_loss",
+        lambda s, y, m, scale, red, be, **o: rankgrad.lambdarank_loss(
+            s, y, sigma=scale, mask=m, reduction=red, backend=be, **o
+        ),
+        variants=[
+            {"norm": False},
+            {"norm": True},
+            {"norm": True, "truncation_level": 2},
+            {"norm": False, "truncation_level": 1, "metric": "mrr"},
+            {"norm": True, "metric": "mrr"},
+        ],
+    ),
+    Twin(
+        "ndcg",
+        lambda s, y, m, scale, red, be, **o: rankgrad.ndcg(s, y, mask=m, backend=be, **o),
+        variants=[{}, {"k": 1}, {"k": 3, "scale_gains": False}, {"k": 10**6}],
+        reductions=(),
+        differentiable=False,
+        has_scale=False,
+    ),
+    Twin(
+        "mrr",
+        lambda s, y, m, scale, red, be, **o: rankgrad.mrr(s, y, mask=m, backend=be, **o),
+        variants=[{}, {"k": 1}, {"k": 2}],
+        reductions=(),
+        differentiable=False,
+        has_scale=False,
+    ),
+]
+
+
+# ------------------------------------------------------------------------------- the input matrix
+
+
+@dataclass
+class Case:
+    name: str
+    make: Callable[[torch.dtype], tuple]  # dtype -> (scores, targets, mask or None) as float64 numpy
+    scale: float = 1.0
+
+
+def _fixed(s, y, m=None):
+    return lambda dt: (
+        np.asarray(s, dtype=np.float64),
+        np.asarray(y, dtype=np.float64),
+        m if m is None else np.asarray(m),
+    )
+
+
+def _big(dt):
+    return 0.9 * float(torch.finfo(dt).max)
+
+
+def _extreme(dt):
+    v = _big(dt)
+    s = [[v, -v, 0.0, 1.0], [v, v, -v, -v], [-v, 0.5, v, 0.25]]
+    return np.array(s), np.array([[1.0, 1, 0, 2], [2, 0, 1, 0], [0, 3, 1, 1]]), None
+
+
+def _extreme_padded(dt):
+    v = _big(dt)
+    s = np.array([[v, -v, 3.0, 1.0, 2.0]])
+    return s, np.array([[2.0, 0, 1, 0, 1]]), np.array([[True, True, False, True, True]])
+
+
+def _random(seed, b, n, levels=4, pad=0.25, ties=True):
+    def make(dt):
+        rng = np.random.default_rng(seed)
+        s = rng.normal(size=(b, n)) * 2
+        if ties:
+            s = np.round(s * 2) / 2
+        y = rng.integers(0, levels + 1, size=(b, n)).astype(np.float64)
+        m = rng.random((b, n)) > pad
+        if b > 2:
+            m[-1] = False
+        return s, y, m
+
+    return make
+
+
+NAN, INF = math.nan, math.inf
+CASES = [
+    Case("basic", _fixed([[0.5, 2.0, -1.0, 0.0, 1.5]], [[1, 0, 2, 0, 3]])),
+    Case(
+        "padding_nan_inf_huge",
+        _fixed(
+            [[1.0, NAN, 0.0, INF, 2.0], [0.5, -1.0, -INF, 2.0, NAN]],
+            [[1.0, 1e30, 0.0, NAN, 2.0], [INF, 1.0, 2.0, 0.0, 1e6]],
+            [[True, False, True, False, True], [False, True, False, True, False]],
+        ),
+    ),
+    Case("empty_lists", _fixed(np.zeros((3, 0)), np.zeros((3, 0)))),
+    Case("empty_batch", _fixed(np.zeros((0, 4)), np.zeros((0, 4)))),
+    Case("one_item_lists", _fixed([[1.0], [2.0]], [[1.0], [0.0]])),
+    Case(
+        "all_masked",
+        _fixed([[1.0, 2.0, 3.0], [0.0, 1.0, 2.0]], [[1, 0, 2], [2, 1, 0]], np.zeros((2, 3), bool)),
+    ),
+    Case("ties", _fixed([[1.0, 1.0, 1.0, 0.0], [2.0, 2.0, 0.5, 0.5]], [[1, 1, 0, 0], [2, 2, 2, 2]])),
+    Case("extreme_scores", _extreme),
+    Case("extreme_scores_padded", _extreme_padded),
+    Case("targets_31_127", _fixed([[0.3, 0.1, 0.2, -0.5]], [[31, 127, 0, 3]])),
+    Case("targets_128_1000", _fixed([[0.3, 0.1, 0.2, -0.5]], [[128, 1000, 0, 500]])),
+    Case("targets_beyond_cap", _fixed([[0.3, 0.1, 0.2]], [[1001, 2, 0]])),
+    Case("negative_targets", _fixed([[0.3, 0.1, 0.2, -0.5, 1.0]], [[-1, -2.5, 0, 1, -1]])),
+    Case("mrr_norm_small_sum", _fixed([[0.0, 3e4, -776901.8, 5.0]], [[-1, -1, 2, 0]]), scale=0.5),
+    Case("one_dimensional", _fixed([0.2, 1.0, -0.5, 0.7], [1, 0, 2, 1])),
+    Case("one_dimensional_masked", _fixed([0.2, 1.0, -0.5, 0.7], [1, 0, 2, 1], [True, False, True, True])),
+    Case("random_4x7", _random(0, 4, 7)),
+    Case("random_2x13", _random(1, 2, 13, levels=2)),
+    Case("random_5x3", _random(2, 5, 3)),
+    Case("random_1x9_no_ties", _random(3, 1, 9, ties=False, pad=0.0)),
+    Case("random_3x33", _random(4, 3, 33, levels=6)),
+    Case("random_6x2", _random(5, 6, 2, levels=1)),
+    Case("random_2x20_sigma", _random(6, 2, 20), scale=0.3),
+]
+
+# Temperatures / sigmas: in range, subnormal or huge (must raise the same ValueError on both).
+SCALE_CASES = [1e-40, 1e-30, 1e39, 1e30, 0.0, -1.0, NAN, INF]
+
+# ------------------------------------------------------------------------------ known failures
+# Failures expected on this branch until other branches are merged: the integrator deletes each
+# entry (or the whole set) once the branch named in its reason is in. Keys are fnmatch patterns
+# (function, case, dtype name); the marks are xfail(strict=False).
+_APPROX = "approx branch fixes the torch-native approx path"
+_RUST = "rust branch fixes the Rust kernel"
+KNOWN_FAILURES_UNTIL_MERGE: dict = {
+    ("approx_*", "empty_lists", "*"): _APPROX + ": N=0 lists raise UnboundLocalError (Rust: 0)",
+    ("approx_ndcg_loss", "padding_nan_inf_huge", "*"): _APPROX + ": NaN/huge padded targets leak",
+    ("approx_mrr_loss", "padding_nan_inf_huge", "*"): _APPROX + ": NaN/huge padded targets leak",
+    ("approx_ndcg_loss", "targets_128_1000", "*"): _APPROX + ": 2^y overflows float32 (NaN)",
+    ("approx_ndcg_loss", "targets_beyond_cap", "*"): _APPROX + ": targets above the gain cap not rejected",
+    ("approx_mrr_loss", "random_2x20_sigma", "*"): _APPROX + ": max over tied items picks another item",
+    # seen on a trial merge with the approx branch (04:25): the twins still differ there
+    ("approx_mrr_loss", "ties", "*"): _APPROX + ": max over tied items picks another item (gradient)",
+    ("approx_mrr_loss", "scale=1e-?0", "float64"): _APPROX
+    + ": tiny float64 temperature, tied scores (gradient)",
+    ("approx_*", "scale=1e-40", "float32"): _APPROX + ": check_scale for temperature",
+    ("approx_*", "scale=1e+39", "float32"): _APPROX + ": check_scale for temperature",
+    ("approx_ranks", "scale=1e-30", "float32"): _APPROX + ": check_scale for temperature",
+    ("ranknet_loss", "extreme_scores", "*"): _RUST
+    + ": RankNet NaN for an equal-label pair whose gap overflows",
+    ("lambdarank_loss", "extreme_scores*", "float64"): _RUST
+    + ": LambdaRank NaN for float64 gaps beyond 1e308",
+}
+
+
+def _known(twin: str, case: str, dtype: Optional[torch.dtype]) -> Optional[str]:
+    dn = "" if dtype is None else str(dtype).rsplit(".", 1)[-1]
+    for (t, c, d), reason in KNOWN_FAILURES_UNTIL_MERGE.items():
+        if fnmatch.fnmatchcase(twin, t) and fnmatch.fnmatchcase(case, c) and fnmatch.fnmatchcase(dn, d):
+            return reason
+    return None
+
+
+def _params():
+    out = []
+    for twin in TWINS:
+        for vi, variant in enumerate(twin.variants):
+            for case in CASES:
+                for dt in DTYPES:
+                    pid = f"{twin.name}[{vi}]-{case.name}-{str(dt).rsplit('.', 1)[-1]}"
+                    reason = _known(twin.name, case.name, dt)
+                    marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
+                    out.append(pytest.param(twin, variant, case, dt, id=pid, marks=marks))
+    return out
+
+
+def _scale_params():
+    out = []
+    for twin in TWINS:
+        if not twin.has_scale:
+            continue
+        for scale in SCALE_CASES:
+            for dt in (torch.float32, torch.float64):
+                pid = f"{twin.name}-scale={scale!r}-{str(dt).rsplit('.', 1)[-1]}"
+                reason = _known(twin.name, f"scale={scale!r}", dt)
+                marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
+                out.append(pytest.param(twin, scale, dt, id=pid, marks=marks))
+    return out
+
+
+# ------------------------------------------------------------------------------------ the check
+
+
+def _run(twin, variant, s, y, m, scale, reduction, backend, dt):
+    """(output, gradient or None) or the exception raised."""
+    x = torch.tensor(s, dtype=dt).requires_grad_(twin.differentiable)
+    yt = torch.tensor(y, dtype=dt)
+    mt = None if m is None else torch.tensor(m, dtype=torch.bool)
+    try:
+        out = twin.call(x, yt, mt, scale, reduction, backend, **variant)
+        grad = None
+        if twin.differentiable and out.requires_grad:
+            w = torch.linspace(0.5, 1.5, max(out.numel(), 1), dtype=out.dtype)[: out.numel()].reshape(
+                out.shape
+            )
+            (gx,) = torch.autograd.grad((out * w).sum(), x, allow_unused=True)
+            grad = torch.zeros_like(x) if gx is None else gx
+        return out.detach(), grad
+    except Exception as e:
+        return e
+
+
+def _compare(a, b, dt, what):
+    if a is None or b is None:
+        assert a is None and b is None, f"{what}: one backend gives no gradient"
+        return
+    assert a.dtype == b.dtype == dt, f"{what}: dtypes {a.dtype} / {b.dtype}, expected {dt}"
+    assert a.shape == b.shape, f"{what}: shapes {tuple(a.shape)} / {tuple(b.shape)}"
+    tol = TOL[dt]
+    torch.testing.assert_close(
+        a.double(), b.double(), rtol=tol, atol=tol, equal_nan=True, msg=lambda m: f"{what}: {m}"
+    )
+
+
+def _check(twin, variant, s, y, m, scale, reductions, dt):
+    for reduction in reductions or (None,):
+        r = _run(twin, variant, s, y, m, scale, reduction, "rust", dt)
+        t = _run(twin, variant, s, y, m, scale, reduction, "torch", dt)
+        what = f"{twin.name}{variant} reduction={reduction}"
+        if isinstance(r, Exception) or isinstance(t, Exception):
+            assert type(r) is type(t), f"{what}: rust gives {r!r}, torch gives {t!r}"
+            continue
+        _compare(r[0], t[0], dt, what + " output")
+        _compare(r[1], t[1], dt, what + " gradient")
+        assert torch.isfinite(r[0]).all(), f"{what}: non-finite output {r[0]} from finite real inputs"
+        if r[1] is not None:
+            assert torch.isfinite(r[1]).all(), f"{what}: non-finite gradient from finite real inputs"
+
+
+@pytest.mark.parametrize("twin, variant, case, dt", _params())
+def test_twins_agree(twin, variant, case, dt):
+    s, y, m = case.make(dt)
+    _check(twin, variant, s, y, m, case.scale, twin.reductions, dt)
+
+
+@pytest.mark.parametrize("twin, scale, dt", _scale_params())
+def test_twins_agree_on_scales(twin, scale, dt):
+    s, y, m = _random(7, 3, 6)(dt)
+    s[0, :3] = 0.25  # tied scores: sigmoid(0 / T) with a tiny T
+    _check(twin, twin.variants[0], s, y, m, scale, twin.reductions[:1], dt)
+
+
+def test_matrix_size():
+    """The counts the issue asks for (inputs x functions), and a guard that nothing vanished."""
+    inputs = len(CASES) * len(DTYPES)
+    functions = len(TWINS)
+    combos = sum(len(t.variants) for t in TWINS) * inputs
+    scale_combos = sum(t.has_scale for t in TWINS) * len(SCALE_CASES) * 2
+    assert functions >= 8 and inputs >= 80
+    print(
+        f"parity matrix: {inputs} inputs x {functions} functions ({combos} function-variant-input cases, "
+        f"{scale_combos} scale cases, reductions looped inside)"
+    )
