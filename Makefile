@@ -79,7 +79,7 @@ lint: build
 	cargo clippy --all-targets --features python -- -D warnings
 	PYTHONPATH=python $(PY) -m mypy.stubtest rankgrad._core
 	$(PY) -m mypy --strict tests/typing/user_api.py
-	$(VENV)/$(BIN)/pyright tests/typing/user_api.py
+	$(VENV)/$(BIN)/pyright --pythonpath $(PY) tests/typing/user_api.py
 
 # API reference from the docstrings (mkdocstrings); --strict turns every warning into an error.
 docs: build

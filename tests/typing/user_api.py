@@ -67,7 +67,7 @@ def torch_api() -> None:
     l5: torch.Tensor = rankgrad.lambdarank_loss(s, y, mask=mask)
     n: torch.Tensor = rankgrad.ndcg(s.detach(), y, k=5)
     m: torch.Tensor = rankgrad.mrr(s.detach(), y)
-    (l1 + l2 + l3 + l4 + l5).backward()
+    torch.autograd.backward(l1 + l2 + l3 + l4 + l5)
     print(ranks.shape, n.mean().item(), m.mean().item())
 
     criteria: Tuple[torch.nn.Module, ...] = (
@@ -79,11 +79,22 @@ def torch_api() -> None:
     )
     for criterion in criteria:
         out: torch.Tensor = criterion(s, y, mask)
-        out.backward()
+        torch.autograd.backward(out)
     ndcg_loss: torch.Tensor = rankgrad.nn.ApproxNDCGLoss()(s, y)
     lambda_loss: torch.Tensor = rankgrad.nn.LambdaRankLoss()(s, y)
     ranknet: torch.Tensor = rankgrad.nn.RankNetLoss()(s, y, mask)
     print(ndcg_loss.item(), lambda_loss.item(), ranknet.item())
+    # forward's own return type (module(...) goes through torch's untyped __call__)
+    forwards: Tuple[torch.Tensor, ...] = (
+        rankgrad.nn.ApproxNDCGLoss().forward(s, y, mask),
+        rankgrad.nn.ApproxMRRLoss().forward(s, y),
+        rankgrad.nn.ApproxRankMSELoss().forward(s, y),
+        rankgrad.nn.RankNetLoss().forward(s, y, mask),
+        rankgrad.nn.LambdaRankLoss().forward(s, y, mask),
+        rankgrad.nn.MultipleNegativesRankingLoss().forward(torch.randn(8, 16), torch.randn(8, 16)),
+        rankgrad.nn.L2Regularization().forward(torch.randn(8, 16), torch.randn(8, 16)),
+    )
+    print(len(forwards))
 
     q, d = torch.randn(8, 16), torch.randn(8, 16)
     mnrl: torch.Tensor = rankgrad.nn.MultipleNegativesRankingLoss(scale=20.0)(q, d, torch.randn(8, 3, 16))
@@ -114,7 +125,7 @@ def negative_cache_api() -> None:
         q, d = torch.randn(6, dim), doc_network({"tokens": tokens})
         ret: CacheLossReturn = handler(doc_network, q, d, {"tokens": tokens})
         training: torch.Tensor = ret.training_loss
-        training.backward()
+        torch.autograd.backward(training)
     stepped: NegativeCache = manager.update_cache(handler.cache, new_items=None)
     print(size, stepped.cache_size)
 
@@ -127,7 +138,9 @@ def gbdt_api() -> None:
 
     lgb_obj = rankgrad.lightgbm.LambdaRankObjective(truncation_level=10, sigma=1.0)
     train = lgb.Dataset(x, y, group=group)
-    booster: lgb.Booster = lgb.train({"objective": lgb_obj, "min_data_in_leaf": 5, "verbose": -1}, train, num_boost_round=3)
+    booster: lgb.Booster = lgb.train(
+        {"objective": lgb_obj, "min_data_in_leaf": 5, "verbose": -1}, train, num_boost_round=3
+    )
     grad, hess = lgb_obj(booster.predict(x), train)
     g: np.ndarray = grad
     h: np.ndarray = hess
