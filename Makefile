@@ -82,7 +82,7 @@ lint: build
 	$(VENV)/$(BIN)/pyright --pythonpath $(PY) tests/typing/user_api.py
 
 # API reference from the docstrings (mkdocstrings); --strict turns every warning into an error.
-docs: build
+docs: env
 	PYTHONPATH=python $(VENV)/$(BIN)/mkdocs build --strict --site-dir site
 
 demo: build
