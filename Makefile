@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 ifeq ($(OS),Windows_NT)
 BIN := Scripts
+PATHSEP := ;
 else
 BIN := bin
+PATHSEP := :
 endif
 PY     := $(VENV)/$(BIN)/python
 UV     := $(VENV)/$(BIN)/uv
@@ -34,14 +36,14 @@ endef
 # The suite against an installed package, not the source tree: run from a scratch directory with
 # no ini file (pyproject's pythonpath=["python"] is off) and importlib imports, so `rankgrad` can
 # only come from the environment's site-packages (tests/test_packaging.py checks it). The checkout
-# root on PYTHONPATH lets spawned worker processes import `tests.<module>` (it has no rankgrad).
-# $(1): environment, $(2): extra environment variables.
+# root on PYTHONPATH lets spawned worker processes import `tests.<module>` (it has no rankgrad);
+# .ci holds the pytest_no_torch plugin. $(1): environment, $(2): environment variables,
+# $(3): pytest options.
 define pytest_installed
-mkdir -p $(ENVS)/scratch && cd $(ENVS)/scratch && \
-$(call pytest_rc,env RANKGRAD_EXPECT_INSTALLED=1 PYTHONPATH=$(CURDIR) $(2) \
-  $(abspath $(1))/$(BIN)/python -m pytest \
-  -c /dev/null --rootdir=$(CURDIR) -p no:cacheprovider --import-mode=importlib -q -ra \
-  $(PYTEST_ARGS) $(CURDIR)/tests)
+mkdir -p $(ENVS)/scratch && cd $(ENVS)/scratch || exit 1; \
+$(call pytest_rc,env RANKGRAD_EXPECT_INSTALLED=1 PYTHONPATH="$(CURDIR)$(PATHSEP)$(CURDIR)/.ci" $(2) \
+  $(abspath $(1))/$(BIN)/python -m pytest -c /dev/null --rootdir=$(CURDIR) -p no:cacheprovider \
+  --import-mode=importlib -q -ra $(3) $(PYTEST_ARGS) $(CURDIR)/tests)
 endef
 
 .PHONY: all env build test test-rust test-python lint docs demo bench wheel sdist wheel-test \
@@ -111,17 +113,17 @@ dist/.built: $(wildcard src/*.rs src/*/*.rs python/rankgrad/*.py python/rankgrad
 	$(MAKE) wheel
 
 # The wheel in fresh environments for the oldest and newest CPython: 3.9 with the numpy-only
-# core plus LightGBM and XGBoost and no torch (the torch-free job: torch tests skip), 3.13 with
-# everything. uv's cache shares the downloads between them and with test-min.
+# core plus LightGBM and XGBoost and no torch (the torch-free job: the GBDT and packaging tests
+# must pass, modules that import torch are skipped by .ci/pytest_no_torch.py), 3.13 with everything. uv's cache shares the downloads between them and with test-min.
 wheel-test: env dist/.built
 	$(UV) venv -q --clear -p $(PY_OLDEST) $(ENVS)/oldest
 	$(UV) pip install -q -p $(ENVS)/oldest/$(BIN)/python -r requirements-test.txt \
 		"$$(ls dist/rankgrad-*.whl)[lightgbm,xgboost]"
-	$(call pytest_installed,$(ENVS)/oldest,RANKGRAD_EXPECT_NO_TORCH=1)
+	$(call pytest_installed,$(ENVS)/oldest,RANKGRAD_EXPECT_NO_TORCH=1,-p pytest_no_torch)
 	$(UV) venv -q --clear -p $(PY_NEWEST) $(ENVS)/newest
 	$(UV) pip install -q -p $(ENVS)/newest/$(BIN)/python -r requirements-test.txt \
 		"$$(ls dist/rankgrad-*.whl)[all]"
-	$(call pytest_installed,$(ENVS)/newest,)
+	$(call pytest_installed,$(ENVS)/newest,,)
 
 # The declared floors, exactly (requirements-min.txt, checked against pyproject.toml by
 # tests/test_packaging.py), on the oldest CPython, with the built wheel.
@@ -129,7 +131,7 @@ test-min: env dist/.built
 	$(UV) venv -q --clear -p $(PY_OLDEST) $(ENVS)/min
 	$(UV) pip install -q -p $(ENVS)/min/$(BIN)/python -r requirements-test.txt \
 		-r requirements-min.txt "$$(ls dist/rankgrad-*.whl)"
-	$(call pytest_installed,$(ENVS)/min,RANKGRAD_EXPECT_MIN=1)
+	$(call pytest_installed,$(ENVS)/min,RANKGRAD_EXPECT_MIN=1,)
 
 clean:
 	cargo clean
