@@ -74,11 +74,12 @@ test: test-rust test-python
 
 # Fast checks first. stubtest keeps python/rankgrad/_core.pyi equal to the compiled bindings;
 # tests/typing/user_api.py is a user's script that must type-check strictly (overloads, annotations).
-lint: build
+lint: env
 	cargo fmt --check
 	ruff check $(SRC)
 	ruff format --check $(SRC)
 	cargo clippy --all-targets --features python -- -D warnings
+	$(MAKE) build
 	PYTHONPATH=python $(PY) -m mypy.stubtest rankgrad._core
 	$(PY) -m mypy --strict tests/typing/user_api.py
 	$(VENV)/$(BIN)/pyright --pythonpath $(PY) tests/typing/user_api.py
