@@ -2,7 +2,7 @@
 
 Prints NDCG@10 on held-out queries before and after training, and the time per training step
 with the Rust kernels beside the torch-native path (the one CUDA tensors take).
-    PYTHONPATH=python python examples/demo.py
+    python examples/demo.py      (with rankgrad[torch] installed; in a checkout: make demo)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Synthetic query-document data (graded relevance 0..4 from a noisy function of the features);
 prints test NDCG@10 and training time side by side, then trains on a query of 15,000
 documents, which LightGBM's own objective refuses (it caps queries at 10,000 rows).
-Run: PYTHONPATH=python python examples/demo_lightgbm.py   (or `make demo`)
+Run: python examples/demo_lightgbm.py   (with rankgrad[lightgbm] installed; in a checkout: make demo)
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ tokens. Every step the handler scores the queries against the cache of earlier
 documents, samples one cached document per query from the softmax, re-embeds it with
 the document tower, writes the fresh embedding back and enqueues the batch's positives.
 
-    PYTHONPATH=python python examples/negative_cache_example.py   # STEPS=50 for a quick run
+    python examples/negative_cache_example.py   # with rankgrad[torch]; STEPS=50 for a quick run
 """
 
 import os

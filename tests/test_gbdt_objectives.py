@@ -170,12 +170,10 @@ def test_adapters_import_gbdt_libraries_lazily():
         "rankgrad.xgboost.LambdaRankObjective(); "
         "assert 'lightgbm' not in sys.modules and 'xgboost' not in sys.modules, sorted(sys.modules)"
     )
-    root = Path(__file__).resolve().parents[1]
+    # the directory rankgrad was imported from: python/ in the source tree, site-packages when installed
+    where = Path(rankgrad.__file__).resolve().parents[1]
     subprocess.run(
-        [sys.executable, "-c", code],
-        check=True,
-        cwd=root,
-        env={"PYTHONPATH": str(root / "python"), "PATH": ""},
+        [sys.executable, "-c", code], check=True, cwd=where, env={"PYTHONPATH": str(where), "PATH": ""}
     )
 
 

@@ -1,0 +1,68 @@
+"""Checks a built rankgrad wheel: abi3 tag for CPython >= 3.9, the stubs and py.typed inside, and on
+Linux a manylinux_2_17 (or older) platform tag whose extension uses no glibc symbol newer than 2.17.
+
+    python .ci/check_wheel.py dist/rankgrad-*.whl
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+MAX_GLIBC = (2, 17)
+
+
+def check(wheel: Path) -> list[str]:
+    problems = []
+    python, abi, platform = wheel.name[: -len(".whl")].split("-")[2:]
+    if (python, abi) != ("cp39", "abi3"):
+        problems.append(f"tag {python}-{abi}, want cp39-abi3")
+    with zipfile.ZipFile(wheel) as z:
+        files = z.namelist()
+        for want in ("rankgrad/py.typed", "rankgrad/_core.pyi", "rankgrad/__init__.py"):
+            if want not in files:
+                problems.append(f"{want} missing")
+        core = [f for f in files if f.startswith("rankgrad/_core.") and not f.endswith(".pyi")]
+        if platform.startswith(("manylinux", "linux")):
+            for tag in platform.split("."):
+                m = re.fullmatch(r"manylinux_(\d+)_(\d+)_\w+", tag)
+                if m and (int(m[1]), int(m[2])) > MAX_GLIBC:
+                    problems.append(f"platform tag {tag} is newer than manylinux_2_17")
+            if not platform.startswith("manylinux"):
+                problems.append(f"platform tag {platform} is not manylinux")
+            if core != ["rankgrad/_core.abi3.so"]:
+                problems.append(f"extension files {core}, want rankgrad/_core.abi3.so")
+                return problems
+            with tempfile.TemporaryDirectory() as tmp:
+                so = z.extract(core[0], tmp)
+                symbols = subprocess.run(["objdump", "-T", so], check=True, capture_output=True, text=True)
+            versions = {tuple(map(int, v.split("."))) for v in re.findall(r"GLIBC_([\d.]+)", symbols.stdout)}
+            newest = max(versions, default=(0,))
+            print(f"{wheel.name}: newest glibc symbol version {'.'.join(map(str, newest))}")
+            if newest > MAX_GLIBC:
+                problems.append(f"uses GLIBC_{'.'.join(map(str, newest))} symbols (> 2.17)")
+    return problems
+
+
+def main() -> int:
+    wheels = [Path(a) for a in sys.argv[1:]]
+    if not wheels:
+        print("usage: check_wheel.py WHEEL...", file=sys.stderr)
+        return 2
+    bad = 0
+    for wheel in wheels:
+        problems = check(wheel)
+        for p in problems:
+            print(f"{wheel.name}: {p}", file=sys.stderr)
+        bad += bool(problems)
+        if not problems:
+            print(f"{wheel.name}: ok")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""A user's script over the whole public API, checked by `mypy --strict` and `pyright` (make lint).
+
+The annotations are the assertions: numpy in gives numpy out, Tensor in gives Tensor out, and the
+GBDT objectives and torch modules are typed well enough for strict checking. It also runs
+(`python tests/typing/user_api.py`), so the annotated types are the real ones.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import torch
+import xgboost as xgb
+
+import rankgrad
+import rankgrad.lightgbm
+import rankgrad.nn
+import rankgrad.xgboost
+from rankgrad.negative_cache import (
+    CacheClassificationLoss,
+    CacheLossHandler,
+    CacheLossReturn,
+    CacheManager,
+    NegativeCache,
+)
+
+F64 = npt.NDArray[np.float64]
+
+
+def numpy_api() -> None:
+    rng = np.random.default_rng(0)
+    s: F64 = rng.normal(size=(4, 7))
+    y: F64 = rng.integers(0, 3, size=(4, 7)).astype(np.float64)
+    mask: npt.NDArray[np.bool_] = rng.random((4, 7)) > 0.2
+
+    ranks: np.ndarray = rankgrad.approx_ranks(s, 1.0, mask)
+    l1: np.ndarray = rankgrad.approx_ndcg_loss(s, y, mask=mask)
+    l2: np.ndarray = rankgrad.approx_mrr_loss(s, y, reduction="none")
+    l3: np.ndarray = rankgrad.approx_rank_mse_loss(s, y, discount="log2")
+    l4: np.ndarray = rankgrad.ranknet_loss(s, y, sigma=1.0, mask=mask)
+    l5: np.ndarray = rankgrad.lambdarank_loss(s, y, truncation_level=5)
+    n: np.ndarray = rankgrad.ndcg(s, y, k=5, mask=mask)
+    m: np.ndarray = rankgrad.mrr(s, y)
+    flat_s, flat_y = s.ravel(), y.ravel()
+    grad, hess = rankgrad.lambdarank_gradients(flat_s, flat_y, [7, 7, 7, 7], truncation_level=5)
+    g: np.ndarray = grad
+    h: np.ndarray = hess
+    print(ranks.shape, l1, l2.shape, l3, l4, l5, n.shape, m.shape, g.shape, h.shape)
+
+    threads: int = rankgrad.get_num_threads()
+    rankgrad.set_num_threads(threads)
+
+
+def torch_api() -> None:
+    s = torch.randn(4, 7, requires_grad=True)
+    y = torch.randint(0, 3, (4, 7)).double()
+    mask = torch.rand(4, 7) > 0.2
+
+    ranks: torch.Tensor = rankgrad.approx_ranks(s, 1.0, mask)
+    l1: torch.Tensor = rankgrad.approx_ndcg_loss(s, y, mask=mask)
+    l2: torch.Tensor = rankgrad.approx_mrr_loss(s, y)
+    l3: torch.Tensor = rankgrad.approx_rank_mse_loss(s, y)
+    l4: torch.Tensor = rankgrad.ranknet_loss(s, y)
+    l5: torch.Tensor = rankgrad.lambdarank_loss(s, y, mask=mask)
+    n: torch.Tensor = rankgrad.ndcg(s.detach(), y, k=5)
+    m: torch.Tensor = rankgrad.mrr(s.detach(), y)
+    torch.autograd.backward(l1 + l2 + l3 + l4 + l5)
+    print(ranks.shape, n.mean().item(), m.mean().item())
+
+    criteria: Tuple[torch.nn.Module, ...] = (
+        rankgrad.nn.ApproxNDCGLoss(temperature=0.5),
+        rankgrad.nn.ApproxMRRLoss(),
+        rankgrad.nn.ApproxRankMSELoss(),
+        rankgrad.nn.RankNetLoss(sigma=1.0),
+        rankgrad.nn.LambdaRankLoss(truncation_level=5),
+    )
+    for criterion in criteria:
+        out: torch.Tensor = criterion(s, y, mask)
+        torch.autograd.backward(out)
+    ndcg_loss: torch.Tensor = rankgrad.nn.ApproxNDCGLoss()(s, y)
+    lambda_loss: torch.Tensor = rankgrad.nn.LambdaRankLoss()(s, y)
+    ranknet: torch.Tensor = rankgrad.nn.RankNetLoss()(s, y, mask)
+    print(ndcg_loss.item(), lambda_loss.item(), ranknet.item())
+    # forward's own return type (module(...) goes through torch's untyped __call__)
+    forwards: Tuple[torch.Tensor, ...] = (
+        rankgrad.nn.ApproxNDCGLoss().forward(s, y, mask),
+        rankgrad.nn.ApproxMRRLoss().forward(s, y),
+        rankgrad.nn.ApproxRankMSELoss().forward(s, y),
+        rankgrad.nn.RankNetLoss().forward(s, y, mask),
+        rankgrad.nn.LambdaRankLoss().forward(s, y, mask),
+        rankgrad.nn.MultipleNegativesRankingLoss().forward(torch.randn(8, 16), torch.randn(8, 16)),
+        rankgrad.nn.L2Regularization().forward(torch.randn(8, 16), torch.randn(8, 16)),
+    )
+    print(len(forwards))
+
+    q, d = torch.randn(8, 16), torch.randn(8, 16)
+    mnrl: torch.Tensor = rankgrad.nn.MultipleNegativesRankingLoss(scale=20.0)(q, d, torch.randn(8, 3, 16))
+    reg: torch.Tensor = (
+        rankgrad.nn.L1Regularization()(q, d)
+        + rankgrad.nn.L2Regularization(1e-3, 1e-3)(q, d)
+        + rankgrad.nn.FLOPSRegularization()(q, d)
+    )
+    print(mnrl.item(), reg.item())
+
+
+def negative_cache_api() -> None:
+    dim, vocab = 8, 50
+    tower = torch.nn.EmbeddingBag(vocab, dim, mode="mean")
+
+    def doc_network(data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        out: torch.Tensor = tower(data["tokens"])
+        return out
+
+    manager = CacheManager({"tokens": ((4,), torch.int64), "embedding": ((dim,), torch.float32)}, 32)
+    cache: NegativeCache = manager.init_cache("cpu")
+    size: int = cache.cache_size
+    transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    loss = CacheClassificationLoss("embedding", ["tokens"], score_transform=transform, top_k=None)
+    handler = CacheLossHandler(manager, loss)
+    for _ in range(3):
+        tokens = torch.randint(0, vocab, (6, 4))
+        q, d = torch.randn(6, dim), doc_network({"tokens": tokens})
+        ret: CacheLossReturn = handler(doc_network, q, d, {"tokens": tokens})
+        training: torch.Tensor = ret.training_loss
+        torch.autograd.backward(training)
+    stepped: NegativeCache = manager.update_cache(handler.cache, new_items=None)
+    print(size, stepped.cache_size)
+
+
+def gbdt_api() -> None:
+    rng = np.random.default_rng(1)
+    group = [40, 60, 30]
+    n = sum(group)
+    x, y = rng.normal(size=(n, 4)), rng.integers(0, 3, size=n).astype(np.float64)
+
+    lgb_obj = rankgrad.lightgbm.LambdaRankObjective(truncation_level=10, sigma=1.0)
+    train = lgb.Dataset(x, y, group=group)
+    booster: lgb.Booster = lgb.train(
+        {"objective": lgb_obj, "min_data_in_leaf": 5, "verbose": -1}, train, num_boost_round=3
+    )
+    grad, hess = lgb_obj(booster.predict(x), train)
+    g: np.ndarray = grad
+    h: np.ndarray = hess
+    metric = rankgrad.lightgbm.NDCGMetric(10)
+    print(g.shape, h.shape, metric)
+
+    xgb_obj = rankgrad.xgboost.LambdaRankObjective(truncation_level=10)
+    dtrain = xgb.DMatrix(x, label=y, group=group)
+    xbooster: xgb.Booster = xgb.train({"tree_method": "hist"}, dtrain, num_boost_round=3, obj=xgb_obj)
+    xgrad, xhess = xgb_obj(xbooster.predict(dtrain), dtrain)
+    xg: np.ndarray = xgrad
+    xh: np.ndarray = xhess
+    print(xg.shape, xh.shape, rankgrad.xgboost.MRRMetric(5))
+
+
+if __name__ == "__main__":
+    numpy_api()
+    torch_api()
+    negative_cache_api()
+    gbdt_api()
