@@ -9,6 +9,7 @@ xgboost.train learn with the objectives.
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ from rankgrad import lambdarank_gradients
 
 lgb = pytest.importorskip("lightgbm")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# LightGBM's lambdarank example data; RANKGRAD_TEST_DATA points elsewhere (e.g. from a worktree).
+DATA = Path(os.environ.get("RANKGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 needs_data = pytest.mark.skipif(
     not all((DATA / f).exists() for f in ("rank.train", "rank.test", "rank.train.query", "rank.test.query")),
     reason=f"LightGBM's lambdarank example data not found in {DATA}",
