@@ -35,12 +35,16 @@ from __future__ import annotations
 
 import numbers
 import sys
-from typing import Any, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
+
+if TYPE_CHECKING:  # for the overloads only; never imported at run time
+    from lightgbm import Dataset
+    from xgboost import DMatrix
 
 __all__ = [
     "RankingMetric",
@@ -226,8 +230,17 @@ class RankingMetric:
             )
         ids = np.repeat(np.arange(sizes.size), sizes)
         sums = np.bincount(ids, weights=w, minlength=sizes.size)
-        return np.divide(sums, sizes, out=np.zeros(sizes.size), where=sizes > 0)
+        out: npt.NDArray[np.float64] = np.divide(sums, sizes, out=np.zeros(sizes.size), where=sizes > 0)
+        return out
 
+    @overload
+    def __call__(self, a: npt.NDArray[Any], b: Dataset) -> Tuple[str, float, bool]: ...
+    @overload
+    def __call__(self, a: npt.NDArray[Any], b: DMatrix) -> Tuple[str, float]: ...
+    @overload
+    def __call__(self, a: Any, b: Any, weight: Any, group: Any) -> Tuple[str, float, bool]: ...
+    @overload
+    def __call__(self, a: npt.ArrayLike, b: npt.ArrayLike) -> float: ...
     def __call__(
         self, a: Any, b: Any, weight: Any = _MISSING, group: Any = _MISSING
     ) -> Union[float, Tuple[str, float], Tuple[str, float, bool]]:

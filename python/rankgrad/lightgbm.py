@@ -178,7 +178,8 @@ class LambdaRankObjective(_GBDTObjective):
             if lr is None:
                 lr = learning_rate_from(getattr(c.dataset, "params", None))
         if positions is None:
-            return self._gradients(c.preds, c.labels, c.group, c.weight)
+            plain: Grad = self._gradients(c.preds, c.labels, c.group, c.weight)
+            return plain
         preds = np.asarray(c.preds)
         bias = self._bias
         if bias is None or not bias.same_run(c.owner):
