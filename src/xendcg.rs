@@ -19,7 +19,9 @@
 //! Where LightGBM divides by `1 - rho_i` computed as a difference, the list's largest `rho`
 //! (the only one that can be near 1) uses `sum_{j != i} e^(s_j - max) / sum_j e^(s_j - max)`
 //! instead, and the sums over `j != i` leave that item out exactly, so a dominant item gives
-//! finite, accurate results instead of NaN.
+//! finite, accurate results instead of NaN. The softmax uses `Float::exp_fast` (within 1e-15
+//! relative; exponents below -708 are taken as -708, so a list's scores more than 708 apart
+//! give finite but approximate results where LightGBM gives NaN).
 
 use rayon::prelude::*;
 
@@ -89,7 +91,7 @@ fn one_list(w: &mut Work, s: &[f64], pow: &[f64], gam: &[f64], grad: &mut [f64],
     }
     let smax = s[top];
     rho.clear();
-    rho.extend(s.iter().map(|&v| (v - smax).exp()));
+    rho.extend(s.iter().map(|&v| (v - smax).exp_fast()));
     let sum: f64 = rho.iter().sum();
     let others: f64 = rho.iter().enumerate().filter(|&(i, _)| i != top).map(|(_, &e)| e).sum();
     for r in rho.iter_mut() {
@@ -231,8 +233,10 @@ fn check_list<Y: Float>(
     if !preds[r.clone()].iter().all(|v| v.is_finite()) {
         return Err(Error::NonFinite { arg: "preds", list: q });
     }
-    if let Some(y) =
-        labels[r.clone()].iter().map(|v| v.to_f64()).find(|&v| !(v >= 0.0 && v < MAX_LABEL && v.floor() == v))
+    if let Some(y) = labels[r.clone()]
+        .iter()
+        .map(|v| v.to_f64())
+        .find(|&v| !((0.0..MAX_LABEL).contains(&v) && v.floor() == v))
     {
         return Err(Error::invalid(
             "labels",
