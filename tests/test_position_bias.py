@@ -8,6 +8,8 @@ bias-factor update is checked against a plain transcription of `UpdatePositionBi
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -139,5 +141,8 @@ def test_no_positions_is_plain_lambdarank_and_bad_input():
     first = obj.position_biases_
     obj(y, preds, None, g)
     assert not np.array_equal(obj.position_biases_, first)  # same run: the factors moved on
+    moved = obj.position_biases_
+    copied = pickle.loads(pickle.dumps(obj))
+    np.testing.assert_array_equal(copied.position_biases_, moved)
     obj(y.copy(), preds, None, g)
     np.testing.assert_array_equal(obj.position_biases_, first)  # new run: from zero again
