@@ -32,6 +32,17 @@ use crate::ragged::Groups;
 /// Labels at or above this would overflow `2^y` in the float32 LightGBM computes it in.
 pub const MAX_LABEL: f64 = 31.0;
 
+/// `2^y` for the labels allowed.
+const POW2: [f64; 31] = {
+    let mut t = [1.0; 31];
+    let mut i = 1;
+    while i < 31 {
+        t[i] = t[i - 1] * 2.0;
+        i += 1;
+    }
+    t
+};
+
 /// LightGBM's `kEpsilon` (a float literal), the floor of `sum phi`.
 const EPS: f64 = 1e-15f32 as f64;
 
@@ -63,15 +74,15 @@ struct Work {
     c2: Vec<f64>,
 }
 
-/// `sum_{j != i} v_j` for every i, as `rest - v_i + v_top` (`rest` leaves `top` out), exactly
-/// `rest` at `top`.
+/// `out_i = rho_i * sum_{j != i} c_j` for every i, from `rest = sum_{j != top} c_j`: at `top`
+/// exactly `rest`, elsewhere `(rest + c_top) - c_i` (where `c_top` may be huge, `rho_i` is tiny).
 #[inline]
-fn leave_one_out(v: &[f64], top: usize, rest: f64, i: usize) -> f64 {
-    if i == top {
-        rest
-    } else {
-        rest - v[i] + v[top]
+fn times_leave_one_out(rho: &[f64], c: &[f64], top: usize, rest: f64, out: &mut [f64]) {
+    let total = rest + c[top];
+    for ((o, &r), &v) in out.iter_mut().zip(rho).zip(c) {
+        *o = r * (total - v);
     }
+    out[top] = rho[top] * rest;
 }
 
 /// One list: scores `s`, gains `pow = 2^y` and `gam` (`[m]`) in, `grad`, `hess` (`[m]`) out.
@@ -92,8 +103,10 @@ fn one_list(w: &mut Work, s: &[f64], pow: &[f64], gam: &[f64], grad: &mut [f64],
     let smax = s[top];
     rho.clear();
     rho.extend(s.iter().map(|&v| (v - smax).exp_fast()));
-    let sum: f64 = rho.iter().sum();
-    let others: f64 = rho.iter().enumerate().filter(|&(i, _)| i != top).map(|(_, &e)| e).sum();
+    rho[top] = 0.0;
+    let others: f64 = rho.iter().sum();
+    rho[top] = 1.0;
+    let sum = others + 1.0;
     for r in rho.iter_mut() {
         *r /= sum;
     }
@@ -104,32 +117,35 @@ fn one_list(w: &mut Work, s: &[f64], pow: &[f64], gam: &[f64], grad: &mut [f64],
     }
     let den: f64 = pow.iter().zip(gam).map(|(&p, &g)| p - g).sum();
     let inv = 1.0 / den.max(EPS);
-    // First-order terms, and c1 = t1 / (1 - rho).
+    // First-order terms t1, and c1 = t1 / (1 - rho).
     c1.clear();
-    let mut rest1 = 0.0;
+    c1.resize(m, 0.0);
     for i in 0..m {
         let t = rho[i] - (pow[i] - gam[i]) * inv;
         grad[i] = t;
-        c1.push(t / one_minus[i]);
-        if i != top {
-            rest1 += c1[i];
-        }
+        c1[i] = t / one_minus[i];
     }
-    // Second-order terms, and c2 = t2 / (1 - rho).
+    let rest1 = sum_but(c1, top);
+    // Second-order terms t2 (in c2), then c2 = t2 / (1 - rho).
     c2.clear();
-    let mut rest2 = 0.0;
+    c2.resize(m, 0.0);
+    times_leave_one_out(rho, c1, top, rest1, c2);
     for i in 0..m {
-        let t = rho[i] * leave_one_out(c1, top, rest1, i);
-        grad[i] += t;
-        c2.push(t / one_minus[i]);
-        if i != top {
-            rest2 += c2[i];
-        }
+        grad[i] += c2[i];
+        c2[i] /= one_minus[i];
     }
+    let rest2 = sum_but(c2, top);
+    // Third-order terms (into c1, no longer needed).
+    times_leave_one_out(rho, c2, top, rest2, c1);
     for i in 0..m {
-        grad[i] += rho[i] * leave_one_out(c2, top, rest2, i);
+        grad[i] += c1[i];
         hess[i] = rho[i] * one_minus[i];
     }
+}
+
+/// `sum_{j != top} c_j`, summed without `c_top` (which may dwarf the rest).
+fn sum_but(c: &[f64], top: usize) -> f64 {
+    c[..top].iter().sum::<f64>() + c[top + 1..].iter().sum::<f64>()
 }
 
 /// XE-NDCG gradients and hessians for the ragged layout (module docs): `preds`, `labels`
@@ -201,7 +217,7 @@ pub fn xendcg_gradients<Y: Float>(
             s.clear();
             s.extend_from_slice(&preds[r.clone()]);
             pow.clear();
-            pow.extend(labels[r.clone()].iter().map(|y| 2f64.powi(y.to_f64() as i32)));
+            pow.extend(labels[r.clone()].iter().map(|y| POW2[y.to_f64() as usize]));
             gam.clear();
             match (given, state) {
                 (Some(g), _) => gam.extend_from_slice(&g[r.clone()]),
@@ -230,13 +246,14 @@ fn check_list<Y: Float>(
     weights: Option<&[f64]>,
 ) -> Result<()> {
     let r = groups.range(q);
-    if !preds[r.clone()].iter().all(|v| v.is_finite()) {
+    if !preds[r.clone()].iter().fold(true, |ok, v| ok & v.is_finite()) {
         return Err(Error::NonFinite { arg: "preds", list: q });
     }
-    if let Some(y) = labels[r.clone()]
-        .iter()
-        .map(|v| v.to_f64())
-        .find(|&v| !((0.0..MAX_LABEL).contains(&v) && v.floor() == v))
+    // An integer in range: in [0, MAX_LABEL) and equal to its truncation (no libm floor call).
+    let ok = |v: f64| (0.0..MAX_LABEL).contains(&v) && (v as i32) as f64 == v;
+    let all_ok = labels[r.clone()].iter().fold(true, |acc, v| acc & ok(v.to_f64()));
+    if let Some(y) =
+        (!all_ok).then(|| labels[r.clone()].iter().map(|v| v.to_f64()).find(|&v| !ok(v))).flatten()
     {
         return Err(Error::invalid(
             "labels",
