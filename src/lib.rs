@@ -13,6 +13,7 @@ pub mod lambdas;
 pub mod metrics;
 pub mod ragged;
 pub mod ranknet;
+pub mod xendcg;
 
 #[cfg(feature = "python")]
 mod py;

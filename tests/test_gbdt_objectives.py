@@ -9,6 +9,7 @@ xgboost.train learn with the objectives.
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ from rankgrad import lambdarank_gradients
 
 lgb = pytest.importorskip("lightgbm")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# LightGBM's lambdarank example data; RANKGRAD_TEST_DATA points elsewhere (e.g. from a worktree).
+DATA = Path(os.environ.get("RANKGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 needs_data = pytest.mark.skipif(
     not all((DATA / f).exists() for f in ("rank.train", "rank.test", "rank.train.query", "rank.test.query")),
     reason=f"LightGBM's lambdarank example data not found in {DATA}",
@@ -219,3 +221,148 @@ def test_xgboost_train_learns(data):
     booster = xgb.train(params, dtrain, num_boost_round=15, obj=rankgrad.xgboost.LambdaRankObjective())
     preds = booster.predict(xgb.DMatrix(Xt), output_margin=True)
     assert ndcg_at(preds, yt, gt) > ndcg_at(np.zeros(len(yt)), yt, gt) + 0.05
+
+
+# ------------------------------------------------------------------------------------------------
+# Metric objects: names apart from the libraries' own, AP / recall / precision
+
+
+def synthetic_ranking(seed=0, queries=40):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(5, 30, queries)
+    n = int(sizes.sum())
+    X = rng.normal(size=(n, 5))
+    y = np.clip(np.round(X[:, 0] + 0.5 * X[:, 1] + rng.normal(size=n) * 0.7 + 1), 0, 4)
+    return X, y, sizes
+
+
+def test_metric_names_stay_apart_from_lightgbm_builtin():
+    X, y, g = synthetic_ranking(0)
+    Xv, yv, gv = synthetic_ranking(1)
+    metric = rankgrad.lightgbm.NDCGMetric(10)
+    assert metric.name == "rankgrad_ndcg@10"
+    train_set = lgb.Dataset(X, y, group=g)
+    valid = lgb.Dataset(Xv, yv, group=gv, reference=train_set)
+    record = {}
+    params = dict(PARAMS, objective="lambdarank", metric="ndcg", eval_at=[10], min_data_in_leaf=5)
+    booster = lgb.train(
+        params, train_set, 6, valid_sets=[valid], feval=metric, callbacks=[lgb.record_evaluation(record)]
+    )
+    series = record["valid_0"]
+    assert set(series) == {"ndcg@10", "rankgrad_ndcg@10"}
+    assert len(series["ndcg@10"]) == len(series["rankgrad_ndcg@10"]) == 6
+    for i in range(6):
+        p = booster.predict(Xv, num_iteration=i + 1)
+        assert series["rankgrad_ndcg@10"][i] == pytest.approx(ndcg_at(p, yv, gv), rel=1e-12)
+        # LightGBM's own ndcg@10 (queries without relevance score 1) in its own series
+        assert series["ndcg@10"][i] == pytest.approx(
+            rankgrad.lightgbm.NDCGMetric(10, empty=1.0).evaluate(p, yv, gv), abs=1e-6
+        )
+    assert series["ndcg@10"][-1] > series["ndcg@10"][0]
+
+
+def test_metric_names_stay_apart_in_lgbm_ranker_and_xgboost():
+    pytest.importorskip("sklearn")
+    X, y, g = synthetic_ranking(2)
+    Xv, yv, gv = synthetic_ranking(3)
+    ranker = lgb.LGBMRanker(n_estimators=4, min_child_samples=5, n_jobs=2, verbose=-1)
+    metrics = [rankgrad.lightgbm.NDCGMetric(5), rankgrad.lightgbm.MRRMetric(5)]
+    ranker.fit(X, y, group=g, eval_set=[(Xv, yv)], eval_group=[gv], eval_at=[5], eval_metric=metrics)
+    res = ranker.evals_result_["valid_0"]
+    assert {"ndcg@5", "rankgrad_ndcg@5", "rankgrad_mrr@5"} <= set(res)
+    assert all(len(v) == 4 for v in res.values())
+    p = ranker.predict(Xv)
+    assert res["rankgrad_ndcg@5"][-1] == pytest.approx(ndcg_at(p, yv, gv, k=5), rel=1e-12)
+    # every query has a relevant item, so LightGBM's series and ours agree value for value
+    np.testing.assert_allclose(res["rankgrad_ndcg@5"], res["ndcg@5"], rtol=1e-9)
+    assert res["rankgrad_mrr@5"] != res["rankgrad_ndcg@5"]
+
+    xgb = pytest.importorskip("xgboost")
+    dtrain = xgb.DMatrix(X, label=y, group=g)
+    dvalid = xgb.DMatrix(Xv, label=yv, group=gv)
+    record = {}
+    params = dict(objective="rank:ndcg", eval_metric="ndcg@5", nthread=2, max_depth=3)
+    xgb.train(
+        params,
+        dtrain,
+        3,
+        evals=[(dvalid, "valid")],
+        custom_metric=rankgrad.xgboost.NDCGMetric(5),
+        evals_result=record,
+        verbose_eval=False,
+    )
+    assert set(record["valid"]) == {"ndcg@5", "rankgrad_ndcg@5"}
+    assert all(len(v) == 3 for v in record["valid"].values())
+
+
+def test_metric_object_names():
+    from rankgrad.lightgbm import AveragePrecisionMetric, MRRMetric, PrecisionMetric, RecallMetric
+
+    got = [m.name for m in (AveragePrecisionMetric(10), RecallMetric(5), PrecisionMetric(None), MRRMetric(3))]
+    assert got == ["rankgrad_map@10", "rankgrad_recall@5", "rankgrad_precision", "rankgrad_mrr@3"]
+    assert RecallMetric(5, name="r5").name == RecallMetric(5, name="r5").__name__ == "r5"
+    assert rankgrad.xgboost.PrecisionMetric is PrecisionMetric
+    with pytest.raises(ValueError, match="metric"):
+        rankgrad.lightgbm.RankingMetric("map")
+    with pytest.raises(TypeError, match="name"):
+        RecallMetric(5, name=3)
+
+
+def _core_supports(metric):
+    try:
+        rankgrad._core.ranking_metric_ragged(
+            metric, np.zeros(1), np.ones(1), np.ones(1, np.int64), None, True
+        )
+    except ValueError:
+        return False
+    return True
+
+
+def reference_metric(metric, preds, labels, sizes, k):
+    """trec_eval's conventions: relevant = label > 0, ties in input order; AP@k divided by the
+    list's number of relevant items, P@k by k (k=None: the list's length). (values, valid)."""
+    values, valid, lo = [], [], 0
+    for m in sizes:
+        s, y = preds[lo : lo + m], labels[lo : lo + m]
+        lo += m
+        rel = y[np.argsort(-s, kind="stable")] > 0
+        cut = m if k is None else k
+        top = rel[:cut]
+        total = rel.sum()
+        valid.append(total > 0)
+        if total == 0:
+            values.append(0.0)
+        elif metric == "average_precision":
+            hits = np.cumsum(top)
+            values.append(float((hits / np.arange(1, top.size + 1))[top].sum() / total))
+        elif metric == "recall":
+            values.append(float(top.sum() / total))
+        else:
+            values.append(float(top.sum() / cut))
+    return np.array(values), np.array(valid)
+
+
+@pytest.mark.parametrize("metric", ["average_precision", "recall", "precision"])
+def test_ap_recall_precision_metric_objects(metric):
+    if not _core_supports(metric):
+        pytest.skip(f"rankgrad._core has no {metric!r} ragged metric yet (the rust helper's kernels)")
+    from rankgrad._gbdt_metrics import RankingMetric, ragged_metric
+
+    rng = np.random.default_rng(7)
+    sizes = np.array([1, 5, 12, 3, 30, 8, 2])
+    n = int(sizes.sum())
+    preds = np.round(rng.normal(size=n) * 2) / 2  # ties
+    labels = rng.integers(0, 3, n).astype(np.float64) * (rng.random(n) < 0.5)
+    labels[1:6] = 0  # a list with no relevant item
+    for k in (None, 1, 3, 10, 50):
+        values, valid = ragged_metric(metric, preds, labels, sizes, k)
+        want, want_valid = reference_metric(metric, preds, labels, sizes, k)
+        np.testing.assert_allclose(values, want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(valid, want_valid)
+        m = RankingMetric(metric, k)
+        assert m.evaluate(preds, labels, sizes) == pytest.approx(want.mean(), rel=1e-12)
+        assert m.evaluate(preds, labels, sizes, weight=np.arange(1, 8)) == pytest.approx(
+            np.average(want, weights=np.arange(1, 8)), rel=1e-12
+        )
+        _, value, higher = m(preds, lgb.Dataset(np.zeros((n, 1)), labels, group=sizes).construct())
+        assert higher and value == pytest.approx(want.mean(), rel=1e-12)

@@ -1,8 +1,9 @@
-"""NDCG@k and MRR@k as evaluation metrics for LightGBM and XGBoost.
+"""NDCG@k, MRR@k, AP@k, recall@k and precision@k as evaluation metrics for LightGBM and XGBoost.
 
 One callable class, ``RankingMetric(metric="ndcg", k=10)`` (with the shorthands
-``NDCGMetric(k)`` and ``MRRMetric(k)``), that works wherever a GBDT library takes a
-custom metric; it tells the call apart by its arguments:
+``NDCGMetric(k)``, ``MRRMetric(k)``, ``AveragePrecisionMetric(k)``, ``RecallMetric(k)`` and
+``PrecisionMetric(k)``), that works wherever a GBDT library takes a custom metric; it tells
+the call apart by its arguments:
 
 - ``lgb.train(..., feval=metric)``: ``metric(preds, dataset)`` -> ``(name, value, True)``,
   groups from ``dataset.get_group()``;
@@ -13,29 +14,78 @@ custom metric; it tells the call apart by its arguments:
   groups from the DMatrix's ``group_ptr`` (pass ``maximize=True`` for early stopping);
 - ``XGBRanker(eval_metric=metric)``: ``metric(y_true, y_score)`` for one query -> value.
 
-The value is the mean over queries of the per-query metric (rankgrad.ndcg / rankgrad.mrr:
-ties by input order, gains ``2^y - 1`` like LightGBM's default ``label_gain``), weighted by
+The value is the mean over queries of the per-query metric (rankgrad.ndcg / rankgrad.mrr /
+rankgrad.average_precision / rankgrad.recall / rankgrad.precision: ties by input order,
+relevant = label > 0, NDCG gains ``2^y - 1`` like LightGBM's default ``label_gain``; AP@k
+divides by the list's number of relevant items and P@k by k, as trec_eval), weighted by
 query weights when the data has weights (LightGBM: the mean of a query's row weights; XGBoost:
 its per-group weights). A query with no relevant item scores ``empty``: 0.0 by default
 (trec_eval, rankgrad.ndcg), 1.0 to match LightGBM's and XGBoost's built-in ``ndcg``, or
 ``None`` to leave such queries out of the mean. The lists are computed by the Rust kernel on
 the ragged layout in O(n log n); no list size cap. lightgbm and xgboost are never imported
 here: a dataset is recognised only if its library is already loaded.
+
+Names: ``rankgrad_<metric>@<k>`` (``rankgrad_ndcg@10``, ``rankgrad_mrr@5``,
+``rankgrad_map@10``, ``rankgrad_recall@10``, ``rankgrad_precision@10``; no ``@k`` when
+``k=None``), so that LightGBM's and XGBoost's own metrics (``ndcg@10``, ``map@10``) keep
+their own series in ``evals_result``; ``name=`` sets another.
 """
 
 from __future__ import annotations
 
+import numbers
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Union, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
-from .metrics import check_k
 
-__all__ = ["RankingMetric", "NDCGMetric", "MRRMetric", "ragged_metric"]
+if TYPE_CHECKING:  # for the overloads only; never imported at run time
+    from lightgbm import Dataset
+    from xgboost import DMatrix
 
-_MISSING = object()
+__all__ = [
+    "RankingMetric",
+    "NDCGMetric",
+    "MRRMetric",
+    "AveragePrecisionMetric",
+    "RecallMetric",
+    "PrecisionMetric",
+    "ragged_metric",
+]
+
+METRICS = ("ndcg", "mrr", "average_precision", "recall", "precision")
+# The short tag in a metric's default name.
+_TAGS = {
+    "ndcg": "ndcg",
+    "mrr": "mrr",
+    "average_precision": "map",
+    "recall": "recall",
+    "precision": "precision",
+}
+
+_MISSING: Any = object()
+
+
+def check_k(k: Any) -> Optional[int]:
+    """``None`` or a positive integer, else a ValueError/TypeError naming ``k``."""
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, (numbers.Integral, float, np.floating)):
+        raise TypeError(f"k must be a positive integer or None, got {type(k).__name__}")
+    if isinstance(k, (float, np.floating)) and not float(k).is_integer():
+        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+    if k < 1:
+        raise ValueError(f"k must be a positive integer or None, got {k!r}")
+    return int(k)
+
+
+def _check_metric(metric: Any) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    return str(metric)
 
 
 def _is_instance(obj: Any, module: str, cls: str) -> bool:
@@ -73,11 +123,21 @@ def _group_sizes(group: Any, n: int) -> np.ndarray:
 
 def ragged_metric(
     metric: str, preds: Any, labels: Any, group: Any, k: Optional[int] = None, scale_gains: bool = True
-):
-    """Per-query ``(values [G], valid [G])`` for flat ``preds``/``labels`` ``[n]`` and list
-    sizes ``group`` ``[G]``; ``valid`` is False for a query with no relevant item (value 0)."""
-    if metric not in ("ndcg", "mrr"):
-        raise ValueError(f"metric must be 'ndcg' or 'mrr', got {metric!r}")
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Per-query metric values on the ragged (GBDT) layout.
+
+    Args:
+        metric: one of ``METRICS``.
+        preds, labels: ``[n]`` real numbers.
+        group: ``[G]`` list sizes summing to n.
+        k: cut-off, or ``None`` for the whole list.
+        scale_gains: NDCG gains ``2^y - 1`` (True) or ``y``.
+
+    Returns:
+        ``(values [G] float64, valid [G] bool)``; ``valid`` is False for a query with no
+        relevant item (value 0).
+    """
+    metric = _check_metric(metric)
     k = check_k(k)
     p = _flat(preds, "preds")
     y = _flat(labels, "labels")
@@ -88,13 +148,17 @@ def ragged_metric(
 
 
 class RankingMetric:
-    """Mean NDCG@k or MRR@k over queries, as a LightGBM/XGBoost evaluation metric.
+    """Mean NDCG@k, MRR@k, AP@k, recall@k or precision@k over queries, as a LightGBM/XGBoost
+    evaluation metric.
 
-    ``metric``: ``"ndcg"`` or ``"mrr"``; ``k``: cut-off (``None``: whole list);
-    ``scale_gains``: NDCG gain ``2^y - 1`` (True) or ``y``; ``empty``: the score of a query
-    with no relevant item (0.0, 1.0 for LightGBM/XGBoost's convention, or None to skip it);
-    ``name``: the reported name (default ``"ndcg@10"``; pick another if the library's own
-    metric of that name is also on, so their logs stay apart).
+    Args:
+        metric: ``"ndcg"``, ``"mrr"``, ``"average_precision"``, ``"recall"`` or ``"precision"``.
+        k: cut-off (``None``: the whole list).
+        scale_gains: NDCG gain ``2^y - 1`` (True) or ``y``.
+        empty: the score of a query with no relevant item (0.0, 1.0 for LightGBM/XGBoost's
+            NDCG convention, or None to leave it out of the mean).
+        name: the reported name; default ``rankgrad_<tag>@<k>`` (tag ``map`` for
+            average_precision), which no LightGBM/XGBoost built-in metric uses.
     """
 
     higher_is_better = True
@@ -107,20 +171,21 @@ class RankingMetric:
         scale_gains: bool = True,
         empty: Optional[float] = 0.0,
         name: Optional[str] = None,
-    ):
-        if metric not in ("ndcg", "mrr"):
-            raise ValueError(f"metric must be 'ndcg' or 'mrr', got {metric!r}")
-        self.metric = metric
+    ) -> None:
+        self.metric = _check_metric(metric)
         self.k = check_k(k)
         self.scale_gains = bool(scale_gains)
         if empty is not None:
             empty = float(empty)
             if not np.isfinite(empty):
                 raise ValueError(f"empty must be a finite number or None, got {empty!r}")
-        self.empty = empty
-        self.name = name if name is not None else (metric if self.k is None else f"{metric}@{self.k}")
-        if not isinstance(self.name, str):
-            raise TypeError(f"name must be a string, got {type(self.name).__name__}")
+        self.empty: Optional[float] = empty
+        if name is None:
+            tag = "rankgrad_" + _TAGS[self.metric]
+            name = tag if self.k is None else f"{tag}@{self.k}"
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        self.name: str = name
         self.__name__ = self.name  # XGBRanker reports a callable metric under its __name__
 
     def __repr__(self) -> str:
@@ -165,9 +230,20 @@ class RankingMetric:
             )
         ids = np.repeat(np.arange(sizes.size), sizes)
         sums = np.bincount(ids, weights=w, minlength=sizes.size)
-        return np.divide(sums, sizes, out=np.zeros(sizes.size), where=sizes > 0)
+        out: npt.NDArray[np.float64] = np.divide(sums, sizes, out=np.zeros(sizes.size), where=sizes > 0)
+        return out
 
-    def __call__(self, a: Any, b: Any, weight: Any = _MISSING, group: Any = _MISSING):
+    @overload
+    def __call__(self, a: npt.NDArray[Any], b: Dataset) -> Tuple[str, float, bool]: ...
+    @overload
+    def __call__(self, a: npt.NDArray[Any], b: DMatrix) -> Tuple[str, float]: ...
+    @overload
+    def __call__(self, a: Any, b: Any, weight: Any, group: Any) -> Tuple[str, float, bool]: ...
+    @overload
+    def __call__(self, a: npt.ArrayLike, b: npt.ArrayLike) -> float: ...
+    def __call__(
+        self, a: Any, b: Any, weight: Any = _MISSING, group: Any = _MISSING
+    ) -> Union[float, Tuple[str, float], Tuple[str, float, bool]]:
         if _is_instance(b, "lightgbm", "Dataset"):  # lgb.train feval: (preds, dataset)
             value = self.evaluate(a, b.get_label(), b.get_group(), b.get_weight())
             return self.name, value, True
@@ -194,12 +270,43 @@ class NDCGMetric(RankingMetric):
         scale_gains: bool = True,
         empty: Optional[float] = 0.0,
         name: Optional[str] = None,
-    ):
+    ) -> None:
         super().__init__("ndcg", k, scale_gains=scale_gains, empty=empty, name=name)
 
 
 class MRRMetric(RankingMetric):
     """``RankingMetric("mrr", k, ...)``: mean MRR@k over queries."""
 
-    def __init__(self, k: Optional[int] = 10, *, empty: Optional[float] = 0.0, name: Optional[str] = None):
+    def __init__(
+        self, k: Optional[int] = 10, *, empty: Optional[float] = 0.0, name: Optional[str] = None
+    ) -> None:
         super().__init__("mrr", k, empty=empty, name=name)
+
+
+class AveragePrecisionMetric(RankingMetric):
+    """``RankingMetric("average_precision", k, ...)``: mean AP@k (MAP@k) over queries,
+    ``AP@k = sum_{p < k, y_(p) > 0} P@(p + 1) / #relevant`` (trec_eval's ``map_cut``)."""
+
+    def __init__(
+        self, k: Optional[int] = 10, *, empty: Optional[float] = 0.0, name: Optional[str] = None
+    ) -> None:
+        super().__init__("average_precision", k, empty=empty, name=name)
+
+
+class RecallMetric(RankingMetric):
+    """``RankingMetric("recall", k, ...)``: mean ``#relevant in top k / #relevant``."""
+
+    def __init__(
+        self, k: Optional[int] = 10, *, empty: Optional[float] = 0.0, name: Optional[str] = None
+    ) -> None:
+        super().__init__("recall", k, empty=empty, name=name)
+
+
+class PrecisionMetric(RankingMetric):
+    """``RankingMetric("precision", k, ...)``: mean ``#relevant in top k / k`` (``k=None``:
+    over the list's length)."""
+
+    def __init__(
+        self, k: Optional[int] = 10, *, empty: Optional[float] = 0.0, name: Optional[str] = None
+    ) -> None:
+        super().__init__("precision", k, empty=empty, name=name)

@@ -19,6 +19,7 @@ use crate::float::Float;
 mod approx;
 mod lambdas;
 mod pairwise;
+mod xendcg;
 
 static POOL: RwLock<Option<Arc<rayon::ThreadPool>>> = RwLock::new(None);
 
@@ -222,5 +223,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     approx::register(m)?;
     pairwise::register(m)?;
     lambdas::register(m)?;
+    m.add_function(wrap_pyfunction!(xendcg::xendcg_gradients, m)?)?;
     Ok(())
 }
