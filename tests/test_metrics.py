@@ -384,9 +384,9 @@ def test_gbdt_metric_conventions():
     assert MRRMetric(None, empty=1.0).evaluate(preds, labels, sizes, weight=rows) == pytest.approx(3 / 4)
     m = NDCGMetric(5)
     assert (m.name, m.__name__, NDCGMetric(None).name, MRRMetric(3, name="x").name) == (
-        "ndcg@5",
-        "ndcg@5",
-        "ndcg",
+        "rankgrad_ndcg@5",
+        "rankgrad_ndcg@5",
+        "rankgrad_ndcg",
         "x",
     )
     assert "ndcg" in repr(m)
@@ -462,7 +462,7 @@ def test_ndcg_matches_lightgbm():
     from lightgbm.sklearn import _EvalFunctionWrapper
 
     name, value, higher = _EvalFunctionWrapper(NDCGMetric(5, empty=1.0))(seen[-1], valid)
-    assert (name, higher) == ("ndcg@5", True)
+    assert (name, higher) == ("rankgrad_ndcg@5", True)
     assert value == pytest.approx(r["ndcg@5"][-1], rel=1e-12)
 
 
@@ -534,12 +534,12 @@ def test_metrics_inside_xgboost():
     assert metric(margin, valid) == ("rg_ndcg@5", pytest.approx(r["rg_ndcg@5"][-1], abs=5.01e-7))
     name, value = MRRMetric(5, empty=None)(margin, valid)
     vals, ok = ragged_metric("mrr", margin, yv, sv, 5)
-    assert name == "mrr@5" and value == pytest.approx(vals[ok].mean(), rel=1e-12)
+    assert name == "rankgrad_mrr@5" and value == pytest.approx(vals[ok].mean(), rel=1e-12)
     # XGBRanker's form: one query at a time, (y_true, y_score) -> value, through XGBoost's wrapper.
     from xgboost.sklearn import ltr_metric_decorator
 
     name, value = ltr_metric_decorator(NDCGMetric(5, empty=1.0), 1)(margin, valid)
-    assert name == "ndcg@5"
+    assert name == "rankgrad_ndcg@5"
     vals, ok = ragged_metric("ndcg", margin, yv, sv, 5)
     per_query = np.where(sv == 1, 1.0, np.where(ok, vals, 1.0))  # XGBRanker: 1.0 for one-row queries
     # That wrapper averages the queries weighted by dmatrix.get_group(), i.e. by their sizes.
