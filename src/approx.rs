@@ -12,11 +12,8 @@
 
 use crate::batch::{for_each_list, for_each_row, scatter, Gathered, Padded};
 use crate::error::{Error, Result};
-use crate::float::{sigmoid2, sigmoid_grad, simd_dispatch, Float};
-use crate::gains::{check_gain_range, gain};
-
-/// Lanes a reduction is split into so that it vectorises; summed in a fixed order.
-const L: usize = 8;
+use crate::float::{lane_total, sigmoid2, sigmoid_grad, simd_dispatch, Float};
+use crate::gains::{check_gain_range, discount, gain};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Discount {
@@ -33,25 +30,6 @@ pub enum ApproxLoss {
     Mrr,
     /// `mean_i w(t_i) (r_i - t_i)^2`, `t_i` the 1-based rank by targets (stable).
     RankMse { discount: Discount },
-}
-
-#[inline(always)]
-fn lane_sum<F: Float>(acc: &[F; L], init: F) -> F {
-    acc.iter().fold(init, |a, &b| a + b)
-}
-
-/// Sums `v` in `L` lanes, then the lanes in order: vectorises, and the order is fixed.
-#[inline(always)]
-fn lane_total<F: Float>(v: &[F]) -> F {
-    let mut acc = [F::ZERO; L];
-    let mut chunks = v.chunks_exact(L);
-    for c in &mut chunks {
-        let c: &[F; L] = c.try_into().unwrap();
-        for l in 0..L {
-            acc[l] += c[l];
-        }
-    }
-    lane_sum(&acc, chunks.remainder().iter().fold(F::ZERO, |a, &b| a + b))
 }
 
 /// `r[i]` for every item: each pair once; `r[i] += p`, `r[j] += 1 - p`.
@@ -168,7 +146,7 @@ impl<F: Float> Work<F> {
 /// DCG of the ideal order of `gains` (sorted in place, descending).
 fn ideal_dcg(gains: &mut [f64]) -> f64 {
     gains.sort_unstable_by(|a, b| b.total_cmp(a));
-    gains.iter().enumerate().map(|(p, &g)| g / (p as f64 + 2.0).log2()).sum()
+    gains.iter().enumerate().map(|(p, &g)| g * discount(p)).sum()
 }
 
 /// One list's loss; with `grad`, leaves dL/ds in `w.g[..m]`. Returns (loss, counts).
@@ -267,6 +245,7 @@ simd_dispatch!(list_loss_simd, list_loss, (w: &mut Work<F>, inv_t: F, kind: Appr
 simd_dispatch!(list_ranks_simd, list_ranks, (w: &mut Work<F>, inv_t: F) -> ());
 simd_dispatch!(list_vjp_simd, list_vjp, (w: &mut Work<F>, inv_t: F) -> ());
 
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(t > 0)` also rejects NaN
 fn check_temperature<F: Float>(temperature: F) -> Result<F> {
     if !(temperature > F::ZERO) || !temperature.is_finite() {
         return Err(Error::invalid(
@@ -280,7 +259,7 @@ fn check_temperature<F: Float>(temperature: F) -> Result<F> {
 /// Approximate ranks `[b * n]` of a padded batch (zero at padded positions).
 pub fn approx_ranks<F: Float>(batch: &Padded<F>, temperature: F, out: &mut [F]) -> Result<()> {
     let inv_t = check_temperature(temperature)?;
-    check_out(out, batch, "ranks")?;
+    batch.check_out(out, "ranks")?;
     batch.check_finite()?;
     for_each_row(batch.n, out, Work::<F>::default, |w, bi, row| {
         batch.gather(bi, &mut w.list);
@@ -299,7 +278,7 @@ pub fn approx_ranks_backward<F: Float>(
     out: &mut [F],
 ) -> Result<()> {
     let inv_t = check_temperature(temperature)?;
-    check_out(out, batch, "grad")?;
+    batch.check_out(out, "grad")?;
     let with_grad = Padded::new(batch.scores, Some(grad_ranks), batch.mask, batch.b, batch.n)
         .map_err(|_| Error::invalid("grad_ranks", "must have the shape of scores"))?;
     with_grad.check_finite()?;
@@ -344,13 +323,6 @@ pub fn approx_loss<F: Float>(
             }
         }
     });
-    Ok(())
-}
-
-fn check_out<F>(out: &[F], batch: &Padded<F>, arg: &'static str) -> Result<()> {
-    if out.len() != batch.b * batch.n {
-        return Err(Error::invalid(arg, "output buffer must have the shape of scores"));
-    }
     Ok(())
 }
 

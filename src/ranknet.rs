@@ -17,19 +17,7 @@
 
 use crate::batch::{for_each_list, scatter, Gathered, Padded};
 use crate::error::{Error, Result};
-use crate::float::{simd_dispatch, Float};
-
-/// Lanes a reduction is split into so that it vectorises; summed in a fixed order.
-const L: usize = 8;
-
-#[inline(always)]
-fn select<F: Float>(cond: bool, a: F, b: F) -> F {
-    if cond {
-        a
-    } else {
-        b
-    }
-}
+use crate::float::{lane_sum, select, simd_dispatch, Float, L};
 
 /// `1 / (2k + 1)`, the coefficients of `atanh(z) / z = sum_k z^(2k) / (2k + 1)`.
 const ATANH: [f64; 17] = [
@@ -82,11 +70,6 @@ fn pair_terms<F: Float>(x: F) -> (F, F) {
 #[inline(always)]
 fn sign<F: Float>(a: F, b: F) -> F {
     select(a > b, F::ONE, select(a < b, -F::ONE, F::ZERO))
-}
-
-#[inline(always)]
-fn lane_sum<F: Float>(acc: &[F; L], init: F) -> F {
-    acc.iter().fold(init, |a, &b| a + b)
 }
 
 /// Ordered pairs `y_i > y_j`: `(m^2 - sum_v c_v^2) / 2` over the multiplicities `c_v`.
