@@ -90,7 +90,6 @@ pub(crate) fn set_num_threads(py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<
         })?;
         let max = max_threads();
         match v.extract::<usize>() {
-            Ok(0) => None, // TEMP (split commit): 0 still means the default
             Ok(k) if (1..=max).contains(&k) => Some(k),
             _ => {
                 return Err(PyValueError::new_err(format!(
