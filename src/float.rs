@@ -33,6 +33,25 @@ pub trait Float:
     fn exp_fast(self) -> Self;
     fn abs(self) -> Self;
     fn is_finite(self) -> bool;
+    /// `[sqrt(smallest normal), sqrt(largest)]`, rounded in `Self`: where a temperature or
+    /// sigma keeps itself, its reciprocal and its square finite and normal (`_inputs.scale_range`
+    /// in Python, the same numbers).
+    fn scale_range() -> (Self, Self);
+}
+
+/// `v` if it lies in `F::scale_range()`, else an error naming `arg`. Inside the range `x / T`,
+/// `sigma * x` and `sigma^2` never turn a finite input into NaN by themselves.
+pub fn check_scale<F: Float>(arg: &'static str, v: F) -> crate::Result<F> {
+    let (lo, hi) = F::scale_range();
+    if v >= lo && v <= hi {
+        return Ok(v);
+    }
+    let what = if v > F::ZERO && v.is_finite() {
+        format!("is out of range: it must lie in [{:e}, {:e}]", lo.to_f64(), hi.to_f64())
+    } else {
+        "must be a positive finite number".to_string()
+    };
+    Err(crate::Error::invalid(arg, format!("{what}, got {v:?}")))
 }
 
 /// `a` if `cond` else `b`, written so that a loop of it stays branch-free (a blend).
@@ -110,6 +129,9 @@ impl Float for f32 {
     fn is_finite(self) -> bool {
         f32::is_finite(self)
     }
+    fn scale_range() -> (Self, Self) {
+        (f32::MIN_POSITIVE.sqrt(), f32::MAX.sqrt())
+    }
 }
 
 impl Float for f64 {
@@ -161,6 +183,9 @@ impl Float for f64 {
     #[inline(always)]
     fn is_finite(self) -> bool {
         f64::is_finite(self)
+    }
+    fn scale_range() -> (Self, Self) {
+        (f64::MIN_POSITIVE.sqrt(), f64::MAX.sqrt())
     }
 }
 
@@ -306,6 +331,19 @@ mod tests {
         assert!((-1e30f32).exp_fast() >= f32::MIN_POSITIVE);
         assert!(f64::MAX.exp_fast().is_finite());
         assert!(f64::MIN.exp_fast() >= f64::MIN_POSITIVE);
+    }
+
+    #[test]
+    fn scale_range_is_pythons() {
+        // numpy: sqrt(finfo.tiny), sqrt(finfo.max) in the dtype itself.
+        assert_eq!(f32::scale_range(), (2f32.powi(-63), 1.844_674_3e19));
+        assert_eq!(f64::scale_range().0, 2f64.powi(-511));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-200, 1e200] {
+            let e = check_scale("temperature", bad).unwrap_err();
+            assert_eq!(e.arg(), "temperature");
+        }
+        assert_eq!(check_scale("sigma", 1e150f64), Ok(1e150));
+        assert!(check_scale("sigma", 1e-19f32).is_err() && check_scale("sigma", 1e-18f32).is_ok());
     }
 
     #[test]

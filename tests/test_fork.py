@@ -21,6 +21,22 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs os.fork")
 TIMEOUT = 60
 
 
+@pytest.fixture(autouse=True)
+def _deadline():
+    """Fail (instead of hanging) if a test as a whole outlives its children's timeouts."""
+
+    def expire(signum, frame):
+        raise TimeoutError("test_fork: deadline passed; a forked child hung in a rankgrad kernel")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(3 * TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def _data(seed=0):
     rng = np.random.default_rng(seed)
     s = rng.random((4, 10))
@@ -88,8 +104,11 @@ def test_multiprocessing_fork_pool():
     _warm_up()
     want = [_kernels(seed) for seed in range(4)]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(2) as pool:
+    pool = ctx.Pool(2)
+    try:
         got = pool.map_async(_kernels, range(4)).get(timeout=TIMEOUT)
+    finally:
+        pool.terminate()
     for (v, g, h), (wv, wg, wh) in zip(got, want):
         np.testing.assert_array_equal(v, wv)
         np.testing.assert_array_equal(g, wg)

@@ -22,14 +22,15 @@ pub(super) struct Row {
     pub c1: f64,
 }
 
-/// One pair `(i, j)`, `j > i`: with `diff = s_i - s_j >= 0`, `pos` = item i has the higher
+/// One pair `(i, j)`, `j > i`: with `diff = min(s_i - s_j, f64::MAX) >= 0` (scores like
+/// +-1e308 overflow the difference; capped, `c1 diff` is never `0 * inf`), `pos` = item i has the higher
 /// label, `D = (gi - g_j) (di - d_j) scale` (sigma times delta, signed by pos, before norm):
 ///
 /// ```text
 /// e = exp(-sigma diff)  (given)       q = 1 / ((1 + e)^2 (c0 + c1 diff))
 /// rho / den = select(pos, e, 1) (1 + e) q =: r q
 /// t   = D q r              grad[j] += t, grad[i] -= t
-/// hes = sigma |D| q e      hess[j] += hes, hess[i] += hes   (= sigma^2 delta rho (1 - rho) / den)
+/// hes = (sigma e) |D| q    hess[j] += hes, hess[i] += hes   (= sigma^2 delta rho (1 - rho) / den)
 /// st  = |D| q r            S += 2 st                        (= sigma delta rho / den)
 /// ```
 ///
@@ -37,7 +38,7 @@ pub(super) struct Row {
 /// negative). The AVX2 kernel does the very same operations in the same order.
 #[inline(always)]
 fn pair_terms(k: &Row, sj: f64, yj: f64, gj: f64, dj: f64, evj: f64) -> (f64, f64, f64) {
-    let diff = k.si - sj;
+    let diff = capped(k.si - sj);
     let pos = k.yi > yj;
     let dd = (k.gi - gj) * (k.di - dj) * k.scale;
     let e = evj * k.wi;
@@ -48,11 +49,19 @@ fn pair_terms(k: &Row, sj: f64, yj: f64, gj: f64, dj: f64, evj: f64) -> (f64, f6
     let r = select(pos, e, 1.0) * ope;
     let t = dq * r;
     let sdq = select(pos, dq, -dq);
-    (t, k.sigma * sdq * e, sdq * r)
+    // sigma e first: finite whatever sigma, so a vanishing e never meets an overflowed product.
+    (t, k.sigma * e * sdq, sdq * r)
+}
+
+/// `min(x, f64::MAX)` as `_mm256_min_pd(x, MAX)` computes it.
+#[inline(always)]
+fn capped(x: f64) -> f64 {
+    select(x < f64::MAX, x, f64::MAX)
 }
 
 /// The loss term of a pair: `delta / den * log(1 + exp(-sigma ds))`, ds = diff when i is h,
-/// else -diff.
+/// else -diff. For a misordered pair `sigma diff / den` is taken as `sigma / (c0 / diff + c1)`:
+/// finite (-> sigma / c1) when the score gap overflows, and 0 for a tie.
 #[inline(always)]
 pub(super) fn pair_loss(k: &Row, sj: f64, yj: f64, gj: f64, dj: f64, evj: f64) -> f64 {
     let diff = k.si - sj;
@@ -60,7 +69,8 @@ pub(super) fn pair_loss(k: &Row, sj: f64, yj: f64, gj: f64, dj: f64, evj: f64) -
     let dd = (k.gi - gj) * (k.di - dj) * k.scale;
     let e = evj * k.wi;
     let delta = select(pos, dd, -dd) / k.sigma;
-    delta / (k.c0 + k.c1 * diff) * (select(pos, 0.0, k.sigma * diff) + e.ln_1p())
+    let den = k.c0 + k.c1 * capped(diff);
+    delta * (select(pos, 0.0, k.sigma / (k.c0 / diff + k.c1)) + e.ln_1p() / den)
 }
 
 /// Lanes of the row sums; summed as `rest + lane 0 + ... + lane 3` in both kernels.
@@ -163,6 +173,7 @@ unsafe fn row_avx2(
     let (wi, scale, sigma) = (_mm256_set1_pd(k.wi), _mm256_set1_pd(k.scale), _mm256_set1_pd(k.sigma));
     let (c0, c1) = (_mm256_set1_pd(k.c0), _mm256_set1_pd(k.c1));
     let one = _mm256_set1_pd(1.0);
+    let big = _mm256_set1_pd(f64::MAX);
     let sign = _mm256_set1_pd(-0.0);
     let (mut at, mut ah, mut as_) = (_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd());
     let mut j = 0;
@@ -173,7 +184,7 @@ unsafe fn row_avx2(
         let gv = _mm256_loadu_pd(g.as_ptr().add(j));
         let dv = _mm256_loadu_pd(d.as_ptr().add(j));
         let evv = _mm256_loadu_pd(ev.as_ptr().add(j));
-        let diff = _mm256_sub_pd(si, sv);
+        let diff = _mm256_min_pd(_mm256_sub_pd(si, sv), big);
         let pos = _mm256_cmp_pd::<_CMP_GT_OQ>(yi, yv);
         let dd = _mm256_mul_pd(_mm256_mul_pd(_mm256_sub_pd(gi, gv), _mm256_sub_pd(di, dv)), scale);
         let e = _mm256_mul_pd(evv, wi);
@@ -184,7 +195,7 @@ unsafe fn row_avx2(
         let r = _mm256_mul_pd(_mm256_blendv_pd(one, e, pos), ope);
         let t = _mm256_mul_pd(dq, r);
         let sdq = _mm256_blendv_pd(_mm256_xor_pd(dq, sign), dq, pos);
-        let hes = _mm256_mul_pd(_mm256_mul_pd(sigma, sdq), e);
+        let hes = _mm256_mul_pd(_mm256_mul_pd(sigma, e), sdq);
         let st = _mm256_mul_pd(sdq, r);
         let gp = grad.as_mut_ptr().add(j);
         _mm256_storeu_pd(gp, _mm256_add_pd(_mm256_loadu_pd(gp), t));

@@ -36,7 +36,7 @@ use rayon::prelude::*;
 
 use crate::batch::{for_each_list, Gathered, Padded};
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::float::{check_scale, Float};
 use crate::gains::discounts;
 pub use crate::gains::{default_label_gain, Gains};
 use crate::ragged::Groups;
@@ -74,12 +74,8 @@ impl Default for LambdaOptions {
 
 impl LambdaOptions {
     pub(crate) fn check(&self) -> Result<()> {
-        if !(self.sigma > 0.0 && self.sigma.is_finite()) {
-            return Err(Error::invalid(
-                "sigma",
-                format!("must be a positive finite number, got {}", self.sigma),
-            ));
-        }
+        // sigma^2 scales the hessians: it must stay finite (and 1/sigma normal).
+        check_scale("sigma", self.sigma)?;
         if self.truncation < 1 {
             return Err(Error::invalid("truncation_level", "must be at least 1"));
         }

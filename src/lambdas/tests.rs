@@ -52,7 +52,8 @@ fn reference(s: &[f64], y: &[f64], gain: &[f64], o: &LambdaOptions) -> (Vec<f64>
             hess[h] += hes;
             hess[l] += hes;
             sum -= 2.0 * lam;
-            loss += delta * (1.0 + (-o.sigma * ds).exp()).ln();
+            let x = -o.sigma * ds; // softplus(x), stable
+            loss += delta * (x.max(0.0) + (-x.abs()).exp().ln_1p());
         }
     }
     if o.norm && sum > 0.0 {
@@ -358,4 +359,62 @@ fn padded_exp2_gains_take_real_targets() {
     let e =
         lambdarank_loss(&batch, Gains::Exp2, &LambdaOptions::default(), &mut l, &mut v, None).unwrap_err();
     assert_eq!(e.arg(), "targets");
+}
+
+#[test]
+fn extreme_scores_and_sigma_give_no_nan() {
+    let s = [1e308f64, -1e308, 0.0, 1.0, 1.0];
+    let y = [0.0f64, 2.0, 1.0, 0.0, 3.0];
+    let gain = default_label_gain();
+    for metric in [LambdaMetric::Ndcg, LambdaMetric::Mrr] {
+        for norm in [true, false] {
+            let o = LambdaOptions { sigma: 1.0, truncation: usize::MAX, norm, metric };
+            let batch = Padded::new(&s, Some(&y), None, 1, 5).unwrap();
+            let (mut l, mut v, mut g) = (vec![0.0; 1], vec![false; 1], vec![0.0; 5]);
+            lambdarank_loss(&batch, Gains::Exp2, &o, &mut l, &mut v, Some(&mut g)).unwrap();
+            assert!(v[0] && g.iter().all(|x| x.is_finite()), "{o:?} {g:?}");
+            // With norm, each pair's loss is bounded by sigma * delta: finite. Without, a
+            // misordered pair 2e308 apart truly costs ~2e308 * delta: inf, but never NaN.
+            assert!(if norm { l[0].is_finite() } else { !l[0].is_nan() }, "{o:?} {l:?}");
+            let (mut gg, mut hh) = (vec![0.0; 5], vec![0.0; 5]);
+            lambdarank_gradients(&s, &y, &[5], &gain, None, &o, &mut gg, &mut hh).unwrap();
+            assert!(gg.iter().chain(&hh).all(|x| x.is_finite()), "{o:?} {gg:?} {hh:?}");
+            assert_eq!(g, gg);
+        }
+    }
+    // The loss with norm, by hand: the misordered pairs far apart cost sigma * delta each.
+    let o = LambdaOptions { sigma: 1.0, truncation: usize::MAX, norm: true, metric: LambdaMetric::Ndcg };
+    let (_, _, rl) = reference(&[1e300, -1e300, 0.0, 1.0, 1.0], &y, &gain, &o);
+    let batch = Padded::new(&s, Some(&y), None, 1, 5).unwrap();
+    let mut l = vec![0.0; 1];
+    lambdarank_loss(&batch, Gains::Table(&gain), &o, &mut l, &mut [false], None).unwrap();
+    assert!((l[0] - rl).abs() < 1e-9 * rl, "{} vs {rl}", l[0]);
+
+    // sigma whose square overflows: rejected; a large one whose square is finite: finite.
+    let (s, y) = ([0.5, 0.5, 0.25, 1.0], [1.0, 0.0, 2.0, 0.0]);
+    let (mut g, mut h) = (vec![0.0; 4], vec![0.0; 4]);
+    for sigma in [1e200, 1e-200] {
+        let o = LambdaOptions { sigma, ..Default::default() };
+        let e = lambdarank_gradients(&s, &y, &[4], &gain, None, &o, &mut g, &mut h).unwrap_err();
+        assert_eq!(e.arg(), "sigma");
+    }
+    for sigma in [1e150, 1e-150] {
+        for norm in [true, false] {
+            let o = LambdaOptions { sigma, norm, ..Default::default() };
+            lambdarank_gradients(&s, &y, &[4], &gain, None, &o, &mut g, &mut h).unwrap();
+            assert!(g.iter().chain(&h).all(|x| x.is_finite()), "{o:?} {g:?} {h:?}");
+        }
+    }
+}
+
+#[test]
+fn empty_groups_are_empty_lists() {
+    let mut rng = Rng(3);
+    let (s, y, _) = random_case(&mut rng, &[5, 7], 4);
+    let gain = default_label_gain();
+    let o = LambdaOptions::default();
+    let (mut g1, mut h1, mut g2, mut h2) = (vec![0.0; 12], vec![0.0; 12], vec![0.0; 12], vec![0.0; 12]);
+    lambdarank_gradients(&s, &y, &[5, 7], &gain, None, &o, &mut g1, &mut h1).unwrap();
+    lambdarank_gradients(&s, &y, &[0, 5, 0, 0, 7, 0], &gain, None, &o, &mut g2, &mut h2).unwrap();
+    assert_eq!((g1, h1), (g2, h2));
 }
