@@ -285,7 +285,30 @@ simd_dispatch!(
     (w: &mut Work, disc: &[f64], o: &LambdaOptions, table: Option<&[f64]>) -> ListOut
 );
 
-/// One list of the ragged layout: validates its rows, computes, writes `gout`, `hout`.
+/// Validates the rows of list `gi`: finite preds, labels that index the gain table, finite
+/// non-negative weights. Folds that do not stop early, so that they vectorise.
+pub(super) fn check_list<P: Float, Y: Float>(x: &RaggedLists<'_, P, Y>, gi: usize) -> Result<()> {
+    let r = x.groups.range(gi);
+    if !x.preds[r.clone()].iter().fold(true, |ok, v| ok & v.is_finite()) {
+        return Err(Error::NonFinite { arg: "preds", list: gi });
+    }
+    let len = x.table.len() as f64;
+    let valid = |v: f64| (v >= 0.0) & (v < len) & (v.floor() == v);
+    let labels = &x.labels[r.clone()];
+    if !labels.iter().fold(true, |ok, v| ok & valid(v.to_f64())) {
+        let bad = labels.iter().map(|v| v.to_f64()).find(|&v| !valid(v)).unwrap_or(f64::NAN);
+        return Err(Gains::Table(x.table).describe("labels", bad, gi, "group"));
+    }
+    if let Some(&v) = x.weights.and_then(|wt| wt[r].iter().find(|v| !(v.is_finite() && **v >= 0.0))) {
+        return Err(Error::invalid(
+            "weights",
+            format!("value {v} in group {gi} is not a finite non-negative number"),
+        ));
+    }
+    Ok(())
+}
+
+/// One list of the ragged layout, already checked (`check_list`): computes, writes `gout`, `hout`.
 #[inline(always)]
 fn ragged_list<P: Float, Y: Float>(
     isa: Isa,
@@ -294,38 +317,14 @@ fn ragged_list<P: Float, Y: Float>(
     gi: usize,
     gout: &mut [f64],
     hout: &mut [f64],
-) -> Result<()> {
+) {
     let RaggedLists { preds, labels, table, weights, disc, opts, .. } = *x;
     let r = x.groups.range(gi);
     w.clear();
-    // Copy, then check with folds that do not stop early (so they vectorise).
     w.rs.extend(preds[r.clone()].iter().map(|v| v.to_f64()));
     w.ry.extend(labels[r.clone()].iter().map(|v| v.to_f64()));
-    if !w.rs.iter().fold(true, |ok, v| ok & v.is_finite()) {
-        gout.fill(0.0);
-        hout.fill(0.0);
-        return Err(Error::NonFinite { arg: "preds", list: gi });
-    }
-    let len = table.len() as f64;
-    if !w.ry.iter().fold(true, |ok, &v| ok & (v >= 0.0) & (v < len) & (v.floor() == v)) {
-        gout.fill(0.0);
-        hout.fill(0.0);
-        let bad =
-            w.ry.iter().find(|&&v| !(v >= 0.0 && v < len && v.floor() == v)).copied().unwrap_or(f64::NAN);
-        return Err(Gains::Table(table).describe("labels", bad, gi, "group"));
-    }
-    w.rg.extend(w.ry.iter().map(|&v| table[v as usize]));
+    w.rg.extend(w.ry.iter().map(|&v| table[v as usize])); // labels checked by `check_list`
     let wt = weights.map(|wt| &wt[r]);
-    if let Some(wt) = wt {
-        if let Some(&v) = wt.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-            gout.fill(0.0);
-            hout.fill(0.0);
-            return Err(Error::invalid(
-                "weights",
-                format!("value {v} in group {gi} is not a finite non-negative number"),
-            ));
-        }
-    }
     list_lambdas::<false>(isa, w, disc, opts, Some(table));
     for (p, &k) in w.idx.iter().enumerate() {
         gout[k] = w.grad[p];
@@ -337,7 +336,6 @@ fn ragged_list<P: Float, Y: Float>(
             *hv *= wv;
         }
     }
-    Ok(())
 }
 
 simd_dispatch!(
@@ -345,5 +343,5 @@ simd_dispatch!(
     ragged_list(isa),
     [P: Float, Y: Float],
     [P, Y],
-    (w: &mut Work, x: &RaggedLists<'_, P, Y>, gi: usize, gout: &mut [f64], hout: &mut [f64]) -> Result<()>
+    (w: &mut Work, x: &RaggedLists<'_, P, Y>, gi: usize, gout: &mut [f64], hout: &mut [f64]) -> ()
 );

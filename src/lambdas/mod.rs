@@ -47,7 +47,7 @@ mod sort;
 #[cfg(test)]
 mod tests;
 
-use list::{list_lambdas_simd, ragged_list_simd, RaggedLists, Work, WORK};
+use list::{check_list, list_lambdas_simd, ragged_list_simd, RaggedLists, Work, WORK};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LambdaMetric {
@@ -123,6 +123,10 @@ pub fn lambdarank_gradients<P: Float, Y: Float>(
     let groups = Groups::from_sizes(group, n)?;
     let disc = discounts(groups.max_size());
     let lists = RaggedLists { preds, labels, groups: &groups, table: label_gain, weights, disc: &disc, opts };
+    // Every input is checked before any output is written: `grad`, `hess` stay untouched on error.
+    if let Some(e) = (0..groups.len()).into_par_iter().find_map_first(|gi| check_list(&lists, gi).err()) {
+        return Err(e);
+    }
     // Largest lists first, so that one long list does not start last.
     let k = opts.truncation;
     let mut tasks: Vec<(usize, &mut [f64], &mut [f64])> = groups
@@ -134,19 +138,10 @@ pub fn lambdarank_gradients<P: Float, Y: Float>(
         .collect();
     let cost = |m: usize| m.saturating_mul(m.min(k).max(1)) + m;
     tasks.sort_by_key(|t| std::cmp::Reverse(cost(t.1.len())));
-    let first_error = tasks
-        .into_par_iter()
-        .with_max_len(1)
-        .filter_map(|(gi, gout, hout)| {
-            WORK.with(|w| {
-                ragged_list_simd(&mut w.borrow_mut(), &lists, gi, gout, hout).err().map(|e| (gi, e))
-            })
-        })
-        .min_by_key(|(gi, _)| *gi);
-    match first_error {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
+    tasks.into_par_iter().with_max_len(1).for_each(|(gi, gout, hout)| {
+        WORK.with(|w| ragged_list_simd(&mut w.borrow_mut(), &lists, gi, gout, hout))
+    });
+    Ok(())
 }
 
 /// LambdaRank as a loss on a padded batch: per-list losses `[b]`, whether each list counts

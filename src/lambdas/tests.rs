@@ -418,3 +418,21 @@ fn empty_groups_are_empty_lists() {
     lambdarank_gradients(&s, &y, &[0, 5, 0, 0, 7, 0], &gain, None, &o, &mut g2, &mut h2).unwrap();
     assert_eq!((g1, h1), (g2, h2));
 }
+
+#[test]
+fn outputs_are_untouched_when_an_input_is_bad() {
+    let gain = default_label_gain();
+    let o = LambdaOptions::default();
+    let s = [1.0, 2.0, 3.0, 4.0, 0.5, 0.1];
+    let y = [0.0, 1.0, 2.0, 1.0, 0.0, 1.0];
+    // The bad value sits in the last list, which would be computed last (or first).
+    for (s2, y2, w) in [
+        (&[1.0, 2.0, 3.0, 4.0, 0.5, f64::NAN][..], &y[..], None),
+        (&s[..], &[0.0, 1.0, 2.0, 1.0, 0.0, 0.5][..], None),
+        (&s[..], &y[..], Some(&[1.0, 1.0, 1.0, 1.0, 1.0, -1.0][..])),
+    ] {
+        let (mut g, mut h) = (vec![7.0; 6], vec![7.0; 6]);
+        assert!(lambdarank_gradients(s2, y2, &[4, 2], &gain, w, &o, &mut g, &mut h).is_err());
+        assert_eq!((g, h), (vec![7.0; 6], vec![7.0; 6]));
+    }
+}
