@@ -9,6 +9,10 @@
 //!   and `IDCG@k` the DCG@k of the ideal order (gains descending).
 //! - MRR@k: `1 / (1 + p)` for the position `p` of the first item with target > 0 if `p < k`,
 //!   else 0.
+//! - AP@k (trec_eval's `map_cut`): `sum_{p < k, y_(p) > 0} hits@(p + 1) / (p + 1)`, divided by
+//!   the list's number of relevant items R (target > 0), not by `min(R, k)`.
+//! - Recall@k: `hits@k / R`; Precision@k: `hits@k / k` (trec_eval's `P_k`: divided by k even
+//!   when the list is shorter; `k = None`: the list's length).
 //!
 //! NDCG takes O(N + k log k) per list (a selection, then a sort of the top k, under a total
 //! order with the position as tie-break); MRR takes O(N) (the first relevant item is the
@@ -32,12 +36,22 @@ pub enum ExactMetric {
     Ndcg { k: Option<usize>, scale_gains: bool },
     /// MRR@k (`k = None`: the whole list).
     Mrr { k: Option<usize> },
+    /// AP@k: `sum_{p < k, rel(p)} precision@(p + 1) / R`, R the list's relevant items.
+    AveragePrecision { k: Option<usize> },
+    /// Recall@k: relevant items in the top k / R.
+    Recall { k: Option<usize> },
+    /// Precision@k: relevant items in the top k / k (`k = None`: the list's length).
+    Precision { k: Option<usize> },
 }
 
 impl ExactMetric {
     fn k(&self) -> Option<usize> {
         match *self {
-            ExactMetric::Ndcg { k, .. } | ExactMetric::Mrr { k } => k,
+            ExactMetric::Ndcg { k, .. }
+            | ExactMetric::Mrr { k }
+            | ExactMetric::AveragePrecision { k }
+            | ExactMetric::Recall { k }
+            | ExactMetric::Precision { k } => k,
         }
     }
 
@@ -98,6 +112,32 @@ pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: ExactMetric, w: &mut Scra
             let pos =
                 s[..r].iter().filter(|&&v| v >= sr).count() + s[r + 1..].iter().filter(|&&v| v > sr).count();
             (if pos < k { 1.0 / (pos as f64 + 1.0) } else { 0.0 }, true)
+        }
+        ExactMetric::AveragePrecision { .. } | ExactMetric::Recall { .. } | ExactMetric::Precision { .. } => {
+            let relevant = y.iter().filter(|&&v| v > F::ZERO).count();
+            if relevant == 0 {
+                return (0.0, false);
+            }
+            let by_score =
+                |a: &usize, b: &usize| s[*b].partial_cmp(&s[*a]).unwrap_or(Ordering::Equal).then(a.cmp(b));
+            let order = &mut w.order;
+            order.clear();
+            order.extend(0..m);
+            top_k(order, k, by_score);
+            let (mut hits, mut ap) = (0usize, 0.0f64);
+            for (p, &i) in order[..k].iter().enumerate() {
+                if y[i] > F::ZERO {
+                    hits += 1;
+                    ap += hits as f64 / (p as f64 + 1.0);
+                }
+            }
+            let value = match metric {
+                ExactMetric::AveragePrecision { .. } => ap / relevant as f64,
+                ExactMetric::Recall { .. } => hits as f64 / relevant as f64,
+                // trec_eval's P_k: divided by k even when the list is shorter.
+                _ => hits as f64 / metric.k().unwrap_or(m) as f64,
+            };
+            (value, true)
         }
     }
 }
@@ -208,6 +248,25 @@ mod tests {
                 Some(p) if p < k => (1.0 / (p as f64 + 1.0), true),
                 Some(_) => (0.0, true),
             },
+            _ => {
+                // Brute force: precision at every cut-off, as trec_eval defines them.
+                let rel: Vec<bool> = order.iter().map(|&i| y[i] > 0.0).collect();
+                let total = rel.iter().filter(|&&r| r).count();
+                if total == 0 {
+                    return (0.0, false);
+                }
+                let prec_at = |c: usize| rel[..c].iter().filter(|&&r| r).count() as f64 / c as f64;
+                let value = match metric {
+                    ExactMetric::AveragePrecision { .. } => {
+                        (0..k).filter(|&p| rel[p]).map(|p| prec_at(p + 1)).sum::<f64>() / total as f64
+                    }
+                    ExactMetric::Recall { .. } => {
+                        rel[..k].iter().filter(|&&r| r).count() as f64 / total as f64
+                    }
+                    _ => rel[..k].iter().filter(|&&r| r).count() as f64 / metric.k().unwrap_or(m) as f64,
+                };
+                (value, true)
+            }
         }
     }
 
@@ -217,6 +276,9 @@ mod tests {
             out.push(ExactMetric::Ndcg { k, scale_gains: true });
             out.push(ExactMetric::Ndcg { k, scale_gains: false });
             out.push(ExactMetric::Mrr { k });
+            out.push(ExactMetric::AveragePrecision { k });
+            out.push(ExactMetric::Recall { k });
+            out.push(ExactMetric::Precision { k });
         }
         out
     }
@@ -337,5 +399,31 @@ mod tests {
         .is_ok());
         let batch = Padded::new(&s[..2], Some(&big[1..]), Some(&[true, false]), 1, 2).unwrap();
         assert!(metric_padded(&batch, nd, &mut v[..1], &mut ok[..1]).is_ok(), "padded targets are ignored");
+    }
+
+    #[test]
+    fn set_metrics_by_hand() {
+        // Score order: items 1, 0, 3, 2, 4 (items 0 and 3 tie: input order); relevant: 0, 2, 4.
+        let s = [2.0f64, 3.0, 1.0, 2.0, 0.5];
+        let y = [1.0f64, 0.0, 2.0, -1.0, 1.0];
+        let mut w = Scratch::default();
+        let mut ap = |k| list_metric(&s, &y, ExactMetric::AveragePrecision { k }, &mut w).0;
+        // Relevant at ranks 2, 4, 5: (1/2 + 2/4 + 3/5) / 3.
+        assert!((ap(None) - (0.5 + 0.5 + 0.6) / 3.0).abs() < 1e-15);
+        assert!((ap(Some(2)) - 0.5 / 3.0).abs() < 1e-15);
+        let mut w = Scratch::default();
+        assert_eq!(list_metric(&s, &y, ExactMetric::Recall { k: Some(4) }, &mut w), (2.0 / 3.0, true));
+        assert_eq!(list_metric(&s, &y, ExactMetric::Precision { k: Some(4) }, &mut w), (0.5, true));
+        // P@10 of a 5-item list divides by 10 (trec_eval).
+        assert_eq!(list_metric(&s, &y, ExactMetric::Precision { k: Some(10) }, &mut w), (0.3, true));
+        assert_eq!(list_metric(&s, &y, ExactMetric::Precision { k: None }, &mut w), (0.6, true));
+        let none = [0.0f64, -1.0, 0.0, 0.0, 0.0];
+        for metric in [
+            ExactMetric::AveragePrecision { k: None },
+            ExactMetric::Recall { k: Some(2) },
+            ExactMetric::Precision { k: Some(2) },
+        ] {
+            assert_eq!(list_metric(&s, &none, metric, &mut w), (0.0, false));
+        }
     }
 }

@@ -15,7 +15,12 @@ fn parse_metric(kind: &str, k: Option<usize>, scale_gains: bool) -> PyResult<Exa
     match kind {
         "ndcg" => Ok(ExactMetric::Ndcg { k, scale_gains }),
         "mrr" => Ok(ExactMetric::Mrr { k }),
-        other => Err(PyValueError::new_err(format!("metric must be 'ndcg' or 'mrr', got {other:?}"))),
+        "average_precision" => Ok(ExactMetric::AveragePrecision { k }),
+        "recall" => Ok(ExactMetric::Recall { k }),
+        "precision" => Ok(ExactMetric::Precision { k }),
+        other => Err(PyValueError::new_err(format!(
+            "metric must be 'ndcg', 'mrr', 'average_precision', 'recall' or 'precision', got {other:?}"
+        ))),
     }
 }
 
@@ -42,7 +47,7 @@ fn metric_impl<'py, F: Float + Element>(
     values_and_valid(py, values, valid)
 }
 
-/// `(values [B] float64, valid [B] bool)`: NDCG@k or MRR@k of each list of a padded batch;
+/// `(values [B] float64, valid [B] bool)`: NDCG@k, MRR@k, AP@k, recall@k or precision@k of each list of a padded batch;
 /// `valid` is false for a list without a relevant item (its value is 0).
 #[pyfunction]
 #[pyo3(signature = (metric, scores, targets, mask, k, scale_gains=true))]
