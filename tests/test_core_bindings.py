@@ -215,3 +215,29 @@ def test_out_is_untouched_when_it_raises(ragged, change):
     got = rankgrad.lambdarank_gradients(p, y, g, out=out)
     assert got[0] is out[0]
     np.testing.assert_array_equal(out[0], core_gradients(p, y, g)[0])
+
+
+# -- finite results from finite input ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 3e38), (np.float64, 1e308)])
+def test_ranknet_tie_with_an_overflowing_gap_is_finite(dtype, big):
+    s = np.array([[big, -big, 0.0, 1.0]], dtype=dtype)
+    y = np.array([[1.0, 1.0, 0.0, 2.0]], dtype=dtype)
+    loss, valid, grad = _core.ranknet_loss(s, y, None, 1.0, True)
+    # Pairs y_i > y_j: two misordered by ~big (loss ~big each), three others; mean over 5.
+    assert valid[0] and np.isfinite(loss[0]) and np.isfinite(grad).all()
+    np.testing.assert_allclose(loss[0], 2 * (big / 5), rtol=1e-6)
+    # lambda_ij = -1 for the two misordered pairs (1 over 2, 3 over 0), -1/(1 + e) for 3 over 2,
+    # 0 for the two ordered far apart; the tie (0, 1) contributes nothing.
+    b = 1 / (1 + np.e)
+    np.testing.assert_allclose(grad[0], np.array([1, -1, 1 + b, -1 - b]) / 5, rtol=1e-6)
+
+
+def test_lambdarank_loss_at_the_float64_extremes_is_finite():
+    s = np.array([[1e308, -1e308, 0.0, 1.0, 1.0]])
+    y = np.array([[0.0, 2.0, 1.0, 0.0, 3.0]])
+    for norm in (True, False):
+        loss, valid, grad = _core.lambdarank_loss(s, y, None, 1.0, None, norm, None, "ndcg", True)
+        assert valid[0] and np.isfinite(grad).all() and not np.isnan(loss[0])
+        assert np.isfinite(loss[0]) or not norm
