@@ -79,24 +79,19 @@ impl Gains<'_> {
     pub fn accepts(&self, y: f64) -> bool {
         match self {
             Gains::Exp2 => y <= GAIN_CAP,
-            Gains::Table(t) => y >= 0.0 && y < t.len() as f64 && (y as usize) as f64 == y,
+            // y as usize truncates (no libm call); equal back means an integer. `&`, not `&&`:
+            // no branches, so a fold of it vectorises.
+            Gains::Table(t) => (y >= 0.0) & (y < t.len() as f64) & ((y as usize) as f64 == y),
         }
     }
 
     /// The gain of `y`, or None when `y` is not a valid label.
     #[inline]
     pub fn of(&self, y: f64) -> Option<f64> {
-        match self {
-            Gains::Exp2 => (y <= GAIN_CAP).then(|| y.max(0.0).exp2() - 1.0),
-            Gains::Table(t) => {
-                // y as usize truncates (no libm call); equal back means an integer
-                if y >= 0.0 && y < t.len() as f64 && (y as usize) as f64 == y {
-                    Some(t[y as usize])
-                } else {
-                    None
-                }
-            }
-        }
+        self.accepts(y).then(|| match self {
+            Gains::Exp2 => y.max(0.0).exp2() - 1.0,
+            Gains::Table(t) => t[y as usize],
+        })
     }
 
     /// The error for an invalid label `y` in `what` (`"list"` or `"group"`) number `list`.

@@ -292,12 +292,12 @@ pub(super) fn check_list<P: Float, Y: Float>(x: &RaggedLists<'_, P, Y>, gi: usiz
     if !x.preds[r.clone()].iter().fold(true, |ok, v| ok & v.is_finite()) {
         return Err(Error::NonFinite { arg: "preds", list: gi });
     }
-    let len = x.table.len() as f64;
-    let valid = |v: f64| (v >= 0.0) & (v < len) & (v.floor() == v);
+    let gains = Gains::Table(x.table);
+    let valid = |v: f64| gains.accepts(v);
     let labels = &x.labels[r.clone()];
     if !labels.iter().fold(true, |ok, v| ok & valid(v.to_f64())) {
         let bad = labels.iter().map(|v| v.to_f64()).find(|&v| !valid(v)).unwrap_or(f64::NAN);
-        return Err(Gains::Table(x.table).describe("labels", bad, gi, "group"));
+        return Err(gains.describe("labels", bad, gi, "group"));
     }
     if let Some(&v) = x.weights.and_then(|wt| wt[r].iter().find(|v| !(v.is_finite() && **v >= 0.0))) {
         return Err(Error::invalid(
