@@ -62,15 +62,25 @@ impl<'a, F: Float> Padded<'a, F> {
         if per_list.iter().any(|&len| len != self.b) {
             return Err(Error::invalid(arg, "output buffers must have one value per list"));
         }
-        if grad.is_some_and(|len| len != self.b * self.n) {
-            return Err(Error::invalid("grad", "output buffer must have the shape of scores"));
+        if let Some(len) = grad {
+            if len != self.b * self.n {
+                return Err(Error::invalid("grad", "output buffer must have the shape of scores"));
+            }
         }
         Ok(targets)
     }
 
+    /// An error naming `arg` unless `out` has the shape of scores.
+    pub fn check_out<T>(&self, out: &[T], arg: &'static str) -> Result<()> {
+        if out.len() != self.b * self.n {
+            return Err(Error::invalid(arg, "output buffer must have the shape of scores"));
+        }
+        Ok(())
+    }
+
     #[inline]
     fn is_real(&self, k: usize) -> bool {
-        self.mask.map_or(true, |m| m[k])
+        self.mask.is_none_or(|m| m[k])
     }
 
     /// The first list (lowest index) whose real items hold NaN or inf, in scores or targets.

@@ -30,23 +30,62 @@ pub trait Float:
 
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
-    fn from_usize(x: usize) -> Self {
-        Self::from_f64(x as f64)
-    }
     fn exp_fast(self) -> Self;
     fn abs(self) -> Self;
-    fn ln(self) -> Self;
-    fn log2(self) -> Self;
     fn is_finite(self) -> bool;
+    /// `[sqrt(smallest normal), sqrt(largest)]`, rounded in `Self`: where a temperature or
+    /// sigma keeps itself, its reciprocal and its square finite and normal (`_inputs.scale_range`
+    /// in Python, the same numbers).
+    fn scale_range() -> (Self, Self);
 }
 
+/// `v` if it lies in `F::scale_range()`, else an error naming `arg`. Inside the range `x / T`,
+/// `sigma * x` and `sigma^2` never turn a finite input into NaN by themselves.
+pub fn check_scale<F: Float>(arg: &'static str, v: F) -> crate::Result<F> {
+    let (lo, hi) = F::scale_range();
+    if v >= lo && v <= hi {
+        return Ok(v);
+    }
+    let what = if v > F::ZERO && v.is_finite() {
+        format!("is out of range: it must lie in [{:e}, {:e}]", lo.to_f64(), hi.to_f64())
+    } else {
+        "must be a positive finite number".to_string()
+    };
+    Err(crate::Error::invalid(arg, format!("{what}, got {v:?}")))
+}
+
+/// `a` if `cond` else `b`, written so that a loop of it stays branch-free (a blend).
 #[inline(always)]
-fn select<F: Float>(cond: bool, a: F, b: F) -> F {
+pub fn select<F: Copy>(cond: bool, a: F, b: F) -> F {
     if cond {
         a
     } else {
         b
     }
+}
+
+/// Lanes a reduction is split into so that it vectorises; the lanes are summed in a fixed
+/// order, so results do not depend on the instruction set.
+pub const L: usize = 8;
+
+/// `init + acc[0] + ... + acc[L - 1]`, in that order.
+#[inline(always)]
+pub fn lane_sum<F: Float>(acc: &[F; L], init: F) -> F {
+    acc.iter().fold(init, |a, &b| a + b)
+}
+
+/// Sums `v` in `L` lanes, then the lanes in order: vectorises, and the order is fixed.
+#[inline(always)]
+pub fn lane_total<F: Float>(v: &[F]) -> F {
+    let mut acc = [F::ZERO; L];
+    let mut chunks = v.chunks_exact(L);
+    for c in &mut chunks {
+        let c: &[F; L] = c.try_into().unwrap();
+        for l in 0..L {
+            acc[l] += c[l];
+        }
+    }
+    lane_sum(&acc, chunks.remainder().iter().fold(F::ZERO, |a, &b| a + b))
 }
 
 impl Float for f32 {
@@ -87,16 +126,11 @@ impl Float for f32 {
         f32::from_bits(self.to_bits() & 0x7FFF_FFFF)
     }
     #[inline(always)]
-    fn ln(self) -> Self {
-        f32::ln(self)
-    }
-    #[inline(always)]
-    fn log2(self) -> Self {
-        f32::log2(self)
-    }
-    #[inline(always)]
     fn is_finite(self) -> bool {
         f32::is_finite(self)
+    }
+    fn scale_range() -> (Self, Self) {
+        (f32::MIN_POSITIVE.sqrt(), f32::MAX.sqrt())
     }
 }
 
@@ -115,6 +149,7 @@ impl Float for f64 {
     #[inline(always)]
     fn exp_fast(self) -> Self {
         const LOG2E: f64 = std::f64::consts::LOG2_E;
+        #[allow(clippy::excessive_precision)]
         const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
         const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
         const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
@@ -146,16 +181,11 @@ impl Float for f64 {
         f64::from_bits(self.to_bits() & 0x7FFF_FFFF_FFFF_FFFF)
     }
     #[inline(always)]
-    fn ln(self) -> Self {
-        f64::ln(self)
-    }
-    #[inline(always)]
-    fn log2(self) -> Self {
-        f64::log2(self)
-    }
-    #[inline(always)]
     fn is_finite(self) -> bool {
         f64::is_finite(self)
+    }
+    fn scale_range() -> (Self, Self) {
+        (f64::MIN_POSITIVE.sqrt(), f64::MAX.sqrt())
     }
 }
 
@@ -184,35 +214,88 @@ pub fn sigmoid_grad<F: Float>(x: F) -> F {
     e * q * q
 }
 
+/// The instruction set a `simd_dispatch!` variant was compiled for. A kernel that has a
+/// hand-written intrinsics version (the LambdaRank row kernel) takes it as an argument; being a
+/// constant in each inlined variant, the choice costs nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    Portable,
+    /// x86_64 with AVX2. Only `simd_dispatch!` (after checking the CPU) and tests that check
+    /// it themselves may pass it: it licenses AVX2 intrinsics.
+    Avx2,
+    /// x86_64 with AVX-512 (F, BW, VL, DQ), which includes AVX2.
+    Avx512,
+}
+
+impl Isa {
+    /// The best variant this CPU runs.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+            {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// AVX2 intrinsics may run.
+    #[inline(always)]
+    pub fn has_avx2(self) -> bool {
+        self >= Isa::Avx2
+    }
+}
+
 /// `$name` runs `$generic` compiled for AVX-512 or AVX2 when the CPU has it, else as it is.
 /// No fused multiply-add is used, so every version gives bitwise the same results.
+///
+/// Forms: `simd_dispatch!(name, generic, (args) -> ret)` for `generic<F: Float>(args)`;
+/// `simd_dispatch!(name, generic(isa), [generic params], [generic args], (args) -> ret)` for a
+/// `generic(isa: Isa, args)` that also picks hand-written intrinsics by `isa`.
 macro_rules! simd_dispatch {
-    ($name:ident, $generic:ident, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
-        fn $name<F: $crate::float::Float>($($arg: $ty),*) -> $ret {
+    ($vis:vis $name:ident, $generic:ident, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        simd_dispatch!(@emit $vis $name, [F: $crate::float::Float], [F], ($($arg: $ty),*) -> $ret,
+            |_isa| $generic::<F>($($arg),*));
+    };
+    ($vis:vis $name:ident, $generic:ident(isa), [$($gp:tt)*], [$($ga:tt)*], ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        simd_dispatch!(@emit $vis $name, [$($gp)*], [$($ga)*], ($($arg: $ty),*) -> $ret,
+            |isa| $generic::<$($ga)*>(isa, $($arg),*));
+    };
+    (@emit $vis:vis $name:ident, [$($gp:tt)*], [$($ga:tt)*], ($($arg:ident : $ty:ty),*) -> $ret:ty, |$isa:ident| $call:expr) => {
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name<$($gp)*>($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
+                use $crate::float::Isa;
                 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
-                unsafe fn avx512<F: $crate::float::Float>($($arg: $ty),*) -> $ret {
-                    $generic($($arg),*)
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512<$($gp)*>($($arg: $ty),*) -> $ret {
+                    let $isa = Isa::Avx512;
+                    $call
                 }
                 #[target_feature(enable = "avx2")]
-                unsafe fn avx2<F: $crate::float::Float>($($arg: $ty),*) -> $ret {
-                    $generic($($arg),*)
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2<$($gp)*>($($arg: $ty),*) -> $ret {
+                    let $isa = Isa::Avx2;
+                    $call
                 }
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                    && std::arch::is_x86_feature_detected!("avx512dq")
-                {
-                    // SAFETY: the CPU supports these features, checked just above.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2, checked just above.
-                    return unsafe { avx2($($arg),*) };
+                match Isa::detect() {
+                    // SAFETY: the CPU supports these features (`Isa::detect`).
+                    Isa::Avx512 => return unsafe { avx512::<$($ga)*>($($arg),*) },
+                    // SAFETY: the CPU supports AVX2 (`Isa::detect`).
+                    Isa::Avx2 => return unsafe { avx2::<$($ga)*>($($arg),*) },
+                    Isa::Portable => {}
                 }
             }
-            $generic($($arg),*)
+            let $isa = $crate::float::Isa::Portable;
+            $call
         }
     };
 }
@@ -248,6 +331,19 @@ mod tests {
         assert!((-1e30f32).exp_fast() >= f32::MIN_POSITIVE);
         assert!(f64::MAX.exp_fast().is_finite());
         assert!(f64::MIN.exp_fast() >= f64::MIN_POSITIVE);
+    }
+
+    #[test]
+    fn scale_range_is_pythons() {
+        // numpy: sqrt(finfo.tiny), sqrt(finfo.max) in the dtype itself.
+        assert_eq!(f32::scale_range(), (2f32.powi(-63), 1.844_674_3e19));
+        assert_eq!(f64::scale_range().0, 2f64.powi(-511));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-200, 1e200] {
+            let e = check_scale("temperature", bad).unwrap_err();
+            assert_eq!(e.arg(), "temperature");
+        }
+        assert_eq!(check_scale("sigma", 1e150f64), Ok(1e150));
+        assert!(check_scale("sigma", 1e-19f32).is_err() && check_scale("sigma", 1e-18f32).is_ok());
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   and `IDCG@k` the DCG@k of the ideal order (gains descending).
 //! - MRR@k: `1 / (1 + p)` for the position `p` of the first item with target > 0 if `p < k`,
 //!   else 0.
+//! - AP@k (trec_eval's `map_cut`): `sum_{p < k, y_(p) > 0} hits@(p + 1) / (p + 1)`, divided by
+//!   the list's number of relevant items R (target > 0), not by `min(R, k)`.
+//! - Recall@k: `hits@k / R`; Precision@k: `hits@k / k` (trec_eval's `P_k`: divided by k even
+//!   when the list is shorter; `k = None`: the list's length).
 //!
 //! NDCG takes O(N + k log k) per list (a selection, then a sort of the top k, under a total
 //! order with the position as tie-break); MRR takes O(N) (the first relevant item is the
@@ -23,20 +27,31 @@ use rayon::prelude::*;
 use crate::batch::{Gathered, Padded};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::gains::{check_gain_range, gain};
+use crate::gains::{check_gain_range, discount, gain};
+use crate::ragged::Groups;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Metric {
+pub enum ExactMetric {
     /// NDCG@k (`k = None`: the whole list).
     Ndcg { k: Option<usize>, scale_gains: bool },
     /// MRR@k (`k = None`: the whole list).
     Mrr { k: Option<usize> },
+    /// AP@k: `sum_{p < k, rel(p)} precision@(p + 1) / R`, R the list's relevant items.
+    AveragePrecision { k: Option<usize> },
+    /// Recall@k: relevant items in the top k / R.
+    Recall { k: Option<usize> },
+    /// Precision@k: relevant items in the top k / k (`k = None`: the list's length).
+    Precision { k: Option<usize> },
 }
 
-impl Metric {
+impl ExactMetric {
     fn k(&self) -> Option<usize> {
         match *self {
-            Metric::Ndcg { k, .. } | Metric::Mrr { k } => k,
+            ExactMetric::Ndcg { k, .. }
+            | ExactMetric::Mrr { k }
+            | ExactMetric::AveragePrecision { k }
+            | ExactMetric::Recall { k }
+            | ExactMetric::Precision { k } => k,
         }
     }
 
@@ -48,13 +63,8 @@ impl Metric {
     }
 
     fn caps_targets(&self) -> bool {
-        matches!(self, Metric::Ndcg { scale_gains: true, .. })
+        matches!(self, ExactMetric::Ndcg { scale_gains: true, .. })
     }
-}
-
-#[inline]
-fn discount(p: usize) -> f64 {
-    1.0 / (p as f64 + 2.0).log2()
 }
 
 /// Per-thread scratch.
@@ -65,11 +75,11 @@ pub struct Scratch {
 }
 
 /// `(value, has a relevant item)` for one list given as contiguous slices.
-pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: Metric, w: &mut Scratch) -> (f64, bool) {
+pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: ExactMetric, w: &mut Scratch) -> (f64, bool) {
     let m = s.len();
     let k = metric.k().map_or(m, |k| k.min(m));
     match metric {
-        Metric::Ndcg { scale_gains, .. } => {
+        ExactMetric::Ndcg { scale_gains, .. } => {
             let gains = &mut w.gains;
             gains.clear();
             gains.extend(y.iter().map(|&v| gain(v.to_f64(), scale_gains)));
@@ -90,7 +100,7 @@ pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: Metric, w: &mut Scratch) 
             let idcg: f64 = gains[..k].iter().enumerate().map(|(p, &g)| g * discount(p)).sum();
             (dcg / idcg, true)
         }
-        Metric::Mrr { .. } => {
+        ExactMetric::Mrr { .. } => {
             let mut best: Option<usize> = None;
             for i in 0..m {
                 if y[i] > F::ZERO && best.is_none_or(|b| s[i] > s[b]) {
@@ -102,6 +112,32 @@ pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: Metric, w: &mut Scratch) 
             let pos =
                 s[..r].iter().filter(|&&v| v >= sr).count() + s[r + 1..].iter().filter(|&&v| v > sr).count();
             (if pos < k { 1.0 / (pos as f64 + 1.0) } else { 0.0 }, true)
+        }
+        ExactMetric::AveragePrecision { .. } | ExactMetric::Recall { .. } | ExactMetric::Precision { .. } => {
+            let relevant = y.iter().filter(|&&v| v > F::ZERO).count();
+            if relevant == 0 {
+                return (0.0, false);
+            }
+            let by_score =
+                |a: &usize, b: &usize| s[*b].partial_cmp(&s[*a]).unwrap_or(Ordering::Equal).then(a.cmp(b));
+            let order = &mut w.order;
+            order.clear();
+            order.extend(0..m);
+            top_k(order, k, by_score);
+            let (mut hits, mut ap) = (0usize, 0.0f64);
+            for (p, &i) in order[..k].iter().enumerate() {
+                if y[i] > F::ZERO {
+                    hits += 1;
+                    ap += hits as f64 / (p as f64 + 1.0);
+                }
+            }
+            let value = match metric {
+                ExactMetric::AveragePrecision { .. } => ap / relevant as f64,
+                ExactMetric::Recall { .. } => hits as f64 / relevant as f64,
+                // trec_eval's P_k: divided by k even when the list is shorter.
+                _ => hits as f64 / metric.k().unwrap_or(m) as f64,
+            };
+            (value, true)
         }
     }
 }
@@ -120,7 +156,7 @@ fn top_k<T, C: Fn(&T, &T) -> Ordering>(v: &mut [T], k: usize, cmp: C) {
 /// Per-list metric values `[b]` of a padded batch and whether each list has a relevant item.
 pub fn metric_padded<F: Float>(
     batch: &Padded<F>,
-    metric: Metric,
+    metric: ExactMetric,
     values: &mut [f64],
     valid: &mut [bool],
 ) -> Result<()> {
@@ -147,7 +183,7 @@ pub fn metric_ragged<F: Float>(
     preds: &[F],
     labels: &[F],
     group: &[i64],
-    metric: Metric,
+    metric: ExactMetric,
     values: &mut [f64],
     valid: &mut [bool],
 ) -> Result<()> {
@@ -162,20 +198,8 @@ pub fn metric_ragged<F: Float>(
     if values.len() != group.len() || valid.len() != group.len() {
         return Err(Error::invalid("values", "output buffers must have one value per list"));
     }
-    let mut offsets = Vec::with_capacity(group.len() + 1);
-    offsets.push(0usize);
-    let mut total = 0usize;
-    for (g, &size) in group.iter().enumerate() {
-        if size < 0 {
-            return Err(Error::invalid("group", format!("size of list {g} is negative ({size})")));
-        }
-        total = total.saturating_add(size as usize);
-        offsets.push(total);
-    }
-    if total != n {
-        return Err(Error::invalid("group", format!("sizes sum to {total}, but preds has {n} rows")));
-    }
-    let list_of = |k: usize| offsets.partition_point(|&o| o <= k) - 1;
+    let groups = Groups::from_sizes(group, n)?;
+    let list_of = |k: usize| groups.list_of(k);
     if let Some(k) = preds.iter().position(|v| !v.is_finite()) {
         return Err(Error::NonFinite { arg: "preds", list: list_of(k) });
     }
@@ -188,8 +212,8 @@ pub fn metric_ragged<F: Float>(
     values.par_iter_mut().zip(valid.par_iter_mut()).enumerate().for_each_init(
         Scratch::default,
         |w, (g, (v, ok))| {
-            let (lo, hi) = (offsets[g], offsets[g + 1]);
-            (*v, *ok) = list_metric(&preds[lo..hi], &labels[lo..hi], metric, w);
+            let r = groups.range(g);
+            (*v, *ok) = list_metric(&preds[r.clone()], &labels[r], metric, w);
         },
     );
     Ok(())
@@ -202,13 +226,13 @@ mod tests {
     use crate::testing::Rng;
 
     /// Full stable sort, then the definitions.
-    fn reference(s: &[f64], y: &[f64], metric: Metric) -> (f64, bool) {
+    fn reference(s: &[f64], y: &[f64], metric: ExactMetric) -> (f64, bool) {
         let m = s.len();
         let mut order: Vec<usize> = (0..m).collect();
         order.sort_by(|&a, &b| s[b].partial_cmp(&s[a]).unwrap()); // stable
         let k = metric.k().unwrap_or(m).min(m);
         match metric {
-            Metric::Ndcg { scale_gains, .. } => {
+            ExactMetric::Ndcg { scale_gains, .. } => {
                 let g: Vec<f64> = y.iter().map(|&v| gain(v, scale_gains)).collect();
                 let mut ideal = g.clone();
                 ideal.sort_by(|a, b| b.partial_cmp(a).unwrap());
@@ -219,20 +243,42 @@ mod tests {
                 let dcg: f64 = (0..k).map(|p| g[order[p]] / (p as f64 + 2.0).log2()).sum();
                 (dcg / idcg, true)
             }
-            Metric::Mrr { .. } => match order.iter().position(|&i| y[i] > 0.0) {
+            ExactMetric::Mrr { .. } => match order.iter().position(|&i| y[i] > 0.0) {
                 None => (0.0, false),
                 Some(p) if p < k => (1.0 / (p as f64 + 1.0), true),
                 Some(_) => (0.0, true),
             },
+            _ => {
+                // Brute force: precision at every cut-off, as trec_eval defines them.
+                let rel: Vec<bool> = order.iter().map(|&i| y[i] > 0.0).collect();
+                let total = rel.iter().filter(|&&r| r).count();
+                if total == 0 {
+                    return (0.0, false);
+                }
+                let prec_at = |c: usize| rel[..c].iter().filter(|&&r| r).count() as f64 / c as f64;
+                let value = match metric {
+                    ExactMetric::AveragePrecision { .. } => {
+                        (0..k).filter(|&p| rel[p]).map(|p| prec_at(p + 1)).sum::<f64>() / total as f64
+                    }
+                    ExactMetric::Recall { .. } => {
+                        rel[..k].iter().filter(|&&r| r).count() as f64 / total as f64
+                    }
+                    _ => rel[..k].iter().filter(|&&r| r).count() as f64 / metric.k().unwrap_or(m) as f64,
+                };
+                (value, true)
+            }
         }
     }
 
-    fn metrics() -> Vec<Metric> {
+    fn metrics() -> Vec<ExactMetric> {
         let mut out = Vec::new();
         for k in [None, Some(1), Some(3), Some(10), Some(100)] {
-            out.push(Metric::Ndcg { k, scale_gains: true });
-            out.push(Metric::Ndcg { k, scale_gains: false });
-            out.push(Metric::Mrr { k });
+            out.push(ExactMetric::Ndcg { k, scale_gains: true });
+            out.push(ExactMetric::Ndcg { k, scale_gains: false });
+            out.push(ExactMetric::Mrr { k });
+            out.push(ExactMetric::AveragePrecision { k });
+            out.push(ExactMetric::Recall { k });
+            out.push(ExactMetric::Precision { k });
         }
         out
     }
@@ -274,11 +320,11 @@ mod tests {
     fn ties_keep_input_order() {
         // Two tied scores: the earlier one ranks first.
         let s = [1.0f64, 1.0, 0.0];
-        let (mut w, m) = (Scratch::default(), Metric::Mrr { k: None });
+        let (mut w, m) = (Scratch::default(), ExactMetric::Mrr { k: None });
         assert_eq!(list_metric(&s, &[0.0, 1.0, 0.0], m, &mut w), (0.5, true));
         assert_eq!(list_metric(&s, &[1.0, 0.0, 0.0], m, &mut w), (1.0, true));
-        assert_eq!(list_metric(&s, &[0.0, 0.0, 1.0], Metric::Mrr { k: Some(2) }, &mut w), (0.0, true));
-        let nd = Metric::Ndcg { k: Some(1), scale_gains: true };
+        assert_eq!(list_metric(&s, &[0.0, 0.0, 1.0], ExactMetric::Mrr { k: Some(2) }, &mut w), (0.0, true));
+        let nd = ExactMetric::Ndcg { k: Some(1), scale_gains: true };
         assert_eq!(list_metric(&s, &[0.0, 1.0, 0.0], nd, &mut w), (0.0, true));
         assert_eq!(list_metric(&s, &[1.0, 0.0, 0.0], nd, &mut w), (1.0, true));
         // -0.0 and 0.0 tie.
@@ -288,10 +334,13 @@ mod tests {
     #[test]
     fn empty_and_negative_lists() {
         let mut w = Scratch::default();
-        let nd = Metric::Ndcg { k: None, scale_gains: true };
+        let nd = ExactMetric::Ndcg { k: None, scale_gains: true };
         assert_eq!(list_metric::<f64>(&[], &[], nd, &mut w), (0.0, false));
         assert_eq!(list_metric(&[1.0f64, 2.0], &[-1.0, 0.0], nd, &mut w), (0.0, false));
-        assert_eq!(list_metric(&[1.0f64, 2.0], &[-1.0, 0.0], Metric::Mrr { k: None }, &mut w), (0.0, false));
+        assert_eq!(
+            list_metric(&[1.0f64, 2.0], &[-1.0, 0.0], ExactMetric::Mrr { k: None }, &mut w),
+            (0.0, false)
+        );
         assert_eq!(list_metric(&[1.0f32], &[3.0], nd, &mut w), (1.0, true));
     }
 
@@ -306,7 +355,7 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let (mut v, mut ok) = (vec![0.0; b], vec![false; b]);
-                metric_padded(&batch, Metric::Ndcg { k: Some(10), scale_gains: true }, &mut v, &mut ok)
+                metric_padded(&batch, ExactMetric::Ndcg { k: Some(10), scale_gains: true }, &mut v, &mut ok)
                     .unwrap();
                 v
             })
@@ -317,12 +366,14 @@ mod tests {
     #[test]
     fn bad_input_names_the_argument() {
         let (mut v, mut ok) = (vec![0.0; 2], vec![false; 2]);
-        let nd = Metric::Ndcg { k: Some(0), scale_gains: true };
+        let nd = ExactMetric::Ndcg { k: Some(0), scale_gains: true };
         let s = [0.0f64, 1.0, 2.0];
         assert_eq!(metric_ragged(&s, &s, &[1, 2], nd, &mut v, &mut ok).unwrap_err().arg(), "k");
-        let nd = Metric::Ndcg { k: None, scale_gains: true };
+        let nd = ExactMetric::Ndcg { k: None, scale_gains: true };
         assert_eq!(metric_ragged(&s, &s, &[1, 1], nd, &mut v, &mut ok).unwrap_err().arg(), "group");
         assert_eq!(metric_ragged(&s, &s, &[4, -1], nd, &mut v, &mut ok).unwrap_err().arg(), "group");
+        assert_eq!(metric_ragged(&s, &s, &[3, 0], nd, &mut v, &mut ok), Ok(()));
+        assert_eq!((v[1], ok[1]), (0.0, false), "an empty list is a degenerate list");
         assert_eq!(metric_ragged(&s, &s[..2], &[1, 2], nd, &mut v, &mut ok).unwrap_err().arg(), "labels");
         let bad = [0.0f64, 1.0, f64::NAN];
         assert_eq!(
@@ -341,12 +392,38 @@ mod tests {
             &s,
             &big,
             &[1, 2],
-            Metric::Ndcg { k: None, scale_gains: false },
+            ExactMetric::Ndcg { k: None, scale_gains: false },
             &mut v,
             &mut ok
         )
         .is_ok());
         let batch = Padded::new(&s[..2], Some(&big[1..]), Some(&[true, false]), 1, 2).unwrap();
         assert!(metric_padded(&batch, nd, &mut v[..1], &mut ok[..1]).is_ok(), "padded targets are ignored");
+    }
+
+    #[test]
+    fn set_metrics_by_hand() {
+        // Score order: items 1, 0, 3, 2, 4 (items 0 and 3 tie: input order); relevant: 0, 2, 4.
+        let s = [2.0f64, 3.0, 1.0, 2.0, 0.5];
+        let y = [1.0f64, 0.0, 2.0, -1.0, 1.0];
+        let mut w = Scratch::default();
+        let mut ap = |k| list_metric(&s, &y, ExactMetric::AveragePrecision { k }, &mut w).0;
+        // Relevant at ranks 2, 4, 5: (1/2 + 2/4 + 3/5) / 3.
+        assert!((ap(None) - (0.5 + 0.5 + 0.6) / 3.0).abs() < 1e-15);
+        assert!((ap(Some(2)) - 0.5 / 3.0).abs() < 1e-15);
+        let mut w = Scratch::default();
+        assert_eq!(list_metric(&s, &y, ExactMetric::Recall { k: Some(4) }, &mut w), (2.0 / 3.0, true));
+        assert_eq!(list_metric(&s, &y, ExactMetric::Precision { k: Some(4) }, &mut w), (0.5, true));
+        // P@10 of a 5-item list divides by 10 (trec_eval).
+        assert_eq!(list_metric(&s, &y, ExactMetric::Precision { k: Some(10) }, &mut w), (0.3, true));
+        assert_eq!(list_metric(&s, &y, ExactMetric::Precision { k: None }, &mut w), (0.6, true));
+        let none = [0.0f64, -1.0, 0.0, 0.0, 0.0];
+        for metric in [
+            ExactMetric::AveragePrecision { k: None },
+            ExactMetric::Recall { k: Some(2) },
+            ExactMetric::Precision { k: Some(2) },
+        ] {
+            assert_eq!(list_metric(&s, &none, metric, &mut w), (0.0, false));
+        }
     }
 }

@@ -1,5 +1,11 @@
 //! The ragged layout (GBDT): flat `[n]` arrays, each list a contiguous run of rows, `group`
 //! the list sizes in order (LightGBM's convention). No cap on a list's size.
+//!
+//! One rule for every ragged kernel (LambdaRank gradients, the exact metrics): sizes are
+//! integers >= 0 summing to n. A size-0 list is an empty list, exactly like a padded row with
+//! no real item: a degenerate list (metric 0 and not valid, no rows to write). LightGBM
+//! itself has no meaning for an empty query (old versions crashed on one, LightGBM#1104);
+//! rankgrad keeps the ragged and padded layouts twins instead.
 
 use crate::error::{Error, Result};
 
@@ -10,17 +16,14 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// From list sizes: each must be positive, and they must sum to `n`.
+    /// From list sizes: each must be >= 0, and they must sum to `n`.
     pub fn from_sizes(group: &[i64], n: usize) -> Result<Self> {
         let mut offsets = Vec::with_capacity(group.len() + 1);
         offsets.push(0usize);
         let mut total = 0usize;
         for (g, &size) in group.iter().enumerate() {
-            if size <= 0 {
-                return Err(Error::invalid(
-                    "group",
-                    format!("size of group {g} is {size}; every group needs at least one row"),
-                ));
+            if size < 0 {
+                return Err(Error::invalid("group", format!("size of group {g} is negative ({size})")));
             }
             total = usize::try_from(size)
                 .ok()
@@ -53,6 +56,11 @@ impl Groups {
         self.offsets[g]..self.offsets[g + 1]
     }
 
+    /// The list holding row `row` (`row < n`).
+    pub fn list_of(&self, row: usize) -> usize {
+        self.offsets.partition_point(|&o| o <= row) - 1
+    }
+
     /// The largest list size (0 when there is none).
     pub fn max_size(&self) -> usize {
         self.offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
@@ -79,6 +87,7 @@ mod tests {
         let g = Groups::from_sizes(&[2, 1, 3], 6).unwrap();
         assert_eq!(g.offsets, vec![0, 2, 3, 6]);
         assert_eq!((g.len(), g.range(1), g.max_size()), (3, 2..3, 3));
+        assert_eq!((0..6).map(|k| g.list_of(k)).collect::<Vec<_>>(), vec![0, 0, 1, 2, 2, 2]);
         let mut v = [0, 1, 2, 3, 4, 5];
         let parts = g.split_mut(&mut v);
         assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), vec![2, 1, 3]);
@@ -87,13 +96,13 @@ mod tests {
 
     #[test]
     fn bad_sizes_name_group() {
-        for (sizes, n) in
-            [(&[2i64, 0, 1][..], 3), (&[2, -1, 2], 3), (&[2, 2], 5), (&[2, 2], 3), (&[i64::MAX, 2], 3)]
-        {
+        for (sizes, n) in [(&[2i64, -1, 2][..], 3), (&[2, 2], 5), (&[2, 2], 3), (&[i64::MAX, 2], 3)] {
             let e = Groups::from_sizes(sizes, n).unwrap_err();
             assert_eq!(e.arg(), "group", "{sizes:?}");
         }
         assert!(Groups::from_sizes(&[], 0).unwrap().is_empty());
+        let g = Groups::from_sizes(&[2, 0, 1, 0], 3).unwrap(); // empty lists are lists
+        assert_eq!((g.len(), g.range(1), g.list_of(2)), (4, 2..2, 2));
         assert!(Groups::from_sizes(&[], 1).is_err());
     }
 }

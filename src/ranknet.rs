@@ -16,20 +16,8 @@
 //! gradient and does not count in a mean.
 
 use crate::batch::{for_each_list, scatter, Gathered, Padded};
-use crate::error::{Error, Result};
-use crate::float::{simd_dispatch, Float};
-
-/// Lanes a reduction is split into so that it vectorises; summed in a fixed order.
-const L: usize = 8;
-
-#[inline(always)]
-fn select<F: Float>(cond: bool, a: F, b: F) -> F {
-    if cond {
-        a
-    } else {
-        b
-    }
-}
+use crate::error::Result;
+use crate::float::{check_scale, lane_sum, select, simd_dispatch, Float, L};
 
 /// `1 / (2k + 1)`, the coefficients of `atanh(z) / z = sum_k z^(2k) / (2k + 1)`.
 const ATANH: [f64; 17] = [
@@ -78,15 +66,18 @@ fn pair_terms<F: Float>(x: F) -> (F, F) {
     (sp, sig_neg)
 }
 
+/// `sigma t (s_i - s_j)`, exactly 0 for a tie (`t = 0`) even when the gap overflows to inf
+/// (0 * inf would be NaN); an overflowing gap of an ordered pair stays +-inf, which the stable
+/// `pair_terms` turn into a finite gradient and a loss as large as it truly is.
+#[inline(always)]
+fn scaled_gap<F: Float>(sigma: F, t: F, si: F, sj: F) -> F {
+    select(t == F::ZERO, F::ZERO, sigma * t * (si - sj))
+}
+
 /// `+1` if `a > b`, `-1` if `a < b`, `0` on a tie.
 #[inline(always)]
 fn sign<F: Float>(a: F, b: F) -> F {
     select(a > b, F::ONE, select(a < b, -F::ONE, F::ZERO))
-}
-
-#[inline(always)]
-fn lane_sum<F: Float>(acc: &[F; L], init: F) -> F {
-    acc.iter().fold(init, |a, &b| a + b)
 }
 
 /// Ordered pairs `y_i > y_j`: `(m^2 - sum_v c_v^2) / 2` over the multiplicities `c_v`.
@@ -111,7 +102,7 @@ fn count_pairs<F: Float>(ys: &mut [F]) -> u64 {
 /// The un-normalised sums over the pairs of one list: returns `sum softplus` (f64) and, with
 /// `GRAD`, leaves `sum_j lambda_kj - sum_j lambda_jk` in `g` (which must hold zeros).
 #[inline(always)]
-fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]) -> f64 {
+fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F], inv: f64) -> f64 {
     let m = s.len();
     let g = &mut g[..m];
     let mut total = 0.0f64;
@@ -131,7 +122,7 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
             let mut lam = [F::ZERO; L];
             for l in 0..L {
                 let t = sign(yi, yv[l]);
-                let (sp, sn) = pair_terms(sigma * t * (si - sv[l]));
+                let (sp, sn) = pair_terms(scaled_gap(sigma, t, si, sv[l]));
                 acc_l[l] += t.abs() * sp;
                 lam[l] = sigma * t * sn;
             }
@@ -145,7 +136,7 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
         let (mut rest_l, mut rest_g) = (F::ZERO, F::ZERO);
         for ((gj, &sj), &yj) in gc.into_remainder().iter_mut().zip(sc.remainder()).zip(yc.remainder()) {
             let t = sign(yi, yj);
-            let (sp, sn) = pair_terms(sigma * t * (si - sj));
+            let (sp, sn) = pair_terms(scaled_gap(sigma, t, si, sj));
             rest_l += t.abs() * sp;
             if GRAD {
                 let lam = sigma * t * sn;
@@ -153,7 +144,9 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
                 *gj += lam;
             }
         }
-        total += lane_sum(&acc_l, rest_l).to_f64();
+        // Scaled by 1/P row by row, so that huge pair losses do not overflow the f64 total
+        // when their mean is finite.
+        total += lane_sum(&acc_l, rest_l).to_f64() * inv;
         if GRAD {
             head[i] += lane_sum(&acc_g, rest_g);
         }
@@ -185,26 +178,25 @@ fn list_loss<F: Float>(w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool) {
         return (F::ZERO, false);
     }
     let (s, y) = (&w.list.s[..], &w.list.y[..]);
-    let total = if grad {
-        pair_sums::<F, true>(s, y, sigma, &mut w.g)
-    } else {
-        pair_sums::<F, false>(s, y, sigma, &mut w.g)
-    };
     let inv = 1.0 / pairs as f64;
+    let total = if grad {
+        pair_sums::<F, true>(s, y, sigma, &mut w.g, inv)
+    } else {
+        pair_sums::<F, false>(s, y, sigma, &mut w.g, inv)
+    };
     if grad {
         let inv = F::from_f64(inv);
         for v in w.g.iter_mut() {
             *v *= inv;
         }
     }
-    (F::from_f64(total * inv), true)
+    (F::from_f64(total), true)
 }
 
 simd_dispatch!(list_loss_simd, list_loss, (w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool));
 
 /// Per-list RankNet losses `[b]`, whether each list counts in a mean `[b]`, and with `grad`
 /// the gradient of each list's loss with respect to its scores `[b * n]` (zero at padding).
-#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(sigma > 0)` also rejects NaN
 pub fn ranknet_loss<F: Float>(
     batch: &Padded<F>,
     sigma: F,
@@ -212,9 +204,7 @@ pub fn ranknet_loss<F: Float>(
     valid: &mut [bool],
     grad: Option<&mut [F]>,
 ) -> Result<()> {
-    if !(sigma > F::ZERO) || !sigma.is_finite() {
-        return Err(Error::invalid("sigma", format!("must be a positive finite number, got {sigma:?}")));
-    }
+    check_scale("sigma", sigma)?;
     batch.list_outputs("losses", &[losses.len(), valid.len()], grad.as_deref().map(<[F]>::len))?;
     batch.check_finite()?;
     let want_grad = grad.is_some();
@@ -233,6 +223,7 @@ pub fn ranknet_loss<F: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     use crate::testing::Rng;
 
@@ -442,6 +433,53 @@ mod tests {
         }
         let batch = Padded::new(&ok, None, None, 2, 2).unwrap();
         assert_eq!(ranknet_loss(&batch, 1.0, &mut l, &mut v, None).unwrap_err().arg(), "targets");
+    }
+
+    fn run<F: Float>(s: &[F], y: &[F], sigma: F) -> (F, bool, Vec<F>) {
+        let n = s.len();
+        let batch = Padded::new(s, Some(y), None, 1, n).unwrap();
+        let (mut l, mut v, mut g) = (vec![F::ZERO; 1], vec![false; 1], vec![F::ZERO; n]);
+        ranknet_loss(&batch, sigma, &mut l, &mut v, Some(&mut g)).unwrap();
+        (l[0], v[0], g)
+    }
+
+    #[test]
+    fn overflowing_gaps_give_no_nan() {
+        // The tie (items 0 and 1) has a gap that overflows; it must contribute exactly 0.
+        let y = [1.0, 1.0, 0.0, 2.0];
+        let (l, v, g) = run(&[3e38f32, -3e38, 0.0, 1.0], &y.map(|v| v as f32), 1.0);
+        // Two misordered pairs of loss 3e38 each, three ordered ones: mean (6e38 + ln(1 + e^-1)) / 5.
+        assert!(v && l.is_finite() && (l as f64 / 1.2e38 - 1.0).abs() < 1e-6, "{l}");
+        assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
+        let (rl, _, rg) = reference(&[3e38, -3e38, 0.0, 1.0], &y, 1.0);
+        assert!((l as f64 - rl).abs() <= 1e-6 * rl);
+        for (a, b) in g.iter().zip(&rg) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{g:?} {rg:?}");
+        }
+        let (l, v, g) = run(&[1e308f64, -1e308, 0.0, 1.0], &y, 1.0);
+        assert!(v && l.is_finite() && (l / 4e307 - 1.0).abs() < 1e-12, "{l}");
+        let (_, _, rg) = reference(&[1e308, -1e308, 0.0, 1.0], &y, 1.0);
+        assert_eq!(g.iter().map(|x| x.is_finite()).collect::<Vec<_>>(), vec![true; 4]);
+        for (a, b) in g.iter().zip(&rg) {
+            assert!((a - b).abs() < 1e-12, "{g:?} {rg:?}");
+        }
+    }
+
+    #[test]
+    fn sigma_outside_the_scale_range_is_rejected() {
+        let (s, y) = ([0.0f32, 1.0], [1.0f32, 0.0]);
+        let batch = Padded::new(&s, Some(&y), None, 1, 2).unwrap();
+        let (mut l, mut v) = (vec![0.0f32; 1], vec![false; 1]);
+        for sigma in [1e-20f32, 1e20, 0.0, f32::NAN] {
+            assert_eq!(ranknet_loss(&batch, sigma, &mut l, &mut v, None).unwrap_err().arg(), "sigma");
+        }
+        let (lo, hi) = f32::scale_range();
+        for sigma in [lo, hi] {
+            let (l, _, g) = run(&[0.0f32, 0.0, 3e38, -3e38], &[1.0, 0.0, 1.0, 1.0], sigma);
+            // At the largest sigma the misordered pair truly costs ~1e58: inf in float32, never NaN.
+            assert!(!l.is_nan() && g.iter().all(|x| x.is_finite()), "{sigma} {l} {g:?}");
+            assert!(sigma == hi || l.is_finite());
+        }
     }
 }
 

@@ -1,24 +1,53 @@
 """Type stubs for the compiled module `rankgrad._core` (the Rust kernels).
 
-Arrays are 2-D `[B, N]`, C-contiguous arrays are borrowed without a copy; `scores` is float32
-or float64 and `targets` / `grad_ranks` must have its dtype; `mask` is bool (True = real item).
-Kernel errors raise ValueError naming the argument; the GIL is released while a kernel runs.
+Arrays: `scores`/`targets` are 2-D `[B, N]` (float32 or float64, `targets` in the dtype of
+`scores`), `mask` is bool `[B, N]` (True = real item); ragged inputs are 1-D `[n]` with integer
+list sizes `group` `[G]` (each >= 0, summing to n). C-contiguous native-byte-order arrays are
+borrowed without a copy; other layouts are copied. Kernel errors raise ValueError naming the
+argument (and the list); wrong types raise TypeError. The GIL is released while a kernel runs,
+on rankgrad's own thread pool (rebuilt in a forked child).
 """
 
-from typing import Literal, Optional, Tuple
+from typing import Literal, Optional, SupportsIndex, Tuple
 
 import numpy as np
 import numpy.typing as npt
 
-_Float = npt.NDArray[np.floating]
-_Mask = Optional[npt.NDArray[np.bool_]]
+__all__ = [
+    "GAIN_CAP",
+    "MAX_THREADS",
+    "set_num_threads",
+    "get_num_threads",
+    "approx_ranks",
+    "approx_ranks_backward",
+    "approx_loss",
+    "ranknet_loss",
+    "ranking_metric",
+    "ranking_metric_ragged",
+    "lambdarank_gradients",
+    "lambdarank_loss",
+]
 
-def set_num_threads(n: int) -> None:
-    """Threads for rankgrad's kernels; 0 restores rayon's default (one per core)."""
+_Float = npt.NDArray[np.floating]
+_F64 = npt.NDArray[np.float64]
+_Bool = npt.NDArray[np.bool_]
+_Mask = Optional[_Bool]
+_Int = npt.NDArray[np.integer]
+_Count = SupportsIndex  # any int >= 1; larger than every list means the whole list
+
+GAIN_CAP: float
+"""Largest target for `2^y - 1` gains (sums of gains stay finite in float64)."""
+
+MAX_THREADS: int
+"""The most threads `set_num_threads` accepts: 4 x the logical CPUs this process may use."""
+
+def set_num_threads(n: Optional[SupportsIndex]) -> None:
+    """Threads for rankgrad's kernels: `1 <= n <= MAX_THREADS`, or None for the default
+    (`RAYON_NUM_THREADS`, else one per logical CPU). ValueError outside the range."""
 
 def get_num_threads() -> int: ...
 
-# -- approximate ranks (approx.rs) -------------------------------------------------------------
+# -- approximate ranks (src/py/approx.rs) -----------------------------------------------------
 
 def approx_ranks(scores: _Float, mask: _Mask, temperature: float) -> _Float:
     """`r_i = 1 + sum_{j != i} sigmoid((s_j - s_i) / T)` over real items; 0 at padded ones."""
@@ -35,61 +64,72 @@ def approx_loss(
     need_grad: bool,
     scale_gains: bool = True,
     discount: Optional[Literal["log2", "reciprocal", "none"]] = None,
-) -> Tuple[_Float, npt.NDArray[np.bool_], Optional[_Float]]:
+) -> Tuple[_Float, _Bool, Optional[_Float]]:
     """`(losses [B], counts [B], d losses / d scores [B, N] or None)`."""
 
-# ---- RankNet and exact metrics (src/py/pairwise.rs) ----
+# -- RankNet (src/py/ranknet.rs) ----------------------------------------------------------------
 
 def ranknet_loss(
-    scores: npt.NDArray[np.floating],
-    targets: npt.NDArray[np.floating],
-    mask: Optional[npt.NDArray[np.bool_]],
+    scores: _Float,
+    targets: _Float,
+    mask: _Mask,
     sigma: float,
     need_grad: bool,
-) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.bool_], Optional[npt.NDArray[np.floating]]]:
-    """(losses [B], valid [B], grad [B, N] or None); scores/targets [B, N] float32 or float64 alike."""
+) -> Tuple[_Float, _Bool, Optional[_Float]]:
+    """`(losses [B], valid [B], grad [B, N] or None)`."""
+
+# -- exact metrics (src/py/metrics.rs) --------------------------------------------------------
+
+_Metric = Literal["ndcg", "mrr", "average_precision", "recall", "precision"]
 
 def ranking_metric(
-    metric: Literal["ndcg", "mrr"],
-    scores: npt.NDArray[np.floating],
-    targets: npt.NDArray[np.floating],
-    mask: Optional[npt.NDArray[np.bool_]],
-    k: Optional[int],
+    metric: _Metric,
+    scores: _Float,
+    targets: _Float,
+    mask: _Mask,
+    k: Optional[_Count],
     scale_gains: bool = True,
-) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """(values [B], valid [B]): valid is False for a list with no relevant item (value 0)."""
+) -> Tuple[_F64, _Bool]:
+    """`(values [B], valid [B])`: valid is False for a list with no relevant item (value 0)."""
 
 def ranking_metric_ragged(
-    metric: Literal["ndcg", "mrr"],
-    preds: npt.NDArray[np.float64],
-    labels: npt.NDArray[np.float64],
-    group: npt.NDArray[np.int64],
-    k: Optional[int],
+    metric: _Metric,
+    preds: _F64,
+    labels: _F64,
+    group: _Int,
+    k: Optional[_Count],
     scale_gains: bool = True,
-) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """(values [G], valid [G]) for flat preds/labels [n] and list sizes group [G] summing to n."""
+) -> Tuple[_F64, _Bool]:
+    """`(values [G], valid [G])` for flat float64 preds/labels `[n]` and list sizes `group`."""
 
-# ---- LambdaRank (src/py/lambdas.rs) ---------------------------------------------------------
+# -- LambdaRank (src/py/lambdas.rs) -----------------------------------------------------------
 
 def lambdarank_gradients(
-    preds: npt.NDArray[np.floating],  # [n] float32 or float64
-    labels: npt.NDArray[np.floating],  # [n] float32 or float64, integers in [0, len(label_gain))
-    group: npt.NDArray[np.int64],  # list sizes, summing to n
+    preds: _Float,
+    labels: _Float,
+    group: _Int,
     sigma: float,
-    truncation_level: int,
+    truncation_level: _Count,
     norm: bool,
-    label_gain: Optional[npt.NDArray[np.float64]],  # None: 2^i - 1 for i < 31
-    weights: Optional[npt.NDArray[np.float64]],  # [n] or None
-    metric: str,  # "ndcg" or "mrr"
-) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+    label_gain: Optional[_F64],
+    weights: Optional[_F64],
+    metric: Literal["ndcg", "mrr"],
+    out: Optional[Tuple[_F64, _F64]] = None,
+) -> Tuple[_F64, _F64]:
+    """`(grad, hess)` float64 `[n]`; labels integers in `[0, len(label_gain))` (None: `2^i - 1`,
+    i < 31); with `out`, written into those two contiguous float64 `[n]` arrays (and returned),
+    which stay untouched when an error is raised."""
+
 def lambdarank_loss(
-    scores: npt.NDArray[np.floating],  # [B, N] float32 or float64
-    targets: npt.NDArray[np.floating],  # [B, N], dtype of scores
-    mask: Optional[npt.NDArray[np.bool_]],  # [B, N] or None
+    scores: _Float,
+    targets: _Float,
+    mask: _Mask,
     sigma: float,
-    truncation_level: Optional[int],  # None: every pair
+    truncation_level: Optional[_Count],
     norm: bool,
-    label_gain: Optional[npt.NDArray[np.float64]],  # None: 2^max(y, 0) - 1
-    metric: str,
+    label_gain: Optional[_F64],
+    metric: Literal["ndcg", "mrr"],
     need_grad: bool,
-) -> Tuple[npt.NDArray[np.floating], npt.NDArray[np.bool_], Optional[npt.NDArray[np.floating]]]: ...
+) -> Tuple[_Float, _Bool, Optional[_Float]]:
+    """`(losses [B], valid [B], grad [B, N] or None)`; truncation_level None: every pair;
+    label_gain None: `2^max(y, 0) - 1`."""

@@ -1,11 +1,12 @@
 //! Bindings for the approximate-rank family (`crate::approx`).
 
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray2};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use numpy::{Element, IntoPyArray, PyArrayMethods};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array2, as_rows, by_dtype, mask_rows, padded_loss, run_kernel, same_shape, shape_of};
+use super::arrays::{array2, as_rows, by_dtype, float_dtype, mask_rows, padded_loss, same_shape, shape_of};
+use super::run_kernel;
 use crate::approx::{self, ApproxLoss, Discount};
 use crate::batch::Padded;
 use crate::float::Float;
@@ -87,7 +88,7 @@ fn approx_ranks<'py>(
     mask: Option<&Bound<'py, PyAny>>,
     temperature: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    by_dtype!(scores, ranks_impl(py, scores, mask, temperature, None))
+    by_dtype!(float_dtype(scores, "scores", 2)?, |F| ranks_impl::<F>(py, scores, mask, temperature, None))
 }
 
 /// The gradient of `sum(grad_ranks * approx_ranks(scores))` with respect to scores.
@@ -100,7 +101,13 @@ fn approx_ranks_backward<'py>(
     temperature: f64,
     grad_ranks: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    by_dtype!(scores, ranks_impl(py, scores, mask, temperature, Some(grad_ranks)))
+    by_dtype!(float_dtype(scores, "scores", 2)?, |F| ranks_impl::<F>(
+        py,
+        scores,
+        mask,
+        temperature,
+        Some(grad_ranks)
+    ))
 }
 
 /// `(losses [B], valid [B] bool, grad [B, N] or None)` for kind "ndcg", "mrr" or "rank_mse".
@@ -119,7 +126,15 @@ fn approx_loss<'py>(
     discount: Option<&str>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let kind = parse_kind(kind, scale_gains, discount)?;
-    by_dtype!(scores, loss_impl(py, kind, scores, targets, mask, temperature, need_grad))
+    by_dtype!(float_dtype(scores, "scores", 2)?, |F| loss_impl::<F>(
+        py,
+        kind,
+        scores,
+        targets,
+        mask,
+        temperature,
+        need_grad
+    ))
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

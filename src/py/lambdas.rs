@@ -1,27 +1,29 @@
 //! Bindings for LambdaRank (`crate::lambdas`): the ragged GBDT gradients and the padded loss.
 
-use numpy::{
-    Element, IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyUntypedArrayMethods,
-};
+use numpy::{Element, IntoPyArray, PyReadwriteArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array1, as_flat, padded_loss, run_kernel};
+use super::arrays::{array1, as_flat, by_dtype, count_arg, float_dtype, group_sizes, optional1, padded_loss};
+use super::run_kernel;
 use crate::float::Float;
-use crate::lambdas::{self, Gains, LambdaOptions, Metric};
+use crate::lambdas::{self, Gains, LambdaMetric, LambdaOptions};
 
-fn parse_metric(metric: &str) -> PyResult<Metric> {
+fn parse_metric(metric: &str) -> PyResult<LambdaMetric> {
     match metric {
-        "ndcg" => Ok(Metric::Ndcg),
-        "mrr" => Ok(Metric::Mrr),
+        "ndcg" => Ok(LambdaMetric::Ndcg),
+        "mrr" => Ok(LambdaMetric::Mrr),
         m => Err(PyValueError::new_err(format!("metric must be 'ndcg' or 'mrr', got {m:?}"))),
     }
 }
 
-/// Extracts `obj` as a 1-D array of `T`, or a TypeError naming `arg`.
-fn is_array1<T: Element>(obj: &Bound<'_, PyAny>) -> bool {
-    obj.extract::<PyReadonlyArray1<'_, T>>().is_ok()
+/// The options, checked here too (a `sigma` whose square overflows is rejected, so that no
+/// hessian is NaN), before any output is touched.
+fn options(sigma: f64, truncation: usize, norm: bool, metric: &str) -> PyResult<LambdaOptions> {
+    let opts = LambdaOptions { sigma, truncation, norm, metric: parse_metric(metric)? };
+    opts.check()?;
+    Ok(opts)
 }
 
 /// A writable, contiguous float64 output `[n]`, or a TypeError/ValueError naming `arg`.
@@ -51,14 +53,16 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let p = array1::<P>(preds, "preds", "float32 or float64")?;
     let y = array1::<Y>(labels, "labels", "float32 or float64")?;
-    let g = array1::<i64>(group, "group", "int64")?;
-    let lg =
-        label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
-    let w = weights.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "weights", "float64")).transpose()?;
-    let (pv, yv, gv) = (as_flat(&p), as_flat(&y), as_flat(&g));
+    let mut holder = None;
+    let gv = group_sizes(group, &mut holder)?;
+    let lg = optional1::<f64>(label_gain, "label_gain", "float64")?;
+    let w = optional1::<f64>(weights, "weights", "float64")?;
+    let (pv, yv) = (as_flat(&p), as_flat(&y));
     let lgv = lg.as_ref().map(as_flat);
     let wv = w.as_ref().map(as_flat);
     let n = pv.len();
+    // The kernel validates every input before it writes an output, so `out` is left
+    // untouched when it raises.
     let compute = |grad: &mut [f64], hess: &mut [f64]| -> Result<(), crate::Error> {
         let default_gain;
         let gain: &[f64] = match &lgv {
@@ -90,8 +94,9 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
 }
 
 /// `(grad, hess)` float64 `[n]`: LightGBM's lambdarank objective for the ragged layout.
-/// preds and labels: 1-D float32/float64; group: int64 list sizes; label_gain, weights:
-/// float64 or None; out: None or two writable contiguous float64 `[n]` arrays to fill.
+/// preds and labels: 1-D float32/float64; group: integer list sizes (each >= 1); label_gain,
+/// weights: float64 or None; out: None or two writable contiguous float64 `[n]` arrays to fill
+/// (untouched when an error is raised).
 #[pyfunction]
 #[pyo3(signature = (preds, labels, group, sigma, truncation_level, norm, label_gain, weights, metric, out=None))]
 #[allow(clippy::too_many_arguments)]
@@ -101,31 +106,21 @@ fn lambdarank_gradients<'py>(
     labels: &Bound<'py, PyAny>,
     group: &Bound<'py, PyAny>,
     sigma: f64,
-    truncation_level: usize,
+    truncation_level: &Bound<'py, PyAny>,
     norm: bool,
     label_gain: Option<&Bound<'py, PyAny>>,
     weights: Option<&Bound<'py, PyAny>>,
     metric: &str,
     out: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let opts = LambdaOptions { sigma, truncation: truncation_level, norm, metric: parse_metric(metric)? };
+    let truncation = count_arg(Some(truncation_level), "truncation_level")?
+        .ok_or_else(|| PyTypeError::new_err("truncation_level must be an int, got None"))?;
+    let opts = options(sigma, truncation, norm, metric)?;
     let out = out.as_ref().map(|(a, b)| (a, b));
-    let p32 = is_array1::<f32>(preds);
-    if !p32 && !is_array1::<f64>(preds) {
-        return Err(PyTypeError::new_err("preds must be a 1-D numpy array of float32 or float64"));
-    }
-    let y32 = is_array1::<f32>(labels);
-    if !y32 && !is_array1::<f64>(labels) {
-        return Err(PyTypeError::new_err("labels must be a 1-D numpy array of float32 or float64"));
-    }
-    match (p32, y32) {
-        (true, true) => gradients_impl::<f32, f32>(py, preds, labels, group, label_gain, weights, opts, out),
-        (true, false) => gradients_impl::<f32, f64>(py, preds, labels, group, label_gain, weights, opts, out),
-        (false, true) => gradients_impl::<f64, f32>(py, preds, labels, group, label_gain, weights, opts, out),
-        (false, false) => {
-            gradients_impl::<f64, f64>(py, preds, labels, group, label_gain, weights, opts, out)
-        }
-    }
+    let (pd, yd) = (float_dtype(preds, "preds", 1)?, float_dtype(labels, "labels", 1)?);
+    by_dtype!(pd, |P| by_dtype!(yd, |Y| gradients_impl::<P, Y>(
+        py, preds, labels, group, label_gain, weights, opts, out
+    )))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -138,8 +133,7 @@ fn loss_impl<'py, F: Float + Element>(
     opts: LambdaOptions,
     need_grad: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let lg =
-        label_gain.filter(|v| !v.is_none()).map(|v| array1::<f64>(v, "label_gain", "float64")).transpose()?;
+    let lg = optional1::<f64>(label_gain, "label_gain", "float64")?;
     let lgv = lg.as_ref().map(as_flat);
     padded_loss::<F, _>(py, scores, targets, mask, need_grad, |batch, losses, valid, grad| {
         let gains = match &lgv {
@@ -161,25 +155,17 @@ fn lambdarank_loss<'py>(
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
     sigma: f64,
-    truncation_level: Option<usize>,
+    truncation_level: Option<&Bound<'py, PyAny>>,
     norm: bool,
     label_gain: Option<&Bound<'py, PyAny>>,
     metric: &str,
     need_grad: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let opts = LambdaOptions {
-        sigma,
-        truncation: truncation_level.unwrap_or(usize::MAX),
-        norm,
-        metric: parse_metric(metric)?,
-    };
-    if scores.extract::<PyReadonlyArray2<'_, f32>>().is_ok() {
-        loss_impl::<f32>(py, scores, targets, mask, label_gain, opts, need_grad)
-    } else if scores.extract::<PyReadonlyArray2<'_, f64>>().is_ok() {
-        loss_impl::<f64>(py, scores, targets, mask, label_gain, opts, need_grad)
-    } else {
-        Err(PyTypeError::new_err("scores must be a 2-D numpy array of float32 or float64"))
-    }
+    let truncation = count_arg(truncation_level, "truncation_level")?.unwrap_or(usize::MAX);
+    let opts = options(sigma, truncation, norm, metric)?;
+    by_dtype!(float_dtype(scores, "scores", 2)?, |F| loss_impl::<F>(
+        py, scores, targets, mask, label_gain, opts, need_grad
+    ))
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

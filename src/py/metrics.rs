@@ -1,50 +1,26 @@
-//! Bindings for RankNet (`crate::ranknet`) and the exact metrics (`crate::metrics`).
+//! Bindings for the exact metrics (`crate::metrics`), padded and ragged.
 
-use numpy::{Element, IntoPyArray, PyReadonlyArray2};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use numpy::{Element, IntoPyArray};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array1, as_flat, by_dtype, padded_loss, run_kernel, with_padded};
+use super::arrays::{array1, as_flat, by_dtype, count_arg, float_dtype, group_sizes, with_padded};
+use super::run_kernel;
 use crate::batch::Padded;
 use crate::float::Float;
-use crate::metrics::{self, Metric};
-use crate::ranknet;
+use crate::metrics::{self, ExactMetric};
 
-fn ranknet_impl<'py, F: Float + Element>(
-    py: Python<'py>,
-    scores: &Bound<'py, PyAny>,
-    targets: &Bound<'py, PyAny>,
-    mask: Option<&Bound<'py, PyAny>>,
-    sigma: f64,
-    need_grad: bool,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let sigma = F::from_f64(sigma);
-    padded_loss::<F, _>(py, scores, targets, mask, need_grad, |batch, losses, valid, grad| {
-        ranknet::ranknet_loss(batch, sigma, losses, valid, grad)
-    })
-}
-
-/// `(losses [B], valid [B] bool, grad [B, N] or None)`: per-list RankNet losses and the
-/// gradient of each list's loss with respect to its scores.
-#[pyfunction]
-#[pyo3(signature = (scores, targets, mask, sigma, need_grad))]
-fn ranknet_loss<'py>(
-    py: Python<'py>,
-    scores: &Bound<'py, PyAny>,
-    targets: &Bound<'py, PyAny>,
-    mask: Option<&Bound<'py, PyAny>>,
-    sigma: f64,
-    need_grad: bool,
-) -> PyResult<Bound<'py, PyTuple>> {
-    by_dtype!(scores, ranknet_impl(py, scores, targets, mask, sigma, need_grad))
-}
-
-fn parse_metric(kind: &str, k: Option<usize>, scale_gains: bool) -> PyResult<Metric> {
+fn parse_metric(kind: &str, k: Option<usize>, scale_gains: bool) -> PyResult<ExactMetric> {
     match kind {
-        "ndcg" => Ok(Metric::Ndcg { k, scale_gains }),
-        "mrr" => Ok(Metric::Mrr { k }),
-        other => Err(PyValueError::new_err(format!("metric must be 'ndcg' or 'mrr', got {other:?}"))),
+        "ndcg" => Ok(ExactMetric::Ndcg { k, scale_gains }),
+        "mrr" => Ok(ExactMetric::Mrr { k }),
+        "average_precision" => Ok(ExactMetric::AveragePrecision { k }),
+        "recall" => Ok(ExactMetric::Recall { k }),
+        "precision" => Ok(ExactMetric::Precision { k }),
+        other => Err(PyValueError::new_err(format!(
+            "metric must be 'ndcg', 'mrr', 'average_precision', 'recall' or 'precision', got {other:?}"
+        ))),
     }
 }
 
@@ -58,7 +34,7 @@ fn values_and_valid<'py>(
 
 fn metric_impl<'py, F: Float + Element>(
     py: Python<'py>,
-    metric: Metric,
+    metric: ExactMetric,
     scores: &Bound<'py, PyAny>,
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
@@ -71,7 +47,7 @@ fn metric_impl<'py, F: Float + Element>(
     values_and_valid(py, values, valid)
 }
 
-/// `(values [B] float64, valid [B] bool)`: NDCG@k or MRR@k of each list of a padded batch;
+/// `(values [B] float64, valid [B] bool)`: NDCG@k, MRR@k, AP@k, recall@k or precision@k of each list of a padded batch;
 /// `valid` is false for a list without a relevant item (its value is 0).
 #[pyfunction]
 #[pyo3(signature = (metric, scores, targets, mask, k, scale_gains=true))]
@@ -81,11 +57,11 @@ fn ranking_metric<'py>(
     scores: &Bound<'py, PyAny>,
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
-    k: Option<usize>,
+    k: Option<&Bound<'py, PyAny>>,
     scale_gains: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let metric = parse_metric(metric, k, scale_gains)?;
-    by_dtype!(scores, metric_impl(py, metric, scores, targets, mask))
+    let metric = parse_metric(metric, count_arg(k, "k")?, scale_gains)?;
+    by_dtype!(float_dtype(scores, "scores", 2)?, |F| metric_impl::<F>(py, metric, scores, targets, mask))
 }
 
 /// `(values [G] float64, valid [G] bool)` for ragged lists: flat `preds [n]` and `labels [n]`
@@ -98,14 +74,15 @@ fn ranking_metric_ragged<'py>(
     preds: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
     group: &Bound<'py, PyAny>,
-    k: Option<usize>,
+    k: Option<&Bound<'py, PyAny>>,
     scale_gains: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let metric = parse_metric(metric, k, scale_gains)?;
+    let metric = parse_metric(metric, count_arg(k, "k")?, scale_gains)?;
     let p = array1::<f64>(preds, "preds", "float64")?;
     let l = array1::<f64>(labels, "labels", "float64")?;
-    let g = array1::<i64>(group, "group", "int64")?;
-    let (pv, lv, gv) = (as_flat(&p), as_flat(&l), as_flat(&g));
+    let mut holder = None;
+    let gv = group_sizes(group, &mut holder)?;
+    let (pv, lv) = (as_flat(&p), as_flat(&l));
     let lists = gv.len();
     let (values, valid) = run_kernel(py, || {
         let (mut values, mut valid) = (vec![0.0; lists], vec![false; lists]);
@@ -116,7 +93,6 @@ fn ranking_metric_ragged<'py>(
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(ranknet_loss, m)?)?;
     m.add_function(wrap_pyfunction!(ranking_metric, m)?)?;
     m.add_function(wrap_pyfunction!(ranking_metric_ragged, m)?)?;
     Ok(())
