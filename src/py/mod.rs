@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::float::Float;
 
 mod approx;
+mod lambda_loss;
 mod lambdas;
 mod pairwise;
 
@@ -222,5 +223,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     approx::register(m)?;
     pairwise::register(m)?;
     lambdas::register(m)?;
+    lambda_loss::register(m)?;
     Ok(())
 }
