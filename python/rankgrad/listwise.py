@@ -25,7 +25,7 @@ from . import _core
 from ._inputs import check_backend, check_reduction, lists, reduce, scale_range, use_rust
 from .metrics import check_k
 
-__all__ = ["lambda_loss", "WEIGHTINGS"]
+__all__ = ["lambda_loss", "softmax_loss", "listmle_loss", "WEIGHTINGS"]
 
 WEIGHTINGS = ("ndcg1", "ndcg2", "lambdarank", "ndcg2pp", "ranknet")
 _MAX_GAIN_EXPONENT = 1000.0
@@ -370,3 +370,106 @@ def lambda_loss(
         x.scores, x.targets, x.mask, weighting, sigma, k, mu, scale_gains, not rust, need_grad
     )
     return reduce(losses, valid, reduction, x)
+
+
+# ---------------------------------------------------------------- softmax and ListMLE (torch)
+def _torch_lists(scores: Any, targets: Any, mask: Any, validate: bool):
+    """(validated batch with tensors, whether the input was numpy)."""
+    numpy_in = isinstance(scores, np.ndarray)
+    if numpy_in:
+        lists(scores, targets, mask, validate=False)  # numpy inputs of the right kinds
+        scores, targets, mask = (
+            None if a is None else torch.from_numpy(np.asarray(a)) for a in (scores, targets, mask)
+        )
+    x = lists(scores, targets, mask, validate=False)
+    if validate and _checkable(x.scores):
+        x.check_finite()
+    m = torch.ones_like(x.scores, dtype=torch.bool) if x.mask is None else x.mask
+    return x, m, numpy_in
+
+
+def _finish(losses, valid, reduction, x, numpy_in):
+    out = reduce(losses, valid, reduction, x)
+    return out.detach().numpy() if numpy_in else out
+
+
+@overload
+def softmax_loss(
+    scores: torch.Tensor, targets: Any, mask: Any = ..., reduction: str = ..., *, validate: bool = ...
+) -> torch.Tensor: ...
+@overload
+def softmax_loss(
+    scores: np.ndarray, targets: Any, mask: Any = ..., reduction: str = ..., *, validate: bool = ...
+) -> np.ndarray: ...
+def softmax_loss(scores, targets, mask=None, reduction="mean", *, validate=True):
+    """Softmax cross-entropy (Rax's ``softmax_loss``; ListNet with a top-1 target)::
+
+        loss = -sum_i p_i * log softmax(s)_i,   p_i = max(y_i, 0) / sum_j max(y_j, 0)
+
+    over the real items of each list.
+
+    Args:
+      scores: ``[B, N]`` (or ``[N]``) float tensor (or numpy array).
+      targets: relevance, the shape of ``scores``; negative values count 0.
+      mask: optional ``[B, N]`` bool, True = real item; padded items get zero gradient.
+      reduction: ``"mean"`` over the lists that count (a list whose targets sum to 0 has loss
+        0 and does not count), ``"sum"``, or ``"none"`` (``[B]``).
+      validate: check for NaN/inf on real items (skipped under torch.compile and torch.func).
+
+    Returns:
+      A scalar or ``[B]`` tensor in the input dtype (numpy for numpy input). Built from
+      native torch ops: torch.compile, torch.func and higher-order gradients all work.
+    """
+    check_reduction(reduction)
+    x, m, numpy_in = _torch_lists(scores, targets, mask, validate)
+    s = x.scores
+    zero = s.new_zeros(())
+    p = torch.where(m, x.targets.clamp(min=0), zero)  # where first: padding may hold NaN
+    total = p.sum(-1)
+    valid = total > 0
+    p = p / torch.where(valid, total, torch.ones_like(total))[:, None]
+    logits = torch.where(m, s, torch.full_like(s, -math.inf))
+    logits = torch.where(m.any(-1, keepdim=True), logits, zero)  # a list with no real item
+    logp = logits - torch.logsumexp(logits, -1, keepdim=True)
+    losses = -(p * torch.where(m, logp, zero)).sum(-1)
+    return _finish(torch.where(valid, losses, zero), valid, reduction, x, numpy_in)
+
+
+@overload
+def listmle_loss(
+    scores: torch.Tensor, targets: Any, mask: Any = ..., reduction: str = ..., *, validate: bool = ...
+) -> torch.Tensor: ...
+@overload
+def listmle_loss(
+    scores: np.ndarray, targets: Any, mask: Any = ..., reduction: str = ..., *, validate: bool = ...
+) -> np.ndarray: ...
+def listmle_loss(scores, targets, mask=None, reduction="mean", *, validate=True):
+    """ListMLE (Rax's ``listmle_loss``): the Plackett-Luce negative log-likelihood of the order
+    by targets (descending, ties in input order), ``pi``, over the ``n`` real items::
+
+        loss = sum_{i=1..n} [logsumexp(s_pi(i), ..., s_pi(n)) - s_pi(i)]
+
+    Args:
+      scores: ``[B, N]`` (or ``[N]``) float tensor (or numpy array).
+      targets: relevance (any real numbers), the shape of ``scores``.
+      mask: optional ``[B, N]`` bool, True = real item; padded items get zero gradient.
+      reduction: ``"mean"`` over the lists that count (a list with fewer than 2 real items has
+        loss 0 and does not count), ``"sum"``, or ``"none"`` (``[B]``).
+      validate: check for NaN/inf on real items (skipped under torch.compile and torch.func).
+
+    Returns:
+      A scalar or ``[B]`` tensor in the input dtype (numpy for numpy input). Native torch ops,
+      O(N log N): torch.compile, torch.func and higher-order gradients all work.
+    """
+    check_reduction(reduction)
+    x, m, numpy_in = _torch_lists(scores, targets, mask, validate)
+    s = x.scores
+    zero = s.new_zeros(())
+    key = torch.where(m, x.targets, torch.full_like(s, -math.inf))  # padded items last
+    order = torch.argsort(key, dim=-1, descending=True, stable=True)
+    ms = m.gather(1, order)
+    ss = torch.where(ms, s.gather(1, order), torch.full_like(s, -math.inf))
+    tail = torch.logcumsumexp(ss.flip(-1), -1).flip(-1)  # logsumexp of s_pi(i..n)
+    losses = torch.where(ms, tail - ss, zero).sum(-1)
+    valid = m.sum(-1) >= 2
+    return _finish(torch.where(valid, losses, zero), valid, reduction, x, numpy_in)
