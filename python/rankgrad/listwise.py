@@ -43,6 +43,8 @@ def _lambda_torch(s, y, m, weighting: str, sigma: float, k: Optional[int], mu: f
     pair matrix taken a block of rows at a time (never a `[B, N, N]` tensor for large lists)."""
     b, n = s.shape
     dev, dt = s.device, s.dtype
+    if n == 0:
+        return s.new_zeros(b), torch.zeros(b, dtype=torch.bool, device=dev), torch.zeros_like(s)
     if m is None:
         m = torch.ones_like(s, dtype=torch.bool)
     s = torch.where(m, s, torch.zeros((), dtype=dt, device=dev))  # padding may hold NaN/inf
@@ -184,6 +186,8 @@ class _LambdaLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_losses, _valid, _grad):
         s, g = ctx.saved_tensors
+        if g.dim() != 2:
+            raise RuntimeError("rankgrad::lambda_loss ran with need_grad=False; it cannot be differentiated")
         return (_FirstOrderOnly.apply(g, grad_losses, s), *(None,) * 9)
 
 
