@@ -49,7 +49,9 @@ impl Weighting {
             other => {
                 return Err(Error::invalid(
                     "weighting",
-                    format!("must be one of 'ndcg1', 'ndcg2', 'lambdarank', 'ndcg2pp', 'ranknet', got {other:?}"),
+                    format!(
+                        "must be one of 'ndcg1', 'ndcg2', 'lambdarank', 'ndcg2pp', 'ranknet', got {other:?}"
+                    ),
                 ))
             }
         })
@@ -71,7 +73,10 @@ impl Options {
     #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x > 0)` also rejects NaN
     fn check(&self) -> Result<()> {
         if !(self.sigma > 0.0) || !self.sigma.is_finite() {
-            return Err(Error::invalid("sigma", format!("must be a positive finite number, got {}", self.sigma)));
+            return Err(Error::invalid(
+                "sigma",
+                format!("must be a positive finite number, got {}", self.sigma),
+            ));
         }
         if !(self.mu >= 0.0) || !self.mu.is_finite() {
             return Err(Error::invalid("mu", format!("must be a finite number >= 0, got {}", self.mu)));
@@ -168,35 +173,47 @@ fn pair_sums<F: Float, const GRAD: bool>(t: &Sorted<F>, c: &[F; 5], g: &mut [F])
         let (sa, ya, ga, ia, ca) = (t.s[a], t.y[a], t.gn[a], t.inv_d[a], t.c1[a]);
         let (head, tail) = g.split_at_mut(a + 1);
         let r = a + 1..m;
-        let (st, yt, gt, it, ct) = (&t.s[r.clone()], &t.y[r.clone()], &t.gn[r.clone()], &t.inv_d[r.clone()], &t.c1[r]);
+        let (st, yt, gt, it, ct) =
+            (&t.s[r.clone()], &t.y[r.clone()], &t.gn[r.clone()], &t.inv_d[r.clone()], &t.c1[r]);
         let rdt = &t.rd[1..m - a];
         let mut acc_l = [F::ZERO; L];
         let mut acc_g = [F::ZERO; L];
-        let mut k = 0;
         let whole = tail.len() / L * L;
-        while k < whole {
+        let (tail_w, tail_r) = tail.split_at_mut(whole);
+        let lanes = tail_w
+            .chunks_exact_mut(L)
+            .zip(st.chunks_exact(L))
+            .zip(yt.chunks_exact(L))
+            .zip(gt.chunks_exact(L))
+            .zip(it.chunks_exact(L))
+            .zip(ct.chunks_exact(L))
+            .zip(rdt.chunks_exact(L));
+        for ((((((gv, sv), yv), gnv), iv), cv), rv) in lanes {
+            let gv: &mut [F; L] = gv.try_into().unwrap();
+            let (sv, yv): (&[F; L], &[F; L]) = (sv.try_into().unwrap(), yv.try_into().unwrap());
+            let (gnv, iv): (&[F; L], &[F; L]) = (gnv.try_into().unwrap(), iv.try_into().unwrap());
+            let (cv, rv): (&[F; L], &[F; L]) = (cv.try_into().unwrap(), rv.try_into().unwrap());
             let mut d = [F::ZERO; L];
             for l in 0..L {
-                let j = k + l;
-                let (lo, da) = pair(sa, ya, ga, ia, ca, st[j], yt[j], gt[j], it[j], ct[j], rdt[j], c);
+                let (lo, da) = pair(sa, ya, ga, ia, ca, sv[l], yv[l], gnv[l], iv[l], cv[l], rv[l], c);
                 acc_l[l] += lo;
                 d[l] = da;
             }
             if GRAD {
                 for l in 0..L {
                     acc_g[l] += d[l];
-                    tail[k + l] -= d[l];
+                    gv[l] -= d[l];
                 }
             }
-            k += L;
         }
         let (mut rest_l, mut rest_g) = (F::ZERO, F::ZERO);
-        for j in whole..tail.len() {
+        for (q, gj) in tail_r.iter_mut().enumerate() {
+            let j = whole + q;
             let (lo, da) = pair(sa, ya, ga, ia, ca, st[j], yt[j], gt[j], it[j], ct[j], rdt[j], c);
             rest_l += lo;
             if GRAD {
                 rest_g += da;
-                tail[j] -= da;
+                *gj -= da;
             }
         }
         total += lane_sum(&acc_l, rest_l).to_f64();
@@ -259,13 +276,18 @@ fn list_loss<F: Float>(w: &mut Work<F>, opts: &Options, grad: bool) -> (F, bool)
         t.inv_d.push(F::from_f64(inv_d));
         t.c1.push(F::from_f64(g * inv_d));
         let d = p as f64; // rho(d) - rho(d + 1), d >= 1
-        t.rd.push(F::from_f64(if p == 0 { 0.0 } else { (1.0 / (d + 1.0).log2() - 1.0 / (d + 2.0).log2()).abs() }));
+        t.rd.push(F::from_f64(if p == 0 {
+            0.0
+        } else {
+            (1.0 / (d + 1.0).log2() - 1.0 / (d + 2.0).log2()).abs()
+        }));
     }
     if opts.weighting != Weighting::Ndcg1 && t.y.iter().all(|&v| v == t.y[0]) {
         return (F::ZERO, false);
     }
     let c = opts.coefficients();
-    let c = [F::from_f64(opts.sigma), F::from_f64(c[0]), F::from_f64(c[1]), F::from_f64(c[2]), F::from_f64(c[3])];
+    let c =
+        [F::from_f64(opts.sigma), F::from_f64(c[0]), F::from_f64(c[1]), F::from_f64(c[2]), F::from_f64(c[3])];
     w.g.clear();
     w.g.resize(kk, F::ZERO);
     let total =
@@ -382,7 +404,8 @@ mod tests {
 
     fn run<F: Float>(batch: &Padded<F>, o: &Options) -> (Vec<F>, Vec<bool>, Vec<F>) {
         let (b, n) = (batch.b, batch.n);
-        let (mut l, mut v, mut g) = (vec![F::from_f64(9.0); b], vec![false; b], vec![F::from_f64(9.0); b * n]);
+        let (mut l, mut v, mut g) =
+            (vec![F::from_f64(9.0); b], vec![false; b], vec![F::from_f64(9.0); b * n]);
         lambda_loss(batch, o, &mut l, &mut v, Some(&mut g)).unwrap();
         (l, v, g)
     }
@@ -428,7 +451,11 @@ mod tests {
                                 continue;
                             }
                             let fd = (reference(&sp, &yr, &o).0 - reference(&sm, &yr, &o).0) / (2.0 * h);
-                            assert!((g[bi * n + j] - fd).abs() < 1e-6 * (1.0 + fd.abs()), "{o:?}: {} vs {fd}", g[bi * n + j]);
+                            assert!(
+                                (g[bi * n + j] - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+                                "{o:?}: {} vs {fd}",
+                                g[bi * n + j]
+                            );
                         }
                     }
                 }
@@ -558,5 +585,28 @@ mod tests {
         let o = Options { scale_gains: false, ..base };
         assert!(lambda_loss(&batch, &o, &mut l, &mut v, None).is_ok());
         assert_eq!(Weighting::parse("ndcg3").unwrap_err().arg(), "weighting");
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn bench_list_loss() {
+        let n = 2000;
+        let s: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 300.0).collect();
+        let y: Vec<f32> = (0..n).map(|i| ((i * 31) % 5) as f32).collect();
+        let o = Options { weighting: Weighting::Ndcg2pp, sigma: 1.0, k: None, mu: 10.0, scale_gains: true };
+        for grad in [false, true] {
+            let mut w = Work::<f32>::default();
+            w.list.s = s.clone();
+            w.list.y = y.clone();
+            let t = std::time::Instant::now();
+            let r = list_loss_simd(&mut w, &o, grad);
+            let el = t.elapsed().as_secs_f64();
+            println!("grad={grad} {:.2} ns/pair {:?} {}", el / (n * n / 2) as f64 * 1e9, r, w.out[0]);
+        }
     }
 }
