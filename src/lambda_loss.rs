@@ -253,7 +253,7 @@ fn list_loss<F: Float>(w: &mut Work<F>, opts: &Options, grad: bool) -> (F, bool)
     w.gains.extend(y.iter().map(|v| gain(v.to_f64(), opts.scale_gains)));
     w.gains.sort_unstable_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
     let max_dcg: f64 = w.gains[..kk].iter().enumerate().map(|(p, g)| g / (p as f64 + 2.0).log2()).sum();
-    if !(max_dcg > 0.0) {
+    if max_dcg.is_nan() || max_dcg <= 0.0 {
         return (F::ZERO, false);
     }
     // Score order, descending, ties in input order (a stable sort).
