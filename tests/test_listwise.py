@@ -464,6 +464,10 @@ def test_softmax_listmle_autograd_and_compile(fn):
         assert float(fn(torch.zeros(shape), torch.zeros(shape))) == 0.0
     with pytest.raises(ValueError, match="scores"):
         fn(torch.tensor([[math.nan, 1.0]]), torch.tensor([[1.0, 0.0]]))
+    for backend in BACKENDS:  # torch-native on every backend: the same value
+        torch.testing.assert_close(fn(st, yt, mt, backend=backend), eager)
+    with pytest.raises(ValueError, match="backend"):
+        fn(st, yt, mt, backend="cuda")
 
 
 # ---------------------------------------------------------------- modules

@@ -399,13 +399,25 @@ def _finish(losses, valid, reduction, x, numpy_in):
 
 @overload
 def softmax_loss(
-    scores: torch.Tensor, targets: Any, mask: Any = ..., reduction: str = ..., *, validate: bool = ...
+    scores: torch.Tensor,
+    targets: Any,
+    mask: Any = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
 ) -> torch.Tensor: ...
 @overload
 def softmax_loss(
-    scores: np.ndarray, targets: Any, mask: Any = ..., reduction: str = ..., *, validate: bool = ...
+    scores: np.ndarray,
+    targets: Any,
+    mask: Any = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
 ) -> np.ndarray: ...
-def softmax_loss(scores, targets, mask=None, reduction="mean", *, validate=True):
+def softmax_loss(scores, targets, mask=None, reduction="mean", *, backend="auto", validate=True):
     """Softmax cross-entropy (Rax's ``softmax_loss``; ListNet with a top-1 target)::
 
         loss = -sum_i p_i * log softmax(s)_i,   p_i = max(y_i, 0) / sum_j max(y_j, 0)
@@ -418,6 +430,8 @@ def softmax_loss(scores, targets, mask=None, reduction="mean", *, validate=True)
       mask: optional ``[B, N]`` bool, True = real item; padded items get zero gradient.
       reduction: ``"mean"`` over the lists that count (a list whose targets sum to 0 has loss
         0 and does not count), ``"sum"``, or ``"none"`` (``[B]``).
+      backend: accepted for a uniform signature ("auto", "rust" or "torch"); this O(N log N)
+        loss is torch-native on every backend.
       validate: check for NaN/inf on real items (skipped under torch.compile and torch.func).
 
     Returns:
@@ -425,6 +439,7 @@ def softmax_loss(scores, targets, mask=None, reduction="mean", *, validate=True)
       native torch ops: torch.compile, torch.func and higher-order gradients all work.
     """
     check_reduction(reduction)
+    check_backend(backend)
     x, m, numpy_in = _torch_lists(scores, targets, mask, validate)
     s = x.scores
     zero = s.new_zeros(())
@@ -441,13 +456,25 @@ def softmax_loss(scores, targets, mask=None, reduction="mean", *, validate=True)
 
 @overload
 def listmle_loss(
-    scores: torch.Tensor, targets: Any, mask: Any = ..., reduction: str = ..., *, validate: bool = ...
+    scores: torch.Tensor,
+    targets: Any,
+    mask: Any = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
 ) -> torch.Tensor: ...
 @overload
 def listmle_loss(
-    scores: np.ndarray, targets: Any, mask: Any = ..., reduction: str = ..., *, validate: bool = ...
+    scores: np.ndarray,
+    targets: Any,
+    mask: Any = ...,
+    reduction: str = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
 ) -> np.ndarray: ...
-def listmle_loss(scores, targets, mask=None, reduction="mean", *, validate=True):
+def listmle_loss(scores, targets, mask=None, reduction="mean", *, backend="auto", validate=True):
     """ListMLE (Rax's ``listmle_loss``): the Plackett-Luce negative log-likelihood of the order
     by targets (descending, ties in input order), ``pi``, over the ``n`` real items::
 
@@ -459,6 +486,8 @@ def listmle_loss(scores, targets, mask=None, reduction="mean", *, validate=True)
       mask: optional ``[B, N]`` bool, True = real item; padded items get zero gradient.
       reduction: ``"mean"`` over the lists that count (a list with fewer than 2 real items has
         loss 0 and does not count), ``"sum"``, or ``"none"`` (``[B]``).
+      backend: accepted for a uniform signature ("auto", "rust" or "torch"); this O(N log N)
+        loss is torch-native on every backend.
       validate: check for NaN/inf on real items (skipped under torch.compile and torch.func).
 
     Returns:
@@ -466,6 +495,7 @@ def listmle_loss(scores, targets, mask=None, reduction="mean", *, validate=True)
       O(N log N): torch.compile, torch.func and higher-order gradients all work.
     """
     check_reduction(reduction)
+    check_backend(backend)
     x, m, numpy_in = _torch_lists(scores, targets, mask, validate)
     s = x.scores
     zero = s.new_zeros(())
