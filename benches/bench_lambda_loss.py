@@ -202,6 +202,9 @@ def write_results(rows, out: Path) -> None:
         'torch-native twin (`backend="torch"`, meant for CUDA); allrank: allRank\'s `lambdaLoss` '
         "formulation. `*`: run on a slice of the lists (to spare a shared machine's memory), time "
         "and memory scaled linearly to the full batch.",
+        "",
+        f"Load average while writing this table: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        "(a shared machine: absolute times are inflated, the methods ran under the same load).",
     ]
     (out / "lambda_loss.md").write_text("\n".join(lines) + "\n")
 
