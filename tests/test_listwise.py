@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rankgrad
 from rankgrad.listwise import WEIGHTINGS, _lambda_loss_op, lambda_loss, listmle_loss, softmax_loss
@@ -171,6 +173,25 @@ def test_lambda_loss_matches_brute_force(weighting, backend, dtype):
         np.testing.assert_allclose(out.double().numpy(), ref, rtol=tol, atol=tol)
         mean = lambda_loss(st, yt, weighting, sigma, k, mu, sg, mt, backend=backend)
         np.testing.assert_allclose(float(mean), ref.sum() / max(ref_valid.sum(), 1), rtol=tol, atol=tol)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(1, 10),
+    st.sampled_from(WEIGHTINGS),
+    st.one_of(st.none(), st.integers(1, 6)),
+    st.floats(0.1, 5.0),
+    st.integers(0, 2**32 - 1),
+)
+def test_lambda_loss_property(b, n, weighting, k, sigma, seed):
+    """Random shapes, ties, masks and options: both backends equal the brute force."""
+    rng = np.random.default_rng(seed)
+    s, y, m = random_batch(rng, b, n, levels=int(rng.integers(1, 5)), pad=float(rng.random()) * 0.5)
+    ref, _ = brute_force(s, y, m, weighting, sigma, k, 3.0)
+    for backend in BACKENDS:
+        out = lambda_loss(s, y, weighting, sigma, k, 3.0, mask=m, reduction="none", backend=backend)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
 
 
 def test_ties_in_scores_take_input_order():
