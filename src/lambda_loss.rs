@@ -587,26 +587,3 @@ mod tests {
         assert_eq!(Weighting::parse("ndcg3").unwrap_err().arg(), "weighting");
     }
 }
-
-#[cfg(test)]
-mod bench {
-    use super::*;
-
-    #[test]
-    #[ignore]
-    fn bench_list_loss() {
-        let n = 2000;
-        let s: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 300.0).collect();
-        let y: Vec<f32> = (0..n).map(|i| ((i * 31) % 5) as f32).collect();
-        let o = Options { weighting: Weighting::Ndcg2pp, sigma: 1.0, k: None, mu: 10.0, scale_gains: true };
-        for grad in [false, true] {
-            let mut w = Work::<f32>::default();
-            w.list.s = s.clone();
-            w.list.y = y.clone();
-            let t = std::time::Instant::now();
-            let r = list_loss_simd(&mut w, &o, grad);
-            let el = t.elapsed().as_secs_f64();
-            println!("grad={grad} {:.2} ns/pair {:?} {}", el / (n * n / 2) as f64 * 1e9, r, w.out[0]);
-        }
-    }
-}
