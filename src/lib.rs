@@ -9,6 +9,7 @@ pub mod batch;
 pub mod error;
 pub mod float;
 pub mod gains;
+pub mod lambda_loss;
 pub mod lambdas;
 pub mod metrics;
 pub mod ragged;

@@ -11,6 +11,7 @@ use crate::error::Error;
 
 mod approx;
 mod arrays;
+mod lambda_loss;
 mod lambdas;
 mod metrics;
 mod pool;
@@ -54,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ranknet::register(m)?;
     metrics::register(m)?;
     lambdas::register(m)?;
+    lambda_loss::register(m)?;
     m.add_function(wrap_pyfunction!(xendcg::xendcg_gradients, m)?)?;
     Ok(())
 }

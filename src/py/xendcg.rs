@@ -5,7 +5,8 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::{array1, as_flat, run_kernel};
+use super::arrays::{array1, as_flat, by_dtype, float_dtype, group_sizes};
+use super::run_kernel;
 use crate::float::Float;
 use crate::xendcg::{self, Gammas};
 
@@ -45,12 +46,14 @@ pub(super) fn xendcg_gradients<'py>(
     py: Python<'py>,
     preds: PyReadonlyArray1<'py, f64>,
     labels: &Bound<'py, PyAny>,
-    group: PyReadonlyArray1<'py, i64>,
+    group: &Bound<'py, PyAny>,
     weights: Option<PyReadonlyArray1<'py, f64>>,
     gammas: Option<PyReadonlyArray1<'py, f64>>,
     states: Option<PyReadwriteArray1<'py, u32>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let (pv, gv) = (as_flat(&preds), as_flat(&group));
+    let mut holder = None;
+    let gv = group_sizes(group, &mut holder)?;
+    let pv = as_flat(&preds);
     let wv = weights.as_ref().map(as_flat);
     let gam = gammas.as_ref().map(as_flat);
     let mut states = states;
@@ -58,9 +61,13 @@ pub(super) fn xendcg_gradients<'py>(
         Some(s) => Some(s.as_slice_mut().map_err(|_| PyTypeError::new_err("states must be contiguous"))?),
         None => None,
     };
-    if labels.extract::<PyReadonlyArray1<'py, f32>>().is_ok() {
-        gradients_impl::<f32>(py, &pv, labels, &gv, wv.as_deref(), gam.as_deref(), st)
-    } else {
-        gradients_impl::<f64>(py, &pv, labels, &gv, wv.as_deref(), gam.as_deref(), st)
-    }
+    by_dtype!(float_dtype(labels, "labels", 1)?, |Y| gradients_impl::<Y>(
+        py,
+        &pv,
+        labels,
+        &gv,
+        wv.as_deref(),
+        gam.as_deref(),
+        st
+    ))
 }
