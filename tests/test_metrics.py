@@ -180,7 +180,7 @@ def test_same_bits_whatever_the_thread_count():
                 rankgrad.ndcg(s, y, k=10, mask=mask).tobytes() + rankgrad.mrr(s, y, mask=mask).tobytes()
             )
     finally:
-        rankgrad.set_num_threads(0)  # back to the default pool
+        rankgrad.set_num_threads(None)  # back to the default pool
     assert outs[0] == outs[1]
 
 
