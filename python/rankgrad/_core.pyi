@@ -26,6 +26,8 @@ __all__ = [
     "ranking_metric_ragged",
     "lambdarank_gradients",
     "lambdarank_loss",
+    "lambda_loss",
+    "xendcg_gradients",
 ]
 
 _Float = npt.NDArray[np.floating]
@@ -33,6 +35,7 @@ _F64 = npt.NDArray[np.float64]
 _Bool = npt.NDArray[np.bool_]
 _Mask = Optional[_Bool]
 _Int = npt.NDArray[np.integer]
+_U32 = npt.NDArray[np.uint32]
 _Count = SupportsIndex  # any int >= 1; larger than every list means the whole list
 
 GAIN_CAP: float
@@ -133,3 +136,31 @@ def lambdarank_loss(
 ) -> Tuple[_Float, _Bool, Optional[_Float]]:
     """`(losses [B], valid [B], grad [B, N] or None)`; truncation_level None: every pair;
     label_gain None: `2^max(y, 0) - 1`."""
+
+# -- LambdaLoss (src/py/lambda_loss.rs) --------------------------------------------------------
+
+def lambda_loss(
+    scores: _Float,
+    targets: _Float,
+    mask: _Mask,
+    weighting: Literal["ndcg1", "ndcg2", "lambdarank", "ndcg2pp", "ranknet"],
+    sigma: float,
+    k: Optional[_Count],
+    mu: float,
+    scale_gains: bool,
+    need_grad: bool,
+) -> Tuple[_Float, _Bool, Optional[_Float]]:
+    """`(losses [B], valid [B], grad [B, N] or None)`; k None: every pair."""
+
+# -- XE-NDCG (src/py/xendcg.rs) -----------------------------------------------------------------
+
+def xendcg_gradients(
+    preds: _F64,
+    labels: _Float,
+    group: _Int,
+    weights: Optional[_F64],
+    gammas: Optional[_F64],
+    states: Optional[_U32],
+) -> Tuple[_F64, _F64]:
+    """`(grad, hess)` float64 `[n]`; gammas None: drawn from `states` (one uint32 generator state
+    per list, advanced in place)."""

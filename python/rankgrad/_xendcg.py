@@ -68,7 +68,8 @@ def xendcg_gradients(preds: Any, labels: Any, group: Any, *, gammas: Any, weight
     """XE-NDCG gradients with the given gammas (module docstring).
 
     Args:
-        preds, labels: ``[n]``; labels integers in ``[0, 31)``.
+        preds: ``[n]`` scores.
+        labels: ``[n]`` integers in ``[0, 31)``.
         group: ``[G]`` list sizes summing to n, each list's rows contiguous.
         gammas: ``[n]`` finite numbers (LightGBM draws them uniform in [0, 1)).
         weights: ``[n]`` per-row weights multiplying grad and hess, or None.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, overload
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, overload
 
 import numpy as np
 
@@ -305,7 +305,15 @@ class _GBDTObjective:
     (the boosters copy grad and hess at once; reusing them saves allocating and
     page-faulting two fresh arrays each round)."""
 
-    def __init__(self, *, sigma=1.0, truncation_level=30, norm=True, label_gain=None, metric="ndcg"):
+    def __init__(
+        self,
+        *,
+        sigma: float = 1.0,
+        truncation_level: int = 30,
+        norm: bool = True,
+        label_gain: Any = None,
+        metric: str = "ndcg",
+    ) -> None:
         self.sigma = check_scale("sigma", sigma, "float64")
         self.truncation_level = _check_truncation(truncation_level, allow_none=False)
         self.norm = bool(norm)
@@ -314,7 +322,7 @@ class _GBDTObjective:
         self._local = threading.local()
 
     @property
-    def options(self) -> dict:
+    def options(self) -> Dict[str, Any]:
         return dict(
             sigma=self.sigma,
             truncation_level=self.truncation_level,
@@ -323,7 +331,7 @@ class _GBDTObjective:
             metric=self.metric,
         )
 
-    def _gradients(self, preds, labels, group, weights):
+    def _gradients(self, preds: Any, labels: Any, group: Any, weights: Any) -> Tuple[np.ndarray, np.ndarray]:
         """`lambdarank_gradients` into this thread's reused arrays, shaped like `preds`."""
         preds = np.asarray(preds)
         n = preds.size
@@ -335,12 +343,12 @@ class _GBDTObjective:
         )
         return grad.reshape(preds.shape), hess.reshape(preds.shape)
 
-    def __getstate__(self):
+    def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_local", None)
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
 

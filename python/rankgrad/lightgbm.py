@@ -95,9 +95,11 @@ class LambdaRankObjective(_GBDTObjective):
     `LGBMRanker`.
 
     Args:
-        sigma, truncation_level, norm, label_gain, metric: as `rankgrad.lambdarank_gradients`
-            (LightGBM's `sigmoid`, `lambdarank_truncation_level`, `lambdarank_norm`,
-            `label_gain`).
+        sigma: the sigmoid's scale (LightGBM's `sigmoid`).
+        truncation_level: pairs need their higher-ranked position below it (`lambdarank_truncation_level`).
+        norm: normalise each list's lambdas (`lambdarank_norm`).
+        label_gain: the gain table (LightGBM's `label_gain`; None: `2^i - 1`).
+        metric: "ndcg" or "mrr". All five as in `rankgrad.lambdarank_gradients`.
         positions: `[n]` integer display positions of the training rows, for LGBMRanker
             (`lightgbm.train` reads `Dataset(position=...)` when this is None). With positions,
             the lambdas use `s_i + b[pos_i]` and the factors `b` are learned each round as in

@@ -67,7 +67,11 @@ class LambdaRankObjective(_GBDTObjective):
     """A LambdaRank objective for `xgboost.train(obj=...)`, called as `obj(preds, dtrain)`.
 
     Args:
-        sigma, truncation_level, norm, label_gain, metric: as `rankgrad.lambdarank_gradients`.
+        sigma: the sigmoid's scale.
+        truncation_level: pairs need their higher-ranked position below it.
+        norm: normalise each list's lambdas.
+        label_gain: the gain table (None: `2^i - 1`).
+        metric: "ndcg" or "mrr". All five as in `rankgrad.lambdarank_gradients`.
 
     The (grad, hess) arrays it returns are reused by its next call from the same thread
     (XGBoost copies them at once); copy them to keep them."""

@@ -7,7 +7,7 @@ GBDT objectives and torch modules are typed well enough for strict checking. It 
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import lightgbm as lgb
 import numpy as np
@@ -28,6 +28,8 @@ from rankgrad.negative_cache import (
 )
 
 F64 = npt.NDArray[np.float64]
+# A numpy loss: an array for reduction="none", a numpy scalar or 0-d array for "mean"/"sum".
+Loss = Union[np.ndarray, np.generic]
 
 
 def numpy_api() -> None:
@@ -37,13 +39,20 @@ def numpy_api() -> None:
     mask: npt.NDArray[np.bool_] = rng.random((4, 7)) > 0.2
 
     ranks: np.ndarray = rankgrad.approx_ranks(s, 1.0, mask)
-    l1: np.ndarray = rankgrad.approx_ndcg_loss(s, y, mask=mask)
-    l2: np.ndarray = rankgrad.approx_mrr_loss(s, y, reduction="none")
-    l3: np.ndarray = rankgrad.approx_rank_mse_loss(s, y, discount="log2")
-    l4: np.ndarray = rankgrad.ranknet_loss(s, y, sigma=1.0, mask=mask)
-    l5: np.ndarray = rankgrad.lambdarank_loss(s, y, truncation_level=5)
+    l1: Loss = rankgrad.approx_ndcg_loss(s, y, mask=mask)
+    l2: Loss = rankgrad.approx_mrr_loss(s, y, reduction="none")
+    l3: Loss = rankgrad.approx_rank_mse_loss(s, y, discount="log2")
+    l4: Loss = rankgrad.ranknet_loss(s, y, sigma=1.0, mask=mask)
+    l5: Loss = rankgrad.lambdarank_loss(s, y, truncation_level=5)
     n: np.ndarray = rankgrad.ndcg(s, y, k=5, mask=mask)
     m: np.ndarray = rankgrad.mrr(s, y)
+    ap: np.ndarray = rankgrad.average_precision(s, y, k=5, mask=mask)
+    rec: np.ndarray = rankgrad.recall(s, y, k=5)
+    prec: np.ndarray = rankgrad.precision(s, y, k=3)
+    l6: Loss = rankgrad.lambda_loss(s, y, "ndcg2pp", sigma=1.0, k=5, mask=mask)
+    l7: Loss = rankgrad.softmax_loss(s, y, mask=mask)
+    l8: Loss = rankgrad.listmle_loss(s, y, reduction="none")
+    print(ap.shape, rec.shape, prec.shape, l6, l7, l8.shape)
     flat_s, flat_y = s.ravel(), y.ravel()
     grad, hess = rankgrad.lambdarank_gradients(flat_s, flat_y, [7, 7, 7, 7], truncation_level=5)
     g: np.ndarray = grad
@@ -67,8 +76,14 @@ def torch_api() -> None:
     l5: torch.Tensor = rankgrad.lambdarank_loss(s, y, mask=mask)
     n: torch.Tensor = rankgrad.ndcg(s.detach(), y, k=5)
     m: torch.Tensor = rankgrad.mrr(s.detach(), y)
-    torch.autograd.backward(l1 + l2 + l3 + l4 + l5)
-    print(ranks.shape, n.mean().item(), m.mean().item())
+    ap: torch.Tensor = rankgrad.average_precision(s.detach(), y, k=5, mask=mask)
+    rec: torch.Tensor = rankgrad.recall(s.detach(), y, k=5)
+    prec: torch.Tensor = rankgrad.precision(s.detach(), y, k=3)
+    l6: torch.Tensor = rankgrad.lambda_loss(s, y, "lambdarank", k=5, mask=mask)
+    l7: torch.Tensor = rankgrad.softmax_loss(s, y, mask=mask)
+    l8: torch.Tensor = rankgrad.listmle_loss(s, y)
+    torch.autograd.backward(l1 + l2 + l3 + l4 + l5 + l6 + l7 + l8)
+    print(ranks.shape, n.mean().item(), m.mean().item(), ap.shape, rec.shape, prec.shape)
 
     criteria: Tuple[torch.nn.Module, ...] = (
         rankgrad.nn.ApproxNDCGLoss(temperature=0.5),
@@ -76,6 +91,9 @@ def torch_api() -> None:
         rankgrad.nn.ApproxRankMSELoss(),
         rankgrad.nn.RankNetLoss(sigma=1.0),
         rankgrad.nn.LambdaRankLoss(truncation_level=5),
+        rankgrad.nn.LambdaLoss("ndcg2pp", k=5),
+        rankgrad.nn.SoftmaxLoss(),
+        rankgrad.nn.ListMLELoss(),
     )
     for criterion in criteria:
         out: torch.Tensor = criterion(s, y, mask)
@@ -91,6 +109,9 @@ def torch_api() -> None:
         rankgrad.nn.ApproxRankMSELoss().forward(s, y),
         rankgrad.nn.RankNetLoss().forward(s, y, mask),
         rankgrad.nn.LambdaRankLoss().forward(s, y, mask),
+        rankgrad.nn.LambdaLoss().forward(s, y, mask),
+        rankgrad.nn.SoftmaxLoss().forward(s, y, mask),
+        rankgrad.nn.ListMLELoss().forward(s, y),
         rankgrad.nn.MultipleNegativesRankingLoss().forward(torch.randn(8, 16), torch.randn(8, 16)),
         rankgrad.nn.L2Regularization().forward(torch.randn(8, 16), torch.randn(8, 16)),
     )
@@ -147,6 +168,40 @@ def gbdt_api() -> None:
     metric = rankgrad.lightgbm.NDCGMetric(10)
     print(g.shape, h.shape, metric)
 
+    # position-debiased LambdaRank: positions from the Dataset, factors learned per round
+    positions = np.tile(np.arange(10), n // 10 + 1)[:n]
+    biased = rankgrad.lightgbm.LambdaRankObjective(position_bias_regularization=0.1, learning_rate=0.1)
+    lgb.train(
+        {"objective": biased, "min_data_in_leaf": 5, "verbose": -1},
+        lgb.Dataset(x, y, group=group, position=positions),
+        num_boost_round=2,
+    )
+    factors: npt.NDArray[np.float32] = biased.position_biases_
+    ids: npt.NDArray[np.int64] = biased.position_ids_
+    ranker_obj = rankgrad.lightgbm.LambdaRankObjective(positions=positions)
+    ranker = lgb.LGBMRanker(objective=ranker_obj, n_estimators=2, min_child_samples=5, verbose=-1)
+    ranker.fit(x, y, group=group)
+    print(factors.shape, ids.shape)
+
+    xe = rankgrad.lightgbm.XENDCGObjective(seed=3)
+    lgb.train({"objective": xe, "min_data_in_leaf": 5, "verbose": -1}, train, num_boost_round=2)
+    seed: int = xe.seed
+    xe.reset()
+    xe_grad, xe_hess = rankgrad.lightgbm.xendcg_gradients(
+        booster.predict(x), y, group, gammas=rng.random(n), weights=None
+    )
+    xeg: F64 = xe_grad
+    xeh: F64 = xe_hess
+    metrics: Tuple[rankgrad.lightgbm.RankingMetric, ...] = (
+        rankgrad.lightgbm.AveragePrecisionMetric(10),
+        rankgrad.lightgbm.RecallMetric(10),
+        rankgrad.lightgbm.PrecisionMetric(5),
+        rankgrad.lightgbm.MRRMetric(),
+    )
+    values = [mt.evaluate(booster.predict(x), y, group) for mt in metrics]
+    scores: Dict[str, float] = {repr(mt): v for mt, v in zip(metrics, values)}
+    print(seed, xeg.shape, xeh.shape, scores)
+
     xgb_obj = rankgrad.xgboost.LambdaRankObjective(truncation_level=10)
     dtrain = xgb.DMatrix(x, label=y, group=group)
     xbooster: xgb.Booster = xgb.train({"tree_method": "hist"}, dtrain, num_boost_round=3, obj=xgb_obj)
@@ -154,6 +209,12 @@ def gbdt_api() -> None:
     xg: np.ndarray = xgrad
     xh: np.ndarray = xhess
     print(xg.shape, xh.shape, rankgrad.xgboost.MRRMetric(5))
+    xxe = rankgrad.xgboost.XENDCGObjective(seed=1)
+    xgb.train({"tree_method": "hist"}, dtrain, num_boost_round=2, obj=xxe)
+    xxg, xxh = xxe(xbooster.predict(dtrain), dtrain)
+    xxeg: F64 = xxg
+    xxeh: F64 = xxh
+    print(xxeg.shape, xxeh.shape, rankgrad.xgboost.AveragePrecisionMetric(5))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from ._embedding import (
     MultipleNegativesRankingLoss,
 )
 from ._lambdarank import LambdaRankLoss
+from ._listwise import LambdaLoss, ListMLELoss, SoftmaxLoss
 from ._ranking import ApproxMRRLoss, ApproxNDCGLoss, ApproxRankMSELoss
 from ._ranknet import RankNetLoss
 
@@ -23,6 +24,9 @@ __all__ = [
     "ApproxRankMSELoss",
     "RankNetLoss",
     "LambdaRankLoss",
+    "LambdaLoss",
+    "SoftmaxLoss",
+    "ListMLELoss",
     "L1Regularization",
     "L2Regularization",
     "FLOPSRegularization",

@@ -16,8 +16,12 @@ class LambdaRankLoss(torch.nn.Module):
     gradient is LightGBM's lambdarank gradient.
 
     Args:
-        sigma, truncation_level, norm, reduction, label_gain, metric: as for
-            `rankgrad.lambdarank_loss`.
+        sigma: the sigmoid's scale.
+        truncation_level: pairs need their higher-ranked position below it (None: every pair).
+        norm: normalise each list's lambdas (LightGBM's `lambdarank_norm`).
+        reduction: "mean", "sum" or "none".
+        label_gain: the gain table (None: `2^max(y, 0) - 1`).
+        metric: "ndcg" or "mrr". All six as for `rankgrad.lambdarank_loss`.
         backend: "auto", "rust" or "torch".
         validate: value checks on the torch path.
 
