@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from . import negative_cache, nn
     from .approx import approx_mrr_loss, approx_ndcg_loss, approx_rank_mse_loss, approx_ranks
     from .lambdarank import lambdarank_loss
+    from .listwise import lambda_loss, listmle_loss, softmax_loss
     from .ranknet import ranknet_loss
 
 __version__ = "0.1.0"
@@ -32,6 +33,9 @@ _TORCH_NAMES = {
     "approx_rank_mse_loss": (".approx", "approx_rank_mse_loss"),
     "ranknet_loss": (".ranknet", "ranknet_loss"),
     "lambdarank_loss": (".lambdarank", "lambdarank_loss"),
+    "lambda_loss": (".listwise", "lambda_loss"),
+    "softmax_loss": (".listwise", "softmax_loss"),
+    "listmle_loss": (".listwise", "listmle_loss"),
     "nn": (".nn", None),
     "negative_cache": (".negative_cache", None),
 }
@@ -43,6 +47,9 @@ __all__ = [
     "approx_rank_mse_loss",
     "ranknet_loss",
     "lambdarank_loss",
+    "lambda_loss",
+    "softmax_loss",
+    "listmle_loss",
     "lambdarank_gradients",
     "ndcg",
     "mrr",
@@ -64,17 +71,19 @@ def _require_torch(name: str) -> None:
         ) from e
 
 
-def __getattr__(name: str) -> Any:
-    """PEP 562: loads a torch name on first use and caches it in the module."""
-    if name not in _TORCH_NAMES:
-        raise AttributeError(f"module 'rankgrad' has no attribute {name!r}")
-    _require_torch(name)
-    module, attr = _TORCH_NAMES[name]
-    value = importlib.import_module(module, __name__)
-    if attr is not None:
-        value = getattr(value, attr)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # hidden from type checkers: an unknown name is an error, not Any
+
+    def __getattr__(name: str) -> Any:
+        """PEP 562: loads a torch name on first use and caches it in the module."""
+        if name not in _TORCH_NAMES:
+            raise AttributeError(f"module 'rankgrad' has no attribute {name!r}")
+        _require_torch(name)
+        module, attr = _TORCH_NAMES[name]
+        value = importlib.import_module(module, __name__)
+        if attr is not None:
+            value = getattr(value, attr)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
