@@ -36,12 +36,13 @@ endef
 # The suite against an installed package, not the source tree: run from a scratch directory with
 # no ini file (pyproject's pythonpath=["python"] is off) and importlib imports, so `rankgrad` can
 # only come from the environment's site-packages (tests/test_packaging.py checks it). The checkout
-# root on PYTHONPATH lets spawned worker processes import `tests.<module>` (it has no rankgrad);
+# root on PYTHONPATH lets spawned worker processes import `tests.<module>`, tests/ lets test
+# modules import their shared helpers (conftest, gbdt_data); neither holds rankgrad;
 # .ci holds the pytest_no_torch plugin. $(1): environment, $(2): environment variables,
 # $(3): pytest options.
 define pytest_installed
 mkdir -p $(ENVS)/scratch && cd $(ENVS)/scratch || exit 1; \
-$(call pytest_rc,env RANKGRAD_EXPECT_INSTALLED=1 PYTHONPATH="$(CURDIR)$(PATHSEP)$(CURDIR)/.ci" $(2) \
+$(call pytest_rc,env RANKGRAD_EXPECT_INSTALLED=1 PYTHONPATH="$(CURDIR)$(PATHSEP)$(CURDIR)/tests$(PATHSEP)$(CURDIR)/.ci" $(2) \
   $(abspath $(1))/$(BIN)/python -m pytest -c /dev/null --rootdir=$(CURDIR) -p no:cacheprovider \
   --import-mode=importlib -q -ra $(3) $(PYTEST_ARGS) $(CURDIR)/tests)
 endef
