@@ -8,6 +8,7 @@ bias-factor update is checked against a plain transcription of `UpdatePositionBi
 
 from __future__ import annotations
 
+import inspect
 import pickle
 
 import numpy as np
@@ -18,6 +19,8 @@ from gbdt_data import PARAMS, cascade_clicks, load, ndcg_at, needs_data
 from rankgrad import lambdarank_gradients
 
 lgb = pytest.importorskip("lightgbm")
+if "position" not in inspect.signature(lgb.Dataset).parameters:
+    pytest.skip("Dataset(position=...) needs LightGBM >= 4.1", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,9 @@ class LambdaRankObjective(_GBDTObjective):
         lr = self.learning_rate
         if c.dataset is not None:
             if positions is None:
-                positions = c.dataset.get_position()
+                # Dataset(position=...) and get_position() exist from LightGBM 4.1 on
+                get_position = getattr(c.dataset, "get_position", None)
+                positions = get_position() if get_position is not None else None
             if lr is None:
                 lr = learning_rate_from(getattr(c.dataset, "params", None))
         if positions is None:

@@ -158,7 +158,11 @@ def _to_spec(x: Tensor, name: str, dtype: torch.dtype, rows: Optional[Tensor] = 
         return out
     i = int(per_row.nonzero()[0, 0])
     row = i if rows is None else int(rows[i])
-    value = x[i].reshape(-1)[bad[i].reshape(-1)][0].item()
+    # uint64 through its int64 view: older torch (2.7) cannot index uint64 tensors
+    xv = x.view(torch.int64) if x.dtype == torch.uint64 else x
+    value = xv[i].reshape(-1)[bad[i].reshape(-1)][0].item()
+    if x.dtype == torch.uint64 and value < 0:
+        value += 2**64
     if dtype.is_floating_point and math.isfinite(value):
         why = f"which overflows {dtype} (largest finite {torch.finfo(dtype).max:g})"
     elif dtype.is_floating_point:
