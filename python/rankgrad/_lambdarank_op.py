@@ -128,7 +128,7 @@ def lambdarank_native(s, y, m, sigma, k, norm, gain, metric):
         total_s += (sigma * sdw * torch.sigmoid(-2.0 * xw) / hw).sum((1, 2))
         # delta log(1 + exp(-sigma ds)) = sd / hden * (relu(-sigma ds / 2) + log1p(exp(-sigma |ds|)) / 2)
         sp = sdw * (torch.relu(-xw) + 0.5 * torch.log1p(torch.exp(-2.0 * xw.abs()))) / hw
-        total_l += torch.where(pm, sp, 0.0).sum((1, 2))
+        total_l += torch.where(pm & (sdw != 0), sp, 0.0).sum((1, 2))  # delta 0 adds exactly 0
     factor = torch.ones_like(total_s)
     if norm:  # log2(1 + S) / S, with log1p: S may be tiny
         ok = total_s > 0
