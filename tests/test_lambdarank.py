@@ -428,7 +428,7 @@ def test_loss_gradient_is_the_lambdas(backend, opts):
 @pytest.mark.parametrize("opts", OPTIONS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_rust_and_torch_backends_agree(opts, reduction, monkeypatch):
-    monkeypatch.setattr(lr_mod, "_chunk_rows", lambda b, n, dev: 3)  # several row chunks
+    monkeypatch.setattr(lr_mod, "chunk_rows", lambda b, n, dev=None, per_row=None: 3)  # several row chunks
     rng = np.random.default_rng(17)
     for dtype, tol in [(torch.float64, 1e-10), (torch.float32, 2e-5)]:
         s, y, m = random_padded(rng, 6, 33, dtype=dtype)
@@ -663,10 +663,18 @@ def test_issue_regressions():
     for backend in ("rust", "torch"):
         with pytest.raises(ValueError, match="sigma"):
             lambdarank_loss(torch.rand(2, 3), torch.rand(2, 3), sigma=1e39, backend=backend)
+        # a count beyond the list is the whole list (the _core rule), on both backends
+        s3, y3 = torch.rand(2, 3), torch.tensor([[2.0, 0, 1], [1, 0, 0]])
+        for t in (2**64, 10**30):
+            huge = lambdarank_loss(s3, y3, truncation_level=t, reduction="none", backend=backend)
+            torch.testing.assert_close(huge, lambdarank_loss(s3, y3, reduction="none", backend=backend))
         with pytest.raises(ValueError, match="truncation_level"):
-            lambdarank_loss(torch.rand(2, 3), torch.rand(2, 3), truncation_level=2**64, backend=backend)
-    with pytest.raises(ValueError, match="truncation_level"):
-        lambdarank_gradients(np.zeros(3), np.zeros(3), [3], truncation_level=2**64)
+            lambdarank_loss(s3, y3, truncation_level=0, backend=backend)
+        with pytest.raises(TypeError, match="truncation_level"):
+            lambdarank_loss(s3, y3, truncation_level=2.0, backend=backend)
+    g_huge = lambdarank_gradients(np.arange(3.0), np.array([0.0, 2, 1]), [3], truncation_level=2**64)
+    g_all = lambdarank_gradients(np.arange(3.0), np.array([0.0, 2, 1]), [3], truncation_level=3)
+    np.testing.assert_array_equal(g_huge[0], g_all[0])
     with pytest.raises(ValueError, match="sigma"):
         lambdarank_gradients(np.zeros(3), np.zeros(3), [3], sigma=1e200)
 
@@ -693,9 +701,6 @@ def test_module_options():
         LambdaRankLoss(sigma=1e200)
 
 
-@pytest.mark.xfail(
-    strict=False, reason="rust branch: the kernel validates every group before writing into out"
-)
 def test_out_untouched_when_raising():
     """Issue 10 item 6 / SPEC 10: `out` keeps its contents when the call raises."""
     rng = np.random.default_rng(3)

@@ -196,13 +196,22 @@ def test_rust_and_torch_agree(b, n, levels, sigma, seed):
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
 
 
+def _budget(elements):
+    """`_inputs.chunk_rows` with a budget of `elements` per temporary."""
+
+    def rows(b, n, device=None, per_row=None):
+        return max(1, min(max(n, 1), elements // max(1, per_row if per_row is not None else b * n)))
+
+    return rows
+
+
 def test_torch_backend_chunks(monkeypatch):
     """Blocks of lists and blocks of pair-matrix rows give the unchunked result."""
     rng = np.random.default_rng(11)
     s, y, mask = random_batch(rng, 5, 9)
     want_l, _, want_g = reference(s, y, mask)
     for chunk in (1, 7, 30, 200):
-        monkeypatch.setattr(ranknet_mod, "_PAIR_CHUNK", chunk)
+        monkeypatch.setattr(ranknet_mod, "chunk_rows", _budget(chunk))
         st_ = torch.tensor(s, requires_grad=True)
         out = rankgrad.ranknet_loss(
             st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend="torch"

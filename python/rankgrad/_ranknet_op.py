@@ -16,24 +16,19 @@ from typing import Optional, Tuple
 import torch
 
 from . import _core
-from ._inputs import _check_finite, check_scale
+from ._inputs import _check_finite, check_scale, chunk_rows
 from ._list_grad_op import flatten_batch, forward_vmap
 
 __all__ = ["ranknet_op", "ranknet_native", "RankNetFunction"]
-
-# Pair-matrix elements the torch-native path materialises at once (per temporary).
-_PAIR_CHUNK = 1 << 22
 
 
 def _pair_blocks(s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor], sigma: float):
     """Yields `(b0, b1, i0, i1, is_pair, xh)` over blocks of lists `b0:b1` and pair-matrix rows
     `i0:i1`: `is_pair [rb, ib, N]` (i above j, both real) and `xh = sigma (s_i - s_j) / 2`
-    (never overflows); no temporary exceeds `_PAIR_CHUNK` elements."""
+    (never overflows); temporaries stay within `_inputs.chunk_rows`' budget."""
     b, n = s.shape
-    if n * n <= _PAIR_CHUNK:
-        rb, ib = max(1, _PAIR_CHUNK // max(n * n, 1)), max(n, 1)
-    else:
-        rb, ib = 1, max(1, _PAIR_CHUNK // n)
+    rb = chunk_rows(1, b, s.device, per_row=n * n)  # lists per block, each its whole pair matrix
+    ib = chunk_rows(1, n, s.device)  # rows of one list's pair matrix per block
     half = s * 0.5
     for b0 in range(0, b, rb):
         b1 = min(b, b0 + rb)
@@ -74,7 +69,7 @@ def ranknet_native(
     """Per-list losses [B], valid [B] and (optionally) the gradient [B, N], in torch ops.
 
     Works through blocks of lists (and, for long lists, blocks of rows of the pair matrix) so
-    that no temporary exceeds ``_PAIR_CHUNK`` elements. Score gaps are taken as
+    that no temporary exceeds the ``_inputs.chunk_rows`` budget. Score gaps are taken as
     ``s_i / 2 - s_j / 2`` (never overflows) and half-losses are summed in float64 (then
     averaged and doubled), so extreme but finite scores give finite results wherever the true
     result is finite.

@@ -106,7 +106,7 @@ def ranknet_loss(
 
     if not torch.compiler.is_compiling():  # else the op checks it when it runs
         sigma = check_scale("sigma", sigma, x.scores.dtype)
-    native = x.scores.device.type == "meta" or not use_rust(x, backend)  # meta: shapes only
+    native = not use_rust(x, backend)
     need_grad = torch.is_grad_enabled() and x.scores.requires_grad
     losses, valid, _ = RankNetFunction.apply(x.scores, x.targets, x.mask, sigma, native, validate, need_grad)
     return reduce(losses, valid, reduction, x)
