@@ -191,6 +191,7 @@ CASES = [
 # Temperatures / sigmas: in range, subnormal or huge (must raise the same ValueError on both).
 SCALE_CASES = [1e-40, 1e-30, 1e39, 1e30, 0.0, -1.0, NAN, INF]
 
+
 def _params():
     out = []
     for twin in TWINS:

@@ -38,7 +38,7 @@ def _(s, grad, grad_losses, loss):
 
 def _no_second_derivative(loss: str):
     return RuntimeError(
-        f"rankgrad.{loss} has no second derivative (its gradient is a closed-form kernel): "
+        f"rankgrad.{loss}: second derivatives are not available (its gradient is a closed-form kernel): "
         "take first-order gradients only (no create_graph=True backward through it, no hessian)."
     )
 
@@ -145,7 +145,13 @@ def loss_function(op, name: str) -> type:
         @staticmethod
         def setup_context(ctx, inputs, output):
             _setup(ctx, inputs, output)
+            ctx.save_for_forward(output[2])
             ctx.mark_non_differentiable(output[1], output[2])
+
+        @staticmethod
+        def jvp(ctx, ds, *_):
+            (g,) = ctx.saved_tensors  # forward mode: d losses = sum_n G ds
+            return (g * ds).sum(-1) if ds is not None else g.new_zeros(g.shape[:1]), None, None
 
         @staticmethod
         def backward(ctx, grad_losses, _grad_valid, _grad_grad):

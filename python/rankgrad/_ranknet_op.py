@@ -199,12 +199,23 @@ class _RankNetGrad(torch.autograd.Function):
         s, y, m, sigma, g, grad_losses = inputs
         ctx.sigma = sigma
         ctx.save_for_backward(s, y, m, g, grad_losses)
+        ctx.save_for_forward(s, y, m, g, grad_losses)
 
     @staticmethod
     def backward(ctx, v):
         s, y, m, g, gl = ctx.saved_tensors
         ds = _Hvp.apply(s, y, m, ctx.sigma, v * gl[:, None].to(v.dtype))
         return ds, None, None, None, None, (v * g).sum(-1).to(gl.dtype)
+
+    @staticmethod
+    def jvp(ctx, ds, _dy, _dm, _dsigma, _dg, dgl):
+        s, y, m, g, gl = ctx.saved_tensors  # d(G gl) = H (ds gl) + G dgl
+        out = (
+            torch.zeros_like(g)
+            if ds is None
+            else _Hvp.apply(s, y, m, ctx.sigma, ds * gl[:, None].to(ds.dtype))
+        )
+        return out if dgl is None else out + g * dgl[:, None].to(g.dtype)
 
 
 class RankNetFunction(torch.autograd.Function):
@@ -222,7 +233,13 @@ class RankNetFunction(torch.autograd.Function):
         s, y, m, sigma, _, _, need_grad = inputs
         ctx.sigma, ctx.need_grad = sigma, need_grad
         ctx.save_for_backward(s, y, m, output[2])
+        ctx.save_for_forward(output[2])
         ctx.mark_non_differentiable(output[1], output[2])
+
+    @staticmethod
+    def jvp(ctx, ds, *_):
+        (g,) = ctx.saved_tensors  # forward mode: d losses = sum_n G ds
+        return (g * ds).sum(-1) if ds is not None else g.new_zeros(g.shape[:1]), None, None
 
     @staticmethod
     def backward(ctx, grad_losses, _grad_valid, _grad_grad):

@@ -288,13 +288,15 @@ def lambdarank_loss(
         return x.out(out) if reduction == "none" else np.asarray(out).astype(x.dtype)[()]
     import torch
 
-    from ._lambdarank_op import LambdaRankFunction
+    from ._lambdarank_op import LambdaRankFunction, lambdarank_op
 
     if not torch.compiler.is_compiling():  # else the op checks it when it runs
         sigma = check_scale("sigma", sigma, x.scores.dtype)
     native = not use_rust(x, backend)
-    need_grad = torch.is_grad_enabled() and x.scores.requires_grad
-    losses, valid, _ = LambdaRankFunction.apply(
+    from ._custom_ops import entry, needs_grad
+
+    need_grad = needs_grad(x.scores)
+    losses, valid, _ = entry(LambdaRankFunction, lambdarank_op)(
         x.scores, x.targets, x.mask, sigma, op_count(k), norm, table, metric, native, validate, need_grad
     )
     return reduce(losses, valid, reduction, x)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import _core
-from ._custom_ops import checkable, custom_op_rows, np_in
+from ._custom_ops import checkable, custom_op_rows, entry, needs_grad, np_in
 from ._inputs import (
     check_backend,
     check_count,
@@ -163,6 +163,12 @@ class _LambdaLoss(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         ctx.mark_non_differentiable(output[1], output[2])
         ctx.save_for_backward(inputs[0], output[2])
+        ctx.save_for_forward(output[2])
+
+    @staticmethod
+    def jvp(ctx, ds, *_):
+        (g,) = ctx.saved_tensors  # forward mode: d losses = sum_n G ds
+        return (g * ds).sum(-1) if ds is not None else g.new_zeros(g.shape[:1]), None, None
 
     @staticmethod
     def backward(ctx, grad_losses, _valid, _grad):
@@ -315,9 +321,17 @@ def lambda_loss(
         x.check_finite()
         if scale_gains:
             check_gain_range(x.targets, x.mask)
-    need_grad = torch.is_grad_enabled() and x.scores.requires_grad
-    losses, valid, _ = _LambdaLoss.apply(
-        x.scores, x.targets, x.mask, weighting, sigma, op_count(k), mu, scale_gains, not rust, need_grad
+    losses, valid, _ = entry(_LambdaLoss, _lambda_loss_op)(
+        x.scores,
+        x.targets,
+        x.mask,
+        weighting,
+        sigma,
+        op_count(k),
+        mu,
+        scale_gains,
+        not rust,
+        needs_grad(x.scores),
     )
     return reduce(losses, valid, reduction, x)
 
@@ -445,10 +459,12 @@ def listmle_loss(scores, targets, mask=None, reduction="mean", *, backend="auto"
     x, m, numpy_in = _torch_lists(scores, targets, mask, validate)
     s = x.scores
     zero = s.new_zeros(())
-    key = torch.where(m, x.targets, torch.full_like(s, -math.inf))  # padded items last
+    # padded items first, so every suffix from a real item holds only real items (no -inf
+    # entries: forward-mode AD through logcumsumexp mishandles them)
+    key = torch.where(m, x.targets, torch.full_like(s, math.inf))
     order = torch.argsort(key, dim=-1, descending=True, stable=True)
     ms = m.gather(1, order)
-    ss = torch.where(ms, s.gather(1, order), torch.full_like(s, -math.inf))
+    ss = torch.where(ms, s.gather(1, order), zero)
     tail = torch.logcumsumexp(ss.flip(-1), -1).flip(-1)  # logsumexp of s_pi(i..n)
     losses = torch.where(ms, tail - ss, zero).sum(-1)
     valid = m.sum(-1) >= 2
