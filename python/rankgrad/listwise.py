@@ -83,7 +83,8 @@ def _lambda_torch(s, y, m, weighting: str, sigma: float, k: Optional[int], mu: f
     step = chunk_rows(b, n, dev)
     for a0 in range(0, n, step):
         a1 = min(n, a0 + step)
-        x = sigma * (ss[:, a0:a1, None] - ss[:, None, :])  # [B, c, N]: row a, column b
+        half = ss * 0.5
+        x = sigma * (half[:, a0:a1, None] - half[:, None, :])  # [B, c, N]: half the scaled gap
         pair = live[:, a0:a1, None] & live[:, None, :]
         pair &= pos[a0:a1, None] != pos[None, :]
         if weighting == "ndcg1":
@@ -103,9 +104,10 @@ def _lambda_torch(s, y, m, weighting: str, sigma: float, k: Optional[int], mu: f
                     w = w + (inv_d[a0:a1, None] - inv_d[None, :]).abs()
                 w = w * dg
         w = torch.where(pair, w, zero)
-        softplus = torch.relu(-x) + torch.log1p(torch.exp(-x.abs()))  # -ln sigmoid(x), stable
-        losses += (w * softplus).sum((1, 2))
-        lam = w * torch.sigmoid(-x) * sigma  # -dL_ab/ds_a = dL_ab/ds_b
+        # -ln sigmoid(2x) / 2, stable and finite for any finite scores (0 weight: exactly 0)
+        softplus = torch.relu(-x) + 0.5 * torch.log1p(torch.exp(-2.0 * x.abs()))
+        losses += 2.0 * (w * softplus).sum((1, 2))
+        lam = w * torch.sigmoid(-2.0 * x) * sigma  # -dL_ab/ds_a = dL_ab/ds_b
         grad_sorted[:, a0:a1] -= lam.sum(2)
         grad_sorted += lam.sum(1)
     grad = torch.zeros_like(s).scatter_(1, order, grad_sorted / _LN2)
