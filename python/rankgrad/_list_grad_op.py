@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["list_grad", "forward_vmap", "register_loss_autograd", "loss_function"]
+__all__ = ["list_grad", "forward_vmap", "register_loss_autograd", "loss_function", "loss_jvp"]
 
 
 @torch.library.custom_op("rankgrad::list_grad", mutates_args=())
@@ -130,6 +130,13 @@ def register_loss_autograd(op, name: str) -> None:
     torch.library.register_vmap(op._qualname if hasattr(op, "_qualname") else op, vmap_rule)
 
 
+def loss_jvp(ctx, ds, *_):
+    """Forward mode of a fused loss op `(losses, valid, G)` (G saved with save_for_forward):
+    `d losses = sum_n G ds`."""
+    (g,) = ctx.saved_tensors
+    return (g * ds).sum(-1) if ds is not None else g.new_zeros(g.shape[:1]), None, None
+
+
 def loss_function(op, name: str) -> type:
     """The `autograd.Function` the public function calls `op` through (torch.func-safe)."""
     backward = _make_backward(name)
@@ -148,10 +155,7 @@ def loss_function(op, name: str) -> type:
             ctx.save_for_forward(output[2])
             ctx.mark_non_differentiable(output[1], output[2])
 
-        @staticmethod
-        def jvp(ctx, ds, *_):
-            (g,) = ctx.saved_tensors  # forward mode: d losses = sum_n G ds
-            return (g * ds).sum(-1) if ds is not None else g.new_zeros(g.shape[:1]), None, None
+        jvp = staticmethod(loss_jvp)
 
         @staticmethod
         def backward(ctx, grad_losses, _grad_valid, _grad_grad):

@@ -17,7 +17,7 @@ import torch
 
 from . import _core
 from ._inputs import _check_finite, check_scale, chunk_rows
-from ._list_grad_op import flatten_batch, forward_vmap
+from ._list_grad_op import flatten_batch, forward_vmap, loss_jvp
 
 __all__ = ["ranknet_op", "ranknet_native", "RankNetFunction"]
 
@@ -236,10 +236,7 @@ class RankNetFunction(torch.autograd.Function):
         ctx.save_for_forward(output[2])
         ctx.mark_non_differentiable(output[1], output[2])
 
-    @staticmethod
-    def jvp(ctx, ds, *_):
-        (g,) = ctx.saved_tensors  # forward mode: d losses = sum_n G ds
-        return (g * ds).sum(-1) if ds is not None else g.new_zeros(g.shape[:1]), None, None
+    jvp = staticmethod(loss_jvp)
 
     @staticmethod
     def backward(ctx, grad_losses, _grad_valid, _grad_grad):

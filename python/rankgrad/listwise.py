@@ -35,6 +35,7 @@ from ._inputs import (
     reduce,
     use_rust,
 )
+from ._list_grad_op import loss_jvp
 
 __all__ = ["lambda_loss", "softmax_loss", "listmle_loss", "WEIGHTINGS"]
 
@@ -167,10 +168,7 @@ class _LambdaLoss(torch.autograd.Function):
         ctx.save_for_backward(inputs[0], output[2])
         ctx.save_for_forward(output[2])
 
-    @staticmethod
-    def jvp(ctx, ds, *_):
-        (g,) = ctx.saved_tensors  # forward mode: d losses = sum_n G ds
-        return (g * ds).sum(-1) if ds is not None else g.new_zeros(g.shape[:1]), None, None
+    jvp = staticmethod(loss_jvp)
 
     @staticmethod
     def backward(ctx, grad_losses, _valid, _grad):
