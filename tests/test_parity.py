@@ -306,7 +306,7 @@ def test_matrix_size():
     functions = len(TWINS)
     combos = sum(len(t.variants) for t in TWINS) * inputs
     scale_combos = sum(t.has_scale for t in TWINS) * len(SCALE_CASES) * 2
-    assert functions >= 8 and inputs >= 80
+    assert functions >= 9 and inputs >= 80
     print(
         f"parity matrix: {inputs} inputs x {functions} functions ({combos} function-variant-input cases, "
         f"{scale_combos} scale cases, reductions looped inside)"
