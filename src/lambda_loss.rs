@@ -147,19 +147,23 @@ fn pair<F: Float>(
     c: &[F; 5],
 ) -> (F, F) {
     let [sigma, f1, c_rd, c_lr, c_one] = *c;
-    let x = sigma * (sa - sb);
-    let e = (-x.abs()).exp_fast();
+    // h = x / 2 with x = sigma (s_a - s_b), taken from halves: finite for any finite scores, so
+    // a zero weight never meets an overflowed softplus (0 * inf = NaN)
+    let half = F::from_f64(0.5);
+    let h = sigma * (half * sa - half * sb);
+    let e = (-(h + h).abs()).exp_fast();
     let q = F::ONE / (F::ONE + e);
-    let pos = x >= F::ZERO;
+    let pos = h >= F::ZERO;
     let sig_neg = select(pos, e * q, q); // sigmoid(-x)
     let sig_pos = select(pos, q, e * q); // sigmoid(x)
-    let l1p = ln_1p_unit(e);
-    let sp_neg = select(pos, F::ZERO, -x) + l1p; // softplus(-x) = -ln sigmoid(x)
-    let sp_pos = select(pos, x, F::ZERO) + l1p; // softplus(x)
+    let l1p = half * ln_1p_unit(e);
+    let sp_neg = select(pos, F::ZERO, -h) + l1p; // softplus(-x) / 2 = -ln sigmoid(x) / 2
+    let sp_pos = select(pos, h, F::ZERO) + l1p; // softplus(x) / 2
     let w = (c_rd * rd + c_lr * (ia - ib).abs()) * (ga - gb).abs() + c_one;
     let a = select(ya > yb, w, F::ZERO) + f1 * ca;
     let b = select(ya < yb, w, F::ZERO) + f1 * cb;
-    (a * sp_neg + b * sp_pos, sigma * (b * sig_pos - a * sig_neg))
+    // a loss truly beyond the dtype's range is inf, never NaN
+    ((a * sp_neg + b * sp_pos) * F::from_f64(2.0), sigma * (b * sig_pos - a * sig_neg))
 }
 
 /// Sum over the unordered pairs of `t`'s positions of the pair losses (f64), and with `GRAD`

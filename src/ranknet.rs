@@ -56,22 +56,24 @@ pub fn ln_1p_unit<F: Float>(u: F) -> F {
     F::from_f64(2.0) * z * p
 }
 
-/// `(softplus(-x), sigmoid(-x))` from one `exp(-|x|)`: `softplus(-x) = max(-x, 0) + ln(1 + e)`.
+/// `(softplus(-x) / 2, sigmoid(-x))` for `x = 2 h`, from one `exp(-|x|)`:
+/// `softplus(-x) / 2 = max(-h, 0) + ln(1 + e) / 2`, finite for every finite `h`.
 #[inline(always)]
-fn pair_terms<F: Float>(x: F) -> (F, F) {
-    let e = (-x.abs()).exp_fast();
+fn pair_terms<F: Float>(h: F) -> (F, F) {
+    let e = (-(h + h).abs()).exp_fast();
     let q = F::ONE / (F::ONE + e);
-    let sig_neg = select(x >= F::ZERO, e * q, q);
-    let sp = select(x < F::ZERO, -x, F::ZERO) + ln_1p_unit(e);
+    let sig_neg = select(h >= F::ZERO, e * q, q);
+    let sp = select(h < F::ZERO, -h, F::ZERO) + F::from_f64(0.5) * ln_1p_unit(e);
     (sp, sig_neg)
 }
 
-/// `sigma t (s_i - s_j)`, exactly 0 for a tie (`t = 0`) even when the gap overflows to inf
-/// (0 * inf would be NaN); an overflowing gap of an ordered pair stays +-inf, which the stable
-/// `pair_terms` turn into a finite gradient and a loss as large as it truly is.
+/// `sigma t (s_i - s_j) / 2`, taken as `sigma t (s_i / 2 - s_j / 2)`: finite for any finite
+/// scores, so an ordered pair whose gap overflows still gets its true (finite) loss; exactly 0
+/// for a tie (`t = 0`).
 #[inline(always)]
 fn scaled_gap<F: Float>(sigma: F, t: F, si: F, sj: F) -> F {
-    select(t == F::ZERO, F::ZERO, sigma * t * (si - sj))
+    let half = F::from_f64(0.5);
+    select(t == F::ZERO, F::ZERO, sigma * t * (half * si - half * sj))
 }
 
 /// `+1` if `a > b`, `-1` if `a < b`, `0` on a tie.
@@ -99,11 +101,13 @@ fn count_pairs<F: Float>(ys: &mut [F]) -> u64 {
     (m * m - same) / 2
 }
 
-/// The un-normalised sums over the pairs of one list: returns `sum softplus` (f64) and, with
+/// The sums over the pairs of one list: returns `sum softplus / (2 P)` (f64; each half-loss is
+/// scaled by `1/P` before it is added, so the sum overflows only where the mean does) and, with
 /// `GRAD`, leaves `sum_j lambda_kj - sum_j lambda_jk` in `g` (which must hold zeros).
 #[inline(always)]
 fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F], inv: f64) -> f64 {
     let m = s.len();
+    let inv_f = F::from_f64(inv);
     let g = &mut g[..m];
     let mut total = 0.0f64;
     for i in 0..m {
@@ -123,7 +127,7 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
             for l in 0..L {
                 let t = sign(yi, yv[l]);
                 let (sp, sn) = pair_terms(scaled_gap(sigma, t, si, sv[l]));
-                acc_l[l] += t.abs() * sp;
+                acc_l[l] += t.abs() * sp * inv_f;
                 lam[l] = sigma * t * sn;
             }
             if GRAD {
@@ -137,16 +141,14 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
         for ((gj, &sj), &yj) in gc.into_remainder().iter_mut().zip(sc.remainder()).zip(yc.remainder()) {
             let t = sign(yi, yj);
             let (sp, sn) = pair_terms(scaled_gap(sigma, t, si, sj));
-            rest_l += t.abs() * sp;
+            rest_l += t.abs() * sp * inv_f;
             if GRAD {
                 let lam = sigma * t * sn;
                 rest_g -= lam;
                 *gj += lam;
             }
         }
-        // Scaled by 1/P row by row, so that huge pair losses do not overflow the f64 total
-        // when their mean is finite.
-        total += lane_sum(&acc_l, rest_l).to_f64() * inv;
+        total += lane_sum(&acc_l, rest_l).to_f64();
         if GRAD {
             head[i] += lane_sum(&acc_g, rest_g);
         }
@@ -190,7 +192,7 @@ fn list_loss<F: Float>(w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool) {
             *v *= inv;
         }
     }
-    (F::from_f64(total), true)
+    (F::from_f64(2.0 * total), true)
 }
 
 simd_dispatch!(list_loss_simd, list_loss, (w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool));

@@ -355,7 +355,8 @@ def test_bad_input(backend):
 
 # ---------------------------------------------------------------- torch integration
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_compile_func_vmap_meta(backend):
+def test_func_vmap_meta(backend):
+    """grad, vmap and meta shapes with k=4 (compile: the registry in test_torch_integration)."""
     rng = np.random.default_rng(7)
     s, y, m = random_batch(rng, 3, 6, ties=False)
     st, yt, mt = t(s, y, m, grad=True)
@@ -365,13 +366,6 @@ def test_compile_func_vmap_meta(backend):
 
     eager = f(st)
     (g_eager,) = torch.autograd.grad(eager, st)
-    for dynamic in (False, True):
-        torch._dynamo.reset()
-        x = st.detach().clone().requires_grad_(True)
-        out = torch.compile(f, fullgraph=True, dynamic=dynamic, backend="aot_eager")(x)
-        out.backward()
-        torch.testing.assert_close(out, eager)
-        torch.testing.assert_close(x.grad, g_eager)
     torch.testing.assert_close(torch.func.grad(f)(st.detach()), g_eager)
     batch = torch.stack([st.detach(), st.detach() * 2])
     torch.testing.assert_close(torch.func.vmap(f)(batch), torch.stack([f(batch[0]), f(batch[1])]))
@@ -463,7 +457,7 @@ def test_listmle_ties_in_input_order():
 
 
 @pytest.mark.parametrize("fn", [softmax_loss, listmle_loss])
-def test_softmax_listmle_autograd_and_compile(fn):
+def test_softmax_listmle_autograd(fn):
     rng = np.random.default_rng(10)
     s, y, m = random_batch(rng, 3, 7, ties=False)
     st, yt, mt = t(s, y, m, grad=True)
@@ -472,8 +466,6 @@ def test_softmax_listmle_autograd_and_compile(fn):
     eager = fn(st, yt, mt)
     (g,) = torch.autograd.grad(eager, st)
     torch.testing.assert_close(torch.func.grad(lambda x: fn(x, yt, mt))(st.detach()), g)
-    out = torch.compile(lambda x: fn(x, yt, mt), fullgraph=True, backend="aot_eager")(st)
-    torch.testing.assert_close(out, eager)
     # degenerate: no real item, all-zero targets (softmax), one item (ListMLE)
     z = fn(
         torch.zeros(2, 3, requires_grad=True),

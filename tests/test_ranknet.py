@@ -196,13 +196,22 @@ def test_rust_and_torch_agree(b, n, levels, sigma, seed):
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
 
 
+def _budget(elements):
+    """`_inputs.chunk_rows` with a budget of `elements` per temporary."""
+
+    def rows(b, n, device=None, per_row=None):
+        return max(1, min(max(n, 1), elements // max(1, per_row if per_row is not None else b * n)))
+
+    return rows
+
+
 def test_torch_backend_chunks(monkeypatch):
     """Blocks of lists and blocks of pair-matrix rows give the unchunked result."""
     rng = np.random.default_rng(11)
     s, y, mask = random_batch(rng, 5, 9)
     want_l, _, want_g = reference(s, y, mask)
     for chunk in (1, 7, 30, 200):
-        monkeypatch.setattr(ranknet_mod, "_PAIR_CHUNK", chunk)
+        monkeypatch.setattr(ranknet_mod, "chunk_rows", _budget(chunk))
         st_ = torch.tensor(s, requires_grad=True)
         out = rankgrad.ranknet_loss(
             st_, torch.tensor(y), mask=torch.tensor(mask), reduction="none", backend="torch"
@@ -472,22 +481,6 @@ def test_custom_op_opcheck(native):
         (s.detach(), y, None, 0.5, native, False, False),
     ]:
         torch.library.opcheck(ranknet_op, args)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_compile_fullgraph(backend, dynamic):
-    s, y, m = _op_inputs()
-    fn = lambda s, y, m: rankgrad.ranknet_loss(s, y, 0.7, m, backend=backend)  # noqa: E731
-    compiled = torch.compile(fn, fullgraph=True, dynamic=dynamic)
-    for shape_seed in (3, 4):  # a second shape: recompiles or reuses the dynamic graph
-        s, y, m = _op_inputs(shape_seed, b=2 + shape_seed, n=3 + shape_seed)
-        x1, x2 = s.clone().requires_grad_(), s.clone().requires_grad_()
-        want, got = fn(x1, y, m), compiled(x2, y, m)
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
-        want.backward()
-        got.backward()
-        torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch"])

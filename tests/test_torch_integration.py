@@ -18,7 +18,10 @@ import pytest
 import torch
 
 import rankgrad
+import rankgrad._lambdarank_op  # the pairwise ops too
+import rankgrad._ranknet_op
 import rankgrad.approx  # registers the torch.ops.rankgrad custom ops (torch names load lazily)
+import rankgrad.listwise as listwise
 from conftest import BACKENDS, make_batch
 
 Inputs = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # scores [B, N], targets, mask
@@ -68,6 +71,24 @@ ENTRIES = [
         "approx_rank_mse_loss",
         lambda s, y, m, **kw: rankgrad.approx_rank_mse_loss(s, y, 1.0, "log2", m, "none", **kw),
     ),
+    Entry(
+        "ranknet_loss",
+        lambda s, y, m, **kw: rankgrad.ranknet_loss(s, y, 0.9, m, reduction="none", **kw),
+        compile=True,
+    ),
+    Entry(
+        "lambdarank_loss",
+        lambda s, y, m, **kw: rankgrad.lambdarank_loss(s * 3, y, mask=m, reduction="sum", **kw),
+        double={"rust": "raises", "torch": "raises"},
+    ),
+    Entry(
+        "lambda_loss",
+        lambda s, y, m, **kw: listwise.lambda_loss(s, y, "ndcg2pp", 1.0, 5, mask=m, reduction="none", **kw),
+        double={"rust": "raises", "torch": "raises"},
+        compile=True,
+    ),
+    Entry("softmax_loss", lambda s, y, m, **kw: listwise.softmax_loss(s, y, m, "none", **kw)),
+    Entry("listmle_loss", lambda s, y, m, **kw: listwise.listmle_loss(s, y, m, "none", **kw)),
 ]
 
 
@@ -86,6 +107,16 @@ def _op_args_loss(kind: str) -> Tuple[Any, ...]:
     return (s.requires_grad_(), y, m, kind, 0.9, True, "reciprocal", True)
 
 
+def _op_args_pairwise(name: str, native: bool) -> Tuple[Any, ...]:
+    s, y, m = padded_inputs(5)
+    s.requires_grad_()
+    if name == "ranknet_loss":
+        return (s, y, m, 0.9, native, True, True)
+    if name == "lambdarank_loss":
+        return (s, y, m, 1.0, 4, True, None, "ndcg", native, True, True)
+    return (s, y, m, "ndcg2pp", 1.0, 5, 10.0, True, native, True)
+
+
 DEFAULT_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 NO_BACKWARD_OPS = {"approx_ranks_double_backward"}
 OPS = [
@@ -100,6 +131,11 @@ OPS = [
     ("approx_loss", lambda: _op_args_loss("ndcg")),
     ("approx_loss", lambda: _op_args_loss("mrr")),
     ("approx_loss", lambda: _op_args_loss("rank_mse")),
+    *[
+        (name, lambda name=name, native=native: _op_args_pairwise(name, native))
+        for name in ("ranknet_loss", "lambdarank_loss", "lambda_loss")
+        for native in (False, True)
+    ],
 ]
 
 

@@ -59,6 +59,21 @@ def rank_weights(t: torch.Tensor, discount: Optional[str]) -> torch.Tensor:
     return 1 / torch.log2(t + 1) if discount == "log2" else 1 / t
 
 
+def mrr_item(v: torch.Tensor, rel: torch.Tensor, s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """`[B, 1]` index of the item whose `v = rel / r` MRR takes, chosen as the Rust kernel does:
+    per relevance level the first highest-scored item (its rank is the smallest: decided on
+    the scores, exactly, never on rounded ranks), then the first of those with the largest v."""
+    relm = (rel > 0) & m
+    inf = torch.full_like(v, math.inf)
+    o1 = torch.where(relm, s.to(v.dtype), -inf).argsort(dim=-1, descending=True, stable=True)
+    r1 = torch.where(relm, rel, -torch.ones_like(rel)).gather(-1, o1)
+    o2 = r1.argsort(dim=-1, descending=True, stable=True)
+    rs = r1.gather(-1, o2)
+    first = torch.cat([torch.ones_like(rs[:, :1], dtype=torch.bool), rs[:, 1:] != rs[:, :-1]], -1)
+    cand = torch.zeros_like(relm).scatter(-1, o1.gather(-1, o2), first & (rs > 0))
+    return torch.where(cand, v, -inf).argmax(-1, keepdim=True)
+
+
 def loss_from_ranks(
     kind: str,
     r: torch.Tensor,
@@ -66,8 +81,10 @@ def loss_from_ranks(
     mask: Optional[torch.Tensor],
     scale_gains: bool,
     discount: Optional[str],
+    s: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-list losses `[B]` and whether each counts `[B]`, from ranks `r [B, N]`."""
+    """Per-list losses `[B]` and whether each counts `[B]`, from ranks `r [B, N]` (MRR also
+    reads the scores `s`, see `mrr_item`)."""
     m, y, count = _padded(r, y, mask)
     zero = torch.zeros((), dtype=r.dtype, device=r.device)
     if kind == "ndcg":
@@ -77,8 +94,9 @@ def loss_from_ranks(
         valid = (count >= 2) & (idcg > 0)
         return torch.where(valid, 1 - dcg / _safe(valid, idcg), zero), valid
     if kind == "mrr":
-        v = y.clamp(0, 1) / _safe(m, r)
-        best = v.gather(-1, v.argmax(-1, keepdim=True))[:, 0]  # the first maximum, as in Rust
+        rel = y.clamp(0, 1)
+        v = rel / _safe(m, r)
+        best = v.gather(-1, mrr_item(v.detach(), rel, (-r if s is None else s).detach(), m))[:, 0]
         valid = (count >= 2) & ((y > 0) & m).any(-1)
         return torch.where(valid, 1 - best, zero), valid
     tr = true_ranks(y, m)
@@ -94,6 +112,7 @@ def curvature(
     mask: Optional[torch.Tensor],
     scale_gains: bool,
     discount: Optional[str],
+    s: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """`c = d loss_b / d r` and the diagonal `D = dc / dr` `[B, N]` (each list's loss depends
     on each r_i separately), zero at padded positions and in lists that do not count.
@@ -114,7 +133,8 @@ def curvature(
     elif kind == "mrr":
         rel = y.clamp(0, 1) * m
         valid = (count >= 2) & ((y > 0) & m).any(-1)
-        top = torch.zeros_like(r).scatter_(-1, (rel / rs).argmax(-1, keepdim=True), 1.0)
+        item = mrr_item(rel / rs, rel, -r if s is None else s, m)
+        top = torch.zeros_like(r).scatter_(-1, item, 1.0)
         c = top * rel / rs**2
         d = -2 * top * rel / rs**3
     else:

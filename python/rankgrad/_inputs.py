@@ -11,6 +11,7 @@ caller holding a tensor has loaded it), and torch is imported lazily in the tens
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -32,15 +33,38 @@ NumpyLoss = Union[np.ndarray, np.generic]
 REDUCTIONS = ("mean", "sum", "none")
 BACKENDS = ("auto", "rust", "torch")
 
-# Largest target for `2^y - 1` gains (the Rust kernels reject larger real targets): the one
-# Python copy of the cap, read from the compiled module where it exports it.
-GAIN_CAP: float = float(getattr(_core, "GAIN_CAP", 1000.0))
+# Largest target for `2^y - 1` gains (the Rust kernels reject larger real targets).
+GAIN_CAP: float = float(_core.GAIN_CAP)
 
 
 def is_tensor(x: Any) -> bool:
     """True for a torch.Tensor, without importing torch."""
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
+
+
+# Largest count a torch op's int64 argument holds; a larger `k` means the whole list anyway.
+INT64_MAX = 2**63 - 1
+
+
+def check_count(name: str, value: Any, allow_none: bool = True) -> Optional[int]:
+    """`k` / `truncation_level`: None (where allowed) or an integer >= 1, the `_core` rule on
+    every backend: a count larger than the list means the whole list (``10**30`` is valid);
+    TypeError for non-integers and bools, ValueError below 1."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        want = "an integer >= 1 or None" if allow_none else "an integer >= 1"
+        raise TypeError(f"{name} must be {want}, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return int(value)
+
+
+def op_count(k: Optional[int]) -> Optional[int]:
+    """`k` for a torch op's int64 argument: a count beyond any list length is None (the
+    whole list, what the kernels do with it)."""
+    return None if k is None or k > INT64_MAX else k
 
 
 def check_reduction(reduction: str) -> None:
@@ -59,7 +83,7 @@ def check_positive(name: str, value: Any) -> float:
         v = float(value)
     except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
-    if not (v > 0.0 and math.isfinite(v)):
+    if not (v > 0.0 and v < math.inf):  # (not math.isfinite: v may be a symbolic float)
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return v
 
@@ -298,9 +322,10 @@ def _cast(x: Any, dtype: Any) -> Any:
 
 
 def use_rust(x: Lists, backend: str) -> bool:
-    """Rust kernels for numpy and CPU tensors, the torch-native path for other devices."""
+    """Rust kernels for numpy and CPU tensors, the torch-native path for other devices (and
+    for meta tensors, whose fake kernels give the shapes)."""
     check_backend(backend)
-    if backend == "torch":
+    if backend == "torch" or (x.is_torch and x.scores.device.type == "meta"):  # meta: shapes only
         return False
     on_cpu = not x.is_torch or x.scores.device.type == "cpu"
     if backend == "rust" and not on_cpu:

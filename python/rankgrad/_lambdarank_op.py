@@ -16,17 +16,10 @@ import numpy as np
 import torch
 
 from . import _core
-from ._inputs import _check_finite, check_scale
+from ._inputs import GAIN_CAP, _check_finite, check_scale, chunk_rows
 from ._list_grad_op import loss_function, register_loss_autograd
-from ._shared import GAIN_CAP
 
 __all__ = ["lambdarank_op", "lambdarank_native", "LambdaRankFunction", "GAIN_CAP"]
-
-
-def _chunk_rows(b: int, n: int, device: torch.device) -> int:
-    """Rows per chunk so that one `[B, rows, N]` temporary stays near a fixed budget."""
-    budget = (1 << 23) if device.type == "cuda" else (1 << 19)  # elements per temporary
-    return max(1, min(n, budget // max(1, b * n)))
 
 
 def _wide(dt: torch.dtype, dev: torch.device) -> torch.dtype:
@@ -92,7 +85,7 @@ def lambdarank_native(s, y, m, sigma, k, norm, gain, metric):
     total_s = torch.zeros(b, dtype=wide, device=dev)
     total_l = torch.zeros(b, dtype=wide, device=dev)
     rows = min(kk, n - 1)
-    step = _chunk_rows(b, n, dev)
+    step = chunk_rows(b, n, dev)
     jj = torch.arange(n, device=dev)
     for a in range(0, rows, step):
         e = min(rows, a + step)
@@ -128,7 +121,7 @@ def lambdarank_native(s, y, m, sigma, k, norm, gain, metric):
         total_s += (sigma * sdw * torch.sigmoid(-2.0 * xw) / hw).sum((1, 2))
         # delta log(1 + exp(-sigma ds)) = sd / hden * (relu(-sigma ds / 2) + log1p(exp(-sigma |ds|)) / 2)
         sp = sdw * (torch.relu(-xw) + 0.5 * torch.log1p(torch.exp(-2.0 * xw.abs()))) / hw
-        total_l += torch.where(pm, sp, 0.0).sum((1, 2))
+        total_l += torch.where(pm & (sdw != 0), sp, 0.0).sum((1, 2))  # delta 0 adds exactly 0
     factor = torch.ones_like(total_s)
     if norm:  # log2(1 + S) / S, with log1p: S may be tiny
         ok = total_s > 0

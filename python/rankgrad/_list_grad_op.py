@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["list_grad", "forward_vmap", "register_loss_autograd", "loss_function"]
+__all__ = ["list_grad", "forward_vmap", "register_loss_autograd", "loss_function", "loss_jvp"]
 
 
 @torch.library.custom_op("rankgrad::list_grad", mutates_args=())
@@ -38,7 +38,7 @@ def _(s, grad, grad_losses, loss):
 
 def _no_second_derivative(loss: str):
     return RuntimeError(
-        f"rankgrad.{loss} has no second derivative (its gradient is a closed-form kernel): "
+        f"rankgrad.{loss}: second derivatives are not available (its gradient is a closed-form kernel): "
         "take first-order gradients only (no create_graph=True backward through it, no hessian)."
     )
 
@@ -130,6 +130,13 @@ def register_loss_autograd(op, name: str) -> None:
     torch.library.register_vmap(op._qualname if hasattr(op, "_qualname") else op, vmap_rule)
 
 
+def loss_jvp(ctx, ds, *_):
+    """Forward mode of a fused loss op `(losses, valid, G)` (G saved with save_for_forward):
+    `d losses = sum_n G ds`."""
+    (g,) = ctx.saved_tensors
+    return (g * ds).sum(-1) if ds is not None else g.new_zeros(g.shape[:1]), None, None
+
+
 def loss_function(op, name: str) -> type:
     """The `autograd.Function` the public function calls `op` through (torch.func-safe)."""
     backward = _make_backward(name)
@@ -145,7 +152,10 @@ def loss_function(op, name: str) -> type:
         @staticmethod
         def setup_context(ctx, inputs, output):
             _setup(ctx, inputs, output)
+            ctx.save_for_forward(output[2])
             ctx.mark_non_differentiable(output[1], output[2])
+
+        jvp = staticmethod(loss_jvp)
 
         @staticmethod
         def backward(ctx, grad_losses, _grad_valid, _grad_grad):

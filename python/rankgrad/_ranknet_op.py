@@ -16,24 +16,19 @@ from typing import Optional, Tuple
 import torch
 
 from . import _core
-from ._inputs import _check_finite, check_scale
-from ._list_grad_op import flatten_batch, forward_vmap
+from ._inputs import _check_finite, check_scale, chunk_rows
+from ._list_grad_op import flatten_batch, forward_vmap, loss_jvp
 
 __all__ = ["ranknet_op", "ranknet_native", "RankNetFunction"]
-
-# Pair-matrix elements the torch-native path materialises at once (per temporary).
-_PAIR_CHUNK = 1 << 22
 
 
 def _pair_blocks(s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor], sigma: float):
     """Yields `(b0, b1, i0, i1, is_pair, xh)` over blocks of lists `b0:b1` and pair-matrix rows
     `i0:i1`: `is_pair [rb, ib, N]` (i above j, both real) and `xh = sigma (s_i - s_j) / 2`
-    (never overflows); no temporary exceeds `_PAIR_CHUNK` elements."""
+    (never overflows); temporaries stay within `_inputs.chunk_rows`' budget."""
     b, n = s.shape
-    if n * n <= _PAIR_CHUNK:
-        rb, ib = max(1, _PAIR_CHUNK // max(n * n, 1)), max(n, 1)
-    else:
-        rb, ib = 1, max(1, _PAIR_CHUNK // n)
+    rb = chunk_rows(1, b, s.device, per_row=n * n)  # lists per block, each its whole pair matrix
+    ib = chunk_rows(1, n, s.device)  # rows of one list's pair matrix per block
     half = s * 0.5
     for b0 in range(0, b, rb):
         b1 = min(b, b0 + rb)
@@ -74,7 +69,7 @@ def ranknet_native(
     """Per-list losses [B], valid [B] and (optionally) the gradient [B, N], in torch ops.
 
     Works through blocks of lists (and, for long lists, blocks of rows of the pair matrix) so
-    that no temporary exceeds ``_PAIR_CHUNK`` elements. Score gaps are taken as
+    that no temporary exceeds the ``_inputs.chunk_rows`` budget. Score gaps are taken as
     ``s_i / 2 - s_j / 2`` (never overflows) and half-losses are summed in float64 (then
     averaged and doubled), so extreme but finite scores give finite results wherever the true
     result is finite.
@@ -204,12 +199,23 @@ class _RankNetGrad(torch.autograd.Function):
         s, y, m, sigma, g, grad_losses = inputs
         ctx.sigma = sigma
         ctx.save_for_backward(s, y, m, g, grad_losses)
+        ctx.save_for_forward(s, y, m, g, grad_losses)
 
     @staticmethod
     def backward(ctx, v):
         s, y, m, g, gl = ctx.saved_tensors
         ds = _Hvp.apply(s, y, m, ctx.sigma, v * gl[:, None].to(v.dtype))
         return ds, None, None, None, None, (v * g).sum(-1).to(gl.dtype)
+
+    @staticmethod
+    def jvp(ctx, ds, _dy, _dm, _dsigma, _dg, dgl):
+        s, y, m, g, gl = ctx.saved_tensors  # d(G gl) = H (ds gl) + G dgl
+        out = (
+            torch.zeros_like(g)
+            if ds is None
+            else _Hvp.apply(s, y, m, ctx.sigma, ds * gl[:, None].to(ds.dtype))
+        )
+        return out if dgl is None else out + g * dgl[:, None].to(g.dtype)
 
 
 class RankNetFunction(torch.autograd.Function):
@@ -227,7 +233,10 @@ class RankNetFunction(torch.autograd.Function):
         s, y, m, sigma, _, _, need_grad = inputs
         ctx.sigma, ctx.need_grad = sigma, need_grad
         ctx.save_for_backward(s, y, m, output[2])
+        ctx.save_for_forward(output[2])
         ctx.mark_non_differentiable(output[1], output[2])
+
+    jvp = staticmethod(loss_jvp)
 
     @staticmethod
     def backward(ctx, grad_losses, _grad_valid, _grad_grad):

@@ -199,7 +199,7 @@ def _loss_hessian_times(
     """Row b: the Hessian of loss_b in s_b times u_b (symmetric, so also its transpose)."""
     kind, t, scale_gains, discount = opts
     r = ops.approx_ranks(s, m, t, False)
-    c, d = native.curvature(kind, r, y, m, scale_gains, discount)
+    c, d = native.curvature(kind, r, y, m, scale_gains, discount, s)
     ju = ops.approx_ranks_backward(s, m, t, u, False)
     return ops.approx_ranks_double_backward(s, m, t, c, u) + ops.approx_ranks_backward(s, m, t, d * ju, False)
 
@@ -236,7 +236,7 @@ def _native_loss(
     if s.shape[-1] == 0:  # nothing to rank: 0, not counted (connected to s for autograd)
         return s.sum(-1) * 0, torch.zeros(s.shape[0], dtype=torch.bool, device=s.device)
     r = _ranks(s, x.mask, t, True)
-    return native.loss_from_ranks(kind, r, x.targets, x.mask, scale_gains, discount)
+    return native.loss_from_ranks(kind, r, x.targets, x.mask, scale_gains, discount, s)
 
 
 def _as_tensors(x: Lists) -> Lists:

@@ -27,15 +27,23 @@ at ``j`` is relevant; ``delta = 1/(1+f) - 1/(1+min(j, f2))`` when ``i == f`` and
 from __future__ import annotations
 
 import math
-import numbers
 import threading
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, overload
 
 import numpy as np
 
 from . import _core
-from ._inputs import check_backend, check_reduction, check_scale, lists, reduce, use_rust
-from ._shared import INT64_MAX, is_tensor
+from ._inputs import (
+    check_backend,
+    check_count,
+    check_reduction,
+    check_scale,
+    is_tensor,
+    lists,
+    op_count,
+    reduce,
+    use_rust,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -52,14 +60,7 @@ def _check_metric(metric) -> str:
 
 
 def _check_truncation(truncation_level, allow_none: bool) -> Optional[int]:
-    if truncation_level is None and allow_none:
-        return None
-    if isinstance(truncation_level, bool) or not isinstance(truncation_level, numbers.Integral):
-        want = "an integer >= 1 or None" if allow_none else "an integer >= 1"
-        raise TypeError(f"truncation_level must be {want}, got {truncation_level!r}")
-    if not 1 <= truncation_level <= INT64_MAX:
-        raise ValueError(f"truncation_level must be an integer in [1, 2**63 - 1], got {truncation_level}")
-    return int(truncation_level)
+    return check_count("truncation_level", truncation_level, allow_none)
 
 
 def _vector(x, name: str, n: Optional[int] = None, kinds: str = "fiu") -> np.ndarray:
@@ -141,7 +142,7 @@ def lambdarank_gradients(
         labels: ``[n]`` integers in ``[0, len(label_gain))`` (default gains ``2^y - 1``, y < 31).
         group: list sizes ``[G]`` summing to n, each list's rows contiguous (no size cap).
         sigma: the sigmoid's scale, in ``_inputs.scale_range("float64")``.
-        truncation_level: pairs need their higher-ranked position below it (1 .. 2**63 - 1).
+        truncation_level: pairs need their higher-ranked position below it (any integer >= 1).
         norm: LightGBM's ``lambdarank_norm``.
         label_gain: the gain table (None: ``2^i - 1`` for i < 31).
         weights: per-row weights ``[n]`` multiplying grad and hess (None: 1).
@@ -281,20 +282,22 @@ def lambdarank_loss(
             from ._lambdarank_op import lambdarank_op
 
             t = [None if a is None else torch.from_numpy(a) for a in (s, y, m)]
-            out = lambdarank_op(*t, sigma, k, norm, table, metric, True, validate, False)
+            out = lambdarank_op(*t, sigma, op_count(k), norm, table, metric, True, validate, False)
             losses, valid = out[0].numpy(), out[1].numpy()
         out = reduce(losses, valid, reduction)
         return x.out(out) if reduction == "none" else np.asarray(out).astype(x.dtype)[()]
     import torch
 
-    from ._lambdarank_op import LambdaRankFunction
+    from ._lambdarank_op import LambdaRankFunction, lambdarank_op
 
     if not torch.compiler.is_compiling():  # else the op checks it when it runs
         sigma = check_scale("sigma", sigma, x.scores.dtype)
-    native = x.scores.device.type == "meta" or not use_rust(x, backend)  # meta: shapes only
-    need_grad = torch.is_grad_enabled() and x.scores.requires_grad
-    losses, valid, _ = LambdaRankFunction.apply(
-        x.scores, x.targets, x.mask, sigma, k, norm, table, metric, native, validate, need_grad
+    native = not use_rust(x, backend)
+    from ._custom_ops import entry, needs_grad
+
+    need_grad = needs_grad(x.scores)
+    losses, valid, _ = entry(LambdaRankFunction, lambdarank_op)(
+        x.scores, x.targets, x.mask, sigma, op_count(k), norm, table, metric, native, validate, need_grad
     )
     return reduce(losses, valid, reduction, x)
 

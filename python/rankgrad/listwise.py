@@ -22,20 +22,25 @@ import numpy as np
 import torch
 
 from . import _core
-from ._inputs import check_backend, check_reduction, lists, reduce, scale_range, use_rust
-from .metrics import check_k
+from ._custom_ops import checkable, custom_op_rows, entry, needs_grad, np_in
+from ._inputs import (
+    check_backend,
+    check_count,
+    check_gain_range,
+    check_reduction,
+    check_scale,
+    chunk_rows,
+    lists,
+    op_count,
+    reduce,
+    use_rust,
+)
+from ._list_grad_op import loss_jvp
 
 __all__ = ["lambda_loss", "softmax_loss", "listmle_loss", "WEIGHTINGS"]
 
 WEIGHTINGS = ("ndcg1", "ndcg2", "lambdarank", "ndcg2pp", "ranknet")
-_MAX_GAIN_EXPONENT = 1000.0
 _LN2 = math.log(2.0)
-
-
-def _chunk(b: int, n: int, device: torch.device) -> int:
-    """Rows of the pair matrix per block, so that one `[B, rows, N]` temporary stays bounded."""
-    budget = (1 << 26) if device.type == "cuda" else (1 << 22)
-    return max(1, min(n, budget // max(1, b * n)))
 
 
 def _lambda_torch(s, y, m, weighting: str, sigma: float, k: Optional[int], mu: float, scale_gains: bool):
@@ -76,10 +81,11 @@ def _lambda_torch(s, y, m, weighting: str, sigma: float, k: Optional[int], mu: f
     losses = torch.zeros(b, dtype=dt, device=dev)
     grad_sorted = torch.zeros_like(s)
     zero = s.new_zeros(())
-    step = _chunk(b, n, dev)
+    step = chunk_rows(b, n, dev)
     for a0 in range(0, n, step):
         a1 = min(n, a0 + step)
-        x = sigma * (ss[:, a0:a1, None] - ss[:, None, :])  # [B, c, N]: row a, column b
+        half = ss * 0.5
+        x = sigma * (half[:, a0:a1, None] - half[:, None, :])  # [B, c, N]: half the scaled gap
         pair = live[:, a0:a1, None] & live[:, None, :]
         pair &= pos[a0:a1, None] != pos[None, :]
         if weighting == "ndcg1":
@@ -99,20 +105,23 @@ def _lambda_torch(s, y, m, weighting: str, sigma: float, k: Optional[int], mu: f
                     w = w + (inv_d[a0:a1, None] - inv_d[None, :]).abs()
                 w = w * dg
         w = torch.where(pair, w, zero)
-        softplus = torch.relu(-x) + torch.log1p(torch.exp(-x.abs()))  # -ln sigmoid(x), stable
-        losses += (w * softplus).sum((1, 2))
-        lam = w * torch.sigmoid(-x) * sigma  # -dL_ab/ds_a = dL_ab/ds_b
+        # -ln sigmoid(2x) / 2, stable and finite for any finite scores (0 weight: exactly 0)
+        softplus = torch.relu(-x) + 0.5 * torch.log1p(torch.exp(-2.0 * x.abs()))
+        losses += 2.0 * (w * softplus).sum((1, 2))
+        lam = w * torch.sigmoid(-2.0 * x) * sigma  # -dL_ab/ds_a = dL_ab/ds_b
         grad_sorted[:, a0:a1] -= lam.sum(2)
         grad_sorted += lam.sum(1)
     grad = torch.zeros_like(s).scatter_(1, order, grad_sorted / _LN2)
     return losses / _LN2, valid, grad
 
 
-def _np(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
-    return None if t is None else t.detach().contiguous().numpy()
+def _fake(s, y, m, weighting, sigma, k, mu, scale_gains, native, need_grad):
+    b = s.shape[0]
+    grad = torch.empty_like(s) if need_grad else s.new_empty(0)
+    return s.new_empty(b), s.new_empty(b, dtype=torch.bool), grad
 
 
-@torch.library.custom_op("rankgrad::lambda_loss", mutates_args=())
+@custom_op_rows("lambda_loss", _fake)
 def _lambda_loss_op(
     s: torch.Tensor,
     y: torch.Tensor,
@@ -138,35 +147,10 @@ def _(s, y, m, weighting, sigma, k, mu, scale_gains, native, need_grad):
         losses, valid, grad = _lambda_torch(s.detach(), y, m, weighting, sigma, k, mu, scale_gains)
         return losses, valid, grad if need_grad else s.new_empty(0)
     losses, valid, grad = _core.lambda_loss(
-        _np(s), _np(y), _np(m), weighting, sigma, k, mu, scale_gains, need_grad
+        np_in(s), np_in(y), np_in(m), weighting, sigma, k, mu, scale_gains, need_grad
     )
     grad = torch.from_numpy(grad) if need_grad else s.new_empty(0)
     return torch.from_numpy(losses), torch.from_numpy(valid), grad
-
-
-@_lambda_loss_op.register_fake
-def _(s, y, m, weighting, sigma, k, mu, scale_gains, native, need_grad):
-    b = s.shape[0]
-    grad = torch.empty_like(s) if need_grad else s.new_empty(0)
-    return s.new_empty(b), s.new_empty(b, dtype=torch.bool), grad
-
-
-def _fold(t: Any, d: Optional[int], v: int) -> Any:
-    """`t` with the vmapped dim `d` first (broadcast when None), folded into the list dim."""
-    if not isinstance(t, torch.Tensor):
-        return t
-    t = t.movedim(d, 0) if d is not None else t.expand(v, *t.shape)
-    return t.reshape(v * t.shape[1], *t.shape[2:])
-
-
-@_lambda_loss_op.register_vmap
-def _(info, in_dims, *args):
-    """Lists are independent: the vmapped dimension folds into B, one kernel call."""
-    v = info.batch_size
-    losses, valid, grad = _lambda_loss_op(*(_fold(a, d, v) for a, d in zip(args, in_dims)))
-    b = losses.shape[0] // v if v else 0
-    grad = grad.reshape(v, b, *grad.shape[1:]) if grad.dim() == 2 else grad.new_empty(v, 0)
-    return (losses.reshape(v, b), valid.reshape(v, b), grad), (0, 0, 0)
 
 
 class _LambdaLoss(torch.autograd.Function):
@@ -182,6 +166,9 @@ class _LambdaLoss(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         ctx.mark_non_differentiable(output[1], output[2])
         ctx.save_for_backward(inputs[0], output[2])
+        ctx.save_for_forward(output[2])
+
+    jvp = staticmethod(loss_jvp)
 
     @staticmethod
     def backward(ctx, grad_losses, _valid, _grad):
@@ -219,14 +206,6 @@ class _FirstOrderOnly(torch.autograd.Function):
 _lambda_loss_op.register_autograd(_LambdaLoss.backward, setup_context=_LambdaLoss.setup_context)
 
 
-def _checkable(t: torch.Tensor) -> bool:
-    """Value checks read data (a device sync, a graph break): skip them under torch.compile,
-    on meta tensors and inside torch.func transforms."""
-    if torch.compiler.is_compiling() or t.device.type == "meta":
-        return False
-    return not torch._C._functorch.is_functorch_wrapped_tensor(t)
-
-
 def _check_options(weighting: Any, mu: Any) -> float:
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -237,33 +216,6 @@ def _check_options(weighting: Any, mu: Any) -> float:
     if not 0.0 <= mu < math.inf:
         raise ValueError(f"mu must be a finite number >= 0, got {mu!r}")
     return mu
-
-
-def _check_sigma(value: Any, dtype: Any) -> float:
-    """`_inputs.check_scale("sigma", ...)` (same rule and errors) without `math.isfinite`,
-    which breaks torch.compile(dynamic=True) on a float argument."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError(f"sigma must be a number, got {type(value).__name__}") from None
-    if not 0.0 < v < math.inf:
-        raise ValueError(f"sigma must be a positive finite number, got {value!r}")
-    lo, hi = scale_range(dtype)
-    if not lo <= v <= hi:
-        dt = "float64" if str(dtype).endswith("float64") else "float32"
-        raise ValueError(f"sigma={value!r} is out of range for {dt}: it must lie in [{lo:.3g}, {hi:.3g}]")
-    return v
-
-
-def _check_gain_range(x) -> None:
-    """The Rust kernel's rule on the torch path: targets above 1000 overflow 2^y - 1 gains."""
-    big = (x.targets > _MAX_GAIN_EXPONENT) & (True if x.mask is None else x.mask)
-    rows = big.any(-1)
-    if bool(rows.any()):
-        raise ValueError(
-            f"targets: a value in list {int(rows.nonzero()[0, 0])} is too large for 2^y - 1 gains "
-            f"(at most {_MAX_GAIN_EXPONENT:g}; scale_gains=True)"
-        )
 
 
 @overload
@@ -349,7 +301,7 @@ def lambda_loss(
     check_reduction(reduction)
     check_backend(backend)
     mu = _check_options(weighting, mu)
-    k = check_k(k)
+    k = check_count("k", k)
     if backend == "torch" and isinstance(scores, np.ndarray):
         lists(scores, targets, mask, validate=False)  # numpy inputs of the right kinds
         t = [None if a is None else torch.from_numpy(np.asarray(a)) for a in (scores, targets, mask)]
@@ -358,20 +310,28 @@ def lambda_loss(
         )
         return out.numpy()
     x = lists(scores, targets, mask, validate=False)
-    sigma = _check_sigma(sigma, x.scores.dtype)
+    sigma = check_scale("sigma", sigma, x.scores.dtype)
     scale_gains = bool(scale_gains)
     rust = use_rust(x, backend)
     if not x.is_torch:
         s, y, m = x.numpy()
         losses, valid, _ = _core.lambda_loss(s, y, m, weighting, sigma, k, mu, scale_gains, False)
         return reduce(losses, valid, reduction, x)
-    if not rust and validate and _checkable(x.scores):  # the Rust kernel always checks
+    if not rust and validate and checkable(x.scores):  # the Rust kernel always checks
         x.check_finite()
         if scale_gains:
-            _check_gain_range(x)
-    need_grad = torch.is_grad_enabled() and x.scores.requires_grad
-    losses, valid, _ = _LambdaLoss.apply(
-        x.scores, x.targets, x.mask, weighting, sigma, k, mu, scale_gains, not rust, need_grad
+            check_gain_range(x.targets, x.mask)
+    losses, valid, _ = entry(_LambdaLoss, _lambda_loss_op)(
+        x.scores,
+        x.targets,
+        x.mask,
+        weighting,
+        sigma,
+        op_count(k),
+        mu,
+        scale_gains,
+        not rust,
+        needs_grad(x.scores),
     )
     return reduce(losses, valid, reduction, x)
 
@@ -386,7 +346,7 @@ def _torch_lists(scores: Any, targets: Any, mask: Any, validate: bool):
             None if a is None else torch.from_numpy(np.asarray(a)) for a in (scores, targets, mask)
         )
     x = lists(scores, targets, mask, validate=False)
-    if validate and _checkable(x.scores):
+    if validate and checkable(x.scores):
         x.check_finite()
     m = torch.ones_like(x.scores, dtype=torch.bool) if x.mask is None else x.mask
     return x, m, numpy_in
@@ -499,10 +459,12 @@ def listmle_loss(scores, targets, mask=None, reduction="mean", *, backend="auto"
     x, m, numpy_in = _torch_lists(scores, targets, mask, validate)
     s = x.scores
     zero = s.new_zeros(())
-    key = torch.where(m, x.targets, torch.full_like(s, -math.inf))  # padded items last
+    # padded items first, so every suffix from a real item holds only real items (no -inf
+    # entries: forward-mode AD through logcumsumexp mishandles them)
+    key = torch.where(m, x.targets, torch.full_like(s, math.inf))
     order = torch.argsort(key, dim=-1, descending=True, stable=True)
     ms = m.gather(1, order)
-    ss = torch.where(ms, s.gather(1, order), torch.full_like(s, -math.inf))
+    ss = torch.where(ms, s.gather(1, order), zero)
     tail = torch.logcumsumexp(ss.flip(-1), -1).flip(-1)  # logsumexp of s_pi(i..n)
     losses = torch.where(ms, tail - ss, zero).sum(-1)
     valid = m.sum(-1) >= 2

@@ -102,11 +102,15 @@ def ranknet_loss(
         return x.out(out) if reduction == "none" else np.asarray(out).astype(x.dtype)[()]
     import torch
 
-    from ._ranknet_op import RankNetFunction
+    from ._ranknet_op import RankNetFunction, ranknet_op
 
     if not torch.compiler.is_compiling():  # else the op checks it when it runs
         sigma = check_scale("sigma", sigma, x.scores.dtype)
-    native = x.scores.device.type == "meta" or not use_rust(x, backend)  # meta: shapes only
-    need_grad = torch.is_grad_enabled() and x.scores.requires_grad
-    losses, valid, _ = RankNetFunction.apply(x.scores, x.targets, x.mask, sigma, native, validate, need_grad)
+    native = not use_rust(x, backend)
+    from ._custom_ops import entry, needs_grad
+
+    need_grad = needs_grad(x.scores)
+    losses, valid, _ = entry(RankNetFunction, ranknet_op)(
+        x.scores, x.targets, x.mask, sigma, native, validate, need_grad
+    )
     return reduce(losses, valid, reduction, x)

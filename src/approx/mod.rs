@@ -190,8 +190,19 @@ fn list_loss<F: Float>(w: &mut Work<F>, inv_t: F, kind: ApproxLoss, grad: bool) 
             }
             ranks_of(s, rows, inv_t, r, tmp);
             let rel = |i: usize| y[i].to_f64().min(1.0);
-            let mut best = (rows[0], rel(rows[0]) / r[rows[0]].to_f64());
-            for &i in rows.iter().skip(1) {
+            // Per relevance level the first highest-scored item (the smallest rank, decided on
+            // the scores: tied scores give equal ranks only up to rounding), then the first of
+            // those with the largest rel / r. The torch twin (`_approx_native.mrr_item`) agrees.
+            order.clear();
+            order.extend(rows.iter().copied());
+            let cmp = |a: f64, b: f64| b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal);
+            order.sort_by(|&a, &b| {
+                cmp(rel(a), rel(b)).then(cmp(s[a].to_f64(), s[b].to_f64())).then(a.cmp(&b))
+            });
+            order.dedup_by(|b, a| rel(*a) == rel(*b));
+            order.sort_unstable();
+            let mut best = (order[0], rel(order[0]) / r[order[0]].to_f64());
+            for &i in order.iter().skip(1) {
                 let v = rel(i) / r[i].to_f64();
                 if v > best.1 {
                     best = (i, v);

@@ -60,17 +60,20 @@ fn capped(x: f64) -> f64 {
 }
 
 /// The loss term of a pair: `delta / den * log(1 + exp(-sigma ds))`, ds = diff when i is h,
-/// else -diff. For a misordered pair `sigma diff / den` is taken as `sigma / (c0 / diff + c1)`:
-/// finite (-> sigma / c1) when the score gap overflows, and 0 for a tie.
+/// else -diff. For a misordered pair `sigma diff / den` is taken as
+/// `sigma h / (c0 / 2 + c1 h)` with `h = s_i / 2 - s_j / 2` (never overflows): the true,
+/// finite value when the score gap overflows, 0 for a tie; a pair with delta 0 adds exactly 0.
 #[inline(always)]
 pub(super) fn pair_loss(k: &Row, sj: f64, yj: f64, gj: f64, dj: f64, evj: f64) -> f64 {
     let diff = k.si - sj;
+    let half = 0.5 * k.si - 0.5 * sj;
     let pos = k.yi > yj;
     let dd = (k.gi - gj) * (k.di - dj) * k.scale;
     let e = evj * k.wi;
     let delta = select(pos, dd, -dd) / k.sigma;
     let den = k.c0 + k.c1 * capped(diff);
-    delta * (select(pos, 0.0, k.sigma / (k.c0 / diff + k.c1)) + e.ln_1p() / den)
+    let mis = select(pos, 0.0, delta * (k.sigma * half) / (0.5 * k.c0 + k.c1 * half));
+    select(delta == 0.0, 0.0, mis + delta * e.ln_1p() / den)
 }
 
 /// Lanes of the row sums; summed as `rest + lane 0 + ... + lane 3` in both kernels.

@@ -6,9 +6,8 @@ from typing import Any, Optional
 
 import torch
 
-from .._inputs import check_backend, check_reduction
+from .._inputs import check_backend, check_count, check_reduction
 from ..listwise import WEIGHTINGS, _check_options, lambda_loss, listmle_loss, softmax_loss
-from ..metrics import check_k
 
 
 class LambdaLoss(torch.nn.Module):
@@ -39,7 +38,7 @@ class LambdaLoss(torch.nn.Module):
         self.sigma = float(sigma)
         if not 0.0 < self.sigma < float("inf"):
             raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
-        self.k = check_k(k)
+        self.k = check_count("k", k)
         self.scale_gains = bool(scale_gains)
         self.reduction = reduction
         self.backend = backend
