@@ -100,6 +100,30 @@ TWINS = [
         differentiable=False,
         has_scale=False,
     ),
+    Twin(
+        "average_precision",
+        lambda s, y, m, scale, red, be, **o: rankgrad.average_precision(s, y, mask=m, backend=be, **o),
+        variants=[{}, {"k": 1}, {"k": 3}, {"k": 10**6}],
+        reductions=(),
+        differentiable=False,
+        has_scale=False,
+    ),
+    Twin(
+        "recall",
+        lambda s, y, m, scale, red, be, **o: rankgrad.recall(s, y, mask=m, backend=be, **o),
+        variants=[{}, {"k": 1}, {"k": 3}],
+        reductions=(),
+        differentiable=False,
+        has_scale=False,
+    ),
+    Twin(
+        "precision",
+        lambda s, y, m, scale, red, be, **o: rankgrad.precision(s, y, mask=m, backend=be, **o),
+        variants=[{}, {"k": 1}, {"k": 3}, {"k": 10**6}],
+        reductions=(),
+        differentiable=False,
+        has_scale=False,
+    ),
 ]
 
 
