@@ -368,6 +368,18 @@ def test_compile_and_meta(backend, dynamic):
     assert not rankgrad.ndcg(x, torch.ones(2, 4), backend=backend).requires_grad
 
 
+@pytest.mark.parametrize("kind", list(METRICS))
+def test_ranking_metric_opcheck(kind):
+    """torch.library.opcheck: schema, fake (meta) kernel and AOT dispatch of the custom op."""
+    from rankgrad._metrics_op import metric_op
+
+    rng = np.random.default_rng(11)
+    s, y, mask = (torch.tensor(a) for a in random_batch(rng, 4, 7))
+    for native in (False, True):
+        for k in (None, 2, 9):
+            torch.library.opcheck(metric_op, (s, y, mask, kind, k, True, native, True))
+
+
 def test_numpy_core_imports_no_torch():
     """SPEC 9: these modules never import torch at their top level (torch only for tensors)."""
     import ast
