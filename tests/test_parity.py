@@ -121,6 +121,30 @@ TWINS = [
         ],
         bounded=False,
     ),
+    Twin(
+        "average_precision",
+        lambda s, y, m, scale, red, be, **o: rankgrad.average_precision(s, y, mask=m, backend=be, **o),
+        variants=[{}, {"k": 1}, {"k": 3}, {"k": 10**6}],
+        reductions=(),
+        differentiable=False,
+        has_scale=False,
+    ),
+    Twin(
+        "recall",
+        lambda s, y, m, scale, red, be, **o: rankgrad.recall(s, y, mask=m, backend=be, **o),
+        variants=[{}, {"k": 1}, {"k": 3}],
+        reductions=(),
+        differentiable=False,
+        has_scale=False,
+    ),
+    Twin(
+        "precision",
+        lambda s, y, m, scale, red, be, **o: rankgrad.precision(s, y, mask=m, backend=be, **o),
+        variants=[{}, {"k": 1}, {"k": 3}, {"k": 10**6}],
+        reductions=(),
+        differentiable=False,
+        has_scale=False,
+    ),
 ]
 
 
@@ -306,7 +330,7 @@ def test_matrix_size():
     functions = len(TWINS)
     combos = sum(len(t.variants) for t in TWINS) * inputs
     scale_combos = sum(t.has_scale for t in TWINS) * len(SCALE_CASES) * 2
-    assert functions >= 9 and inputs >= 80
+    assert functions >= 12 and inputs >= 80
     print(
         f"parity matrix: {inputs} inputs x {functions} functions ({combos} function-variant-input cases, "
         f"{scale_combos} scale cases, reductions looped inside)"

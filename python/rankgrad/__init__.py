@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import lightgbm, xgboost  # the adapters import lightgbm / xgboost lazily
 from ._core import get_num_threads, set_num_threads
 from .lambdarank import lambdarank_gradients
-from .metrics import mrr, ndcg
+from .metrics import average_precision, mrr, ndcg, precision, recall
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from . import negative_cache, nn
@@ -53,6 +53,9 @@ __all__ = [
     "lambdarank_gradients",
     "ndcg",
     "mrr",
+    "average_precision",
+    "recall",
+    "precision",
     "get_num_threads",
     "set_num_threads",
     "lightgbm",

@@ -1,6 +1,7 @@
-"""`rankgrad::ranking_metric`: the exact NDCG/MRR kernels as a torch custom op (Rust on CPU,
-torch ops elsewhere or with `native=True`), with a fake (meta) implementation, so the metrics
-work on meta tensors and inside torch.compile. Not differentiable (scores enter detached)."""
+"""`rankgrad::ranking_metric`: the exact metrics (NDCG, MRR, AP, recall, precision) as a torch
+custom op (Rust on CPU, torch ops elsewhere or with `native=True`), with a fake (meta)
+implementation, so the metrics work on meta tensors and inside torch.compile. Not
+differentiable (scores enter detached)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from typing import Optional
 import torch
 
 from . import _core
-from ._inputs import _check_finite
-from ._shared import GAIN_CAP
+from ._inputs import GAIN_CAP, _check_finite
 
 __all__ = ["metric_op", "metric_native"]
 
@@ -59,8 +59,21 @@ def metric_native(
         return torch.where(valid, dcg / torch.where(valid, idcg, torch.ones_like(idcg)), zero)
     rel = ((y > 0) & real).gather(1, order)
     valid = rel.any(1)
-    pos = rel.to(torch.int8).argmax(1)  # the first relevant position
-    return torch.where(valid & (pos < kk), 1.0 / (pos.to(work) + 1.0), zero)
+    if kind == "mrr":
+        pos = rel.to(torch.int8).argmax(1)  # the first relevant position
+        return torch.where(valid & (pos < kk), 1.0 / (pos.to(work) + 1.0), zero)
+    total = rel.sum(1).to(work).clamp(min=1)  # R; lists with R = 0 give 0 below
+    top = rel[:, :kk].to(work)
+    hits = top.cumsum(1)
+    if kind == "average_precision":
+        ranks = torch.arange(1, kk + 1, dtype=work, device=s.device)
+        value = (top * hits / ranks).sum(1) / total
+    elif kind == "recall":
+        value = hits[:, -1] / total
+    else:  # precision: divided by k even past the list's end; k=None: the real items
+        per = real.sum(1).to(work) if k is None else torch.full_like(total, float(k))
+        value = hits[:, -1] / per.clamp(min=1)
+    return torch.where(valid, value, zero)
 
 
 @torch.library.custom_op("rankgrad::ranking_metric", mutates_args=())

@@ -1,4 +1,4 @@
-"""Exact ranking metrics, per list (SPEC section 5).
+"""Exact ranking metrics, per list (SPEC sections 5 and 12).
 
 Items are ranked by score descending, ties by input position (a stable sort). With ``p`` the
 0-based position and ``k`` the cut-off (``None``: the whole list):
@@ -7,6 +7,10 @@ Items are ranked by score descending, ties by input position (a stable sort). Wi
   ``g(y) = 2^y - 1`` (``scale_gains=True``) or ``y``, targets below 0 counting as 0, and
   ``IDCG@k`` the DCG@k of the ideal order.
 - ``mrr``: ``1 / (1 + p)`` for the first item with ``target > 0`` if ``p < k``, else 0.
+- ``average_precision``: ``sum_{p < k, rel(p)} hits@(p + 1) / (p + 1)`` divided by ``R``, the
+  list's number of relevant items (``target > 0``), as trec_eval's ``map_cut``.
+- ``recall``: ``hits@k / R``; ``precision``: ``hits@k / k`` (trec_eval's ``P_k``: divided by
+  ``k`` even when the list is shorter; ``k=None``: the list's length).
 
 A list with no relevant item scores 0 (trec_eval's convention). CPU inputs go to the Rust
 kernels (O(N log N) per list, parallel over lists); other devices to a torch implementation.
@@ -22,13 +26,12 @@ from typing import TYPE_CHECKING, Any, Optional, overload
 import numpy as np
 
 from . import _core
-from ._inputs import check_backend, lists, use_rust
-from ._shared import INT64_MAX, is_tensor
+from ._inputs import INT64_MAX, check_backend, is_tensor, lists, use_rust
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ndcg", "mrr"]
+__all__ = ["ndcg", "mrr", "average_precision", "recall", "precision"]
 
 
 def check_k(k: Any) -> Optional[int]:
@@ -39,7 +42,7 @@ def check_k(k: Any) -> Optional[int]:
         raise TypeError(f"k must be a positive integer or None, got {type(k).__name__}")
     if isinstance(k, (float, np.floating)) and not float(k).is_integer():
         raise ValueError(f"k must be a positive integer or None, got {k!r}")
-    if not 1 <= k <= INT64_MAX:
+    if not 1 <= k <= INT64_MAX:  # not capped like a loss's k: precision divides by k
         raise ValueError(f"k must be a positive integer at most 2**63 - 1, or None, got {k!r}")
     return int(k)
 
@@ -75,7 +78,7 @@ def _metric(kind: str, scores, targets, k, scale_gains, mask, backend, validate)
         return x.out(metric_op(*t, kind, k, bool(scale_gains), True, validate).numpy())
     from ._metrics_op import metric_op
 
-    native = x.scores.device.type == "meta" or not use_rust(x, backend)  # meta: shapes only
+    native = not use_rust(x, backend)
     values = metric_op(x.scores.detach(), x.targets, x.mask, kind, k, bool(scale_gains), native, validate)
     return x.out(values)
 
@@ -180,3 +183,152 @@ def mrr(
         -> tensor out, numpy in -> numpy out.
     """
     return _metric("mrr", scores, targets, k, True, mask, backend, validate)
+
+
+@overload
+def average_precision(
+    scores: torch.Tensor,
+    targets: Any,
+    k: Optional[int] = ...,
+    mask: Any = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> torch.Tensor: ...
+@overload
+def average_precision(
+    scores: np.ndarray,
+    targets: Any,
+    k: Optional[int] = ...,
+    mask: Any = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> np.ndarray: ...
+def average_precision(
+    scores: Any,
+    targets: Any,
+    k: Optional[int] = None,
+    mask: Any = None,
+    *,
+    backend: str = "auto",
+    validate: bool = True,
+) -> Any:
+    """AP@k per list: ``sum_{p<k, rel(p)} hits@(p + 1) / (p + 1)`` divided by ``R``.
+
+    ``rel(p)``: the item at 0-based position ``p`` has ``target > 0``; ``hits@j``: relevant
+    items in the top ``j``; ``R``: relevant items in the whole list, not ``min(R, k)``
+    (trec_eval's ``map_cut``; its mean over lists is MAP@k). Ranking by score descending, ties
+    by input position; a list with no relevant item gives 0. Not differentiable.
+
+    Args:
+        scores: ``[B, N]`` (or ``[N]``, one list) tensor or numpy array (integers rank as floats).
+        targets: the shape of ``scores``; ``target > 0`` is relevant.
+        k: the cut-off, a positive integer (None: the whole list).
+        mask: bool, the shape of ``scores``, True = real item (None: all real).
+        backend: ``"auto"``, ``"rust"`` or ``"torch"``, as for ``ndcg``.
+        validate: NaN/inf checks on the torch path.
+
+    Returns:
+        Per-list values ``[B]`` (a scalar for a 1-D input) in the dtype of ``scores``, tensor in
+        -> tensor out, numpy in -> numpy out.
+    """
+    return _metric("average_precision", scores, targets, k, True, mask, backend, validate)
+
+
+@overload
+def recall(
+    scores: torch.Tensor,
+    targets: Any,
+    k: Optional[int] = ...,
+    mask: Any = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> torch.Tensor: ...
+@overload
+def recall(
+    scores: np.ndarray,
+    targets: Any,
+    k: Optional[int] = ...,
+    mask: Any = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> np.ndarray: ...
+def recall(
+    scores: Any,
+    targets: Any,
+    k: Optional[int] = None,
+    mask: Any = None,
+    *,
+    backend: str = "auto",
+    validate: bool = True,
+) -> Any:
+    """Recall@k per list: ``hits@k / R``, the share of the list's relevant items
+    (``target > 0``) ranked in the top ``k`` (trec_eval's ``recall_k``). Ranking by score
+    descending, ties by input position; a list with no relevant item gives 0. Not
+    differentiable.
+
+    Args:
+        scores: ``[B, N]`` (or ``[N]``, one list) tensor or numpy array (integers rank as floats).
+        targets: the shape of ``scores``; ``target > 0`` is relevant.
+        k: the cut-off, a positive integer (None: the whole list).
+        mask: bool, the shape of ``scores``, True = real item (None: all real).
+        backend: ``"auto"``, ``"rust"`` or ``"torch"``, as for ``ndcg``.
+        validate: NaN/inf checks on the torch path.
+
+    Returns:
+        Per-list values ``[B]`` (a scalar for a 1-D input) in the dtype of ``scores``, tensor in
+        -> tensor out, numpy in -> numpy out.
+    """
+    return _metric("recall", scores, targets, k, True, mask, backend, validate)
+
+
+@overload
+def precision(
+    scores: torch.Tensor,
+    targets: Any,
+    k: Optional[int] = ...,
+    mask: Any = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> torch.Tensor: ...
+@overload
+def precision(
+    scores: np.ndarray,
+    targets: Any,
+    k: Optional[int] = ...,
+    mask: Any = ...,
+    *,
+    backend: str = ...,
+    validate: bool = ...,
+) -> np.ndarray: ...
+def precision(
+    scores: Any,
+    targets: Any,
+    k: Optional[int] = None,
+    mask: Any = None,
+    *,
+    backend: str = "auto",
+    validate: bool = True,
+) -> Any:
+    """Precision@k per list: ``hits@k / k``, relevant items (``target > 0``) in the top ``k``
+    over ``k``, even when the list has fewer than ``k`` real items (trec_eval's ``P_k``);
+    ``k=None`` divides by the list's number of real items. Ranking by score descending, ties
+    by input position; a list with no relevant item gives 0. Not differentiable.
+
+    Args:
+        scores: ``[B, N]`` (or ``[N]``, one list) tensor or numpy array (integers rank as floats).
+        targets: the shape of ``scores``; ``target > 0`` is relevant.
+        k: the cut-off, a positive integer (None: the whole list).
+        mask: bool, the shape of ``scores``, True = real item (None: all real).
+        backend: ``"auto"``, ``"rust"`` or ``"torch"``, as for ``ndcg``.
+        validate: NaN/inf checks on the torch path.
+
+    Returns:
+        Per-list values ``[B]`` (a scalar for a 1-D input) in the dtype of ``scores``, tensor in
+        -> tensor out, numpy in -> numpy out.
+    """
+    return _metric("precision", scores, targets, k, True, mask, backend, validate)
