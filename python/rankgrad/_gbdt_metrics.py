@@ -33,7 +33,6 @@ their own series in ``evals_result``; ``name=`` sets another.
 
 from __future__ import annotations
 
-import numbers
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Tuple, Union, overload
 
@@ -41,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from .metrics import check_k
 
 if TYPE_CHECKING:  # for the overloads only; never imported at run time
     from lightgbm import Dataset
@@ -67,19 +67,6 @@ _TAGS = {
 }
 
 _MISSING: Any = object()
-
-
-def check_k(k: Any) -> Optional[int]:
-    """``None`` or a positive integer, else a ValueError/TypeError naming ``k``."""
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, (numbers.Integral, float, np.floating)):
-        raise TypeError(f"k must be a positive integer or None, got {type(k).__name__}")
-    if isinstance(k, (float, np.floating)) and not float(k).is_integer():
-        raise ValueError(f"k must be a positive integer or None, got {k!r}")
-    if k < 1:
-        raise ValueError(f"k must be a positive integer or None, got {k!r}")
-    return int(k)
 
 
 def _check_metric(metric: Any) -> str:
