@@ -308,7 +308,7 @@ def lambda_loss(
         out = lambda_loss(
             *t[:2], weighting, sigma, k, mu, scale_gains, t[2], reduction, backend=backend, validate=validate
         )
-        return out.numpy()
+        return out.numpy()[()]  # a 0-d result as a numpy scalar, like the Rust path
     x = lists(scores, targets, mask, validate=False)
     sigma = check_scale("sigma", sigma, x.scores.dtype)
     scale_gains = bool(scale_gains)
@@ -354,7 +354,7 @@ def _torch_lists(scores: Any, targets: Any, mask: Any, validate: bool):
 
 def _finish(losses, valid, reduction, x, numpy_in):
     out = reduce(losses, valid, reduction, x)
-    return out.detach().numpy() if numpy_in else out
+    return out.detach().numpy()[()] if numpy_in else out  # 0-d: a numpy scalar
 
 
 @overload
