@@ -86,15 +86,8 @@ pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: ExactMetric, w: &mut Scra
             if !gains.iter().any(|&g| g > 0.0) {
                 return (0.0, false);
             }
-            // The ranking by score: a total order (score desc, position asc), so an unstable
-            // selection or sort gives the stable order.
-            let by_score =
-                |a: &usize, b: &usize| s[*b].partial_cmp(&s[*a]).unwrap_or(Ordering::Equal).then(a.cmp(b));
-            let order = &mut w.order;
-            order.clear();
-            order.extend(0..m);
-            top_k(order, k, by_score);
-            let dcg: f64 = order[..k].iter().enumerate().map(|(p, &i)| gains[i] * discount(p)).sum();
+            let order = top_k_by_score(&mut w.order, s, k);
+            let dcg: f64 = order.iter().enumerate().map(|(p, &i)| gains[i] * discount(p)).sum();
             let by_gain = |a: &f64, b: &f64| b.total_cmp(a);
             top_k(gains, k, by_gain);
             let idcg: f64 = gains[..k].iter().enumerate().map(|(p, &g)| g * discount(p)).sum();
@@ -118,14 +111,9 @@ pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: ExactMetric, w: &mut Scra
             if relevant == 0 {
                 return (0.0, false);
             }
-            let by_score =
-                |a: &usize, b: &usize| s[*b].partial_cmp(&s[*a]).unwrap_or(Ordering::Equal).then(a.cmp(b));
-            let order = &mut w.order;
-            order.clear();
-            order.extend(0..m);
-            top_k(order, k, by_score);
+            let order = top_k_by_score(&mut w.order, s, k);
             let (mut hits, mut ap) = (0usize, 0.0f64);
-            for (p, &i) in order[..k].iter().enumerate() {
+            for (p, &i) in order.iter().enumerate() {
                 if y[i] > F::ZERO {
                     hits += 1;
                     ap += hits as f64 / (p as f64 + 1.0);
@@ -143,6 +131,17 @@ pub fn list_metric<F: Float>(s: &[F], y: &[F], metric: ExactMetric, w: &mut Scra
 }
 
 /// Puts the `k` smallest elements under `cmp` (a total order), sorted, at the front.
+/// `order[..k]` (returned): the k best items of `s` by score, in a total order (score desc,
+/// position asc), so an unstable selection or sort gives the stable order.
+fn top_k_by_score<'a, F: Float>(order: &'a mut Vec<usize>, s: &[F], k: usize) -> &'a [usize] {
+    order.clear();
+    order.extend(0..s.len());
+    top_k(order, k, |a: &usize, b: &usize| {
+        s[*b].partial_cmp(&s[*a]).unwrap_or(Ordering::Equal).then(a.cmp(b))
+    });
+    &order[..k]
+}
+
 fn top_k<T, C: Fn(&T, &T) -> Ordering>(v: &mut [T], k: usize, cmp: C) {
     if k == 0 {
         return;
