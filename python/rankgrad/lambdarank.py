@@ -34,6 +34,7 @@ import numpy as np
 
 from . import _core
 from ._inputs import (
+    NumpyLoss,
     check_backend,
     check_count,
     check_reduction,
@@ -219,7 +220,7 @@ def lambdarank_loss(
     *,
     backend: str = ...,
     validate: bool = ...,
-) -> np.ndarray: ...
+) -> NumpyLoss: ...
 def lambdarank_loss(
     scores: Any,
     targets: Any,

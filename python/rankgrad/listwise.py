@@ -24,6 +24,7 @@ import torch
 from . import _core
 from ._custom_ops import checkable, custom_op_rows, entry, needs_grad, np_in
 from ._inputs import (
+    NumpyLoss,
     check_backend,
     check_count,
     check_gain_range,
@@ -247,7 +248,7 @@ def lambda_loss(
     *,
     backend: str = ...,
     validate: bool = ...,
-) -> np.ndarray: ...
+) -> NumpyLoss: ...
 def lambda_loss(
     scores,
     targets,
@@ -376,7 +377,7 @@ def softmax_loss(
     *,
     backend: str = ...,
     validate: bool = ...,
-) -> np.ndarray: ...
+) -> NumpyLoss: ...
 def softmax_loss(scores, targets, mask=None, reduction="mean", *, backend="auto", validate=True):
     """Softmax cross-entropy (Rax's ``softmax_loss``; ListNet with a top-1 target)::
 
@@ -433,7 +434,7 @@ def listmle_loss(
     *,
     backend: str = ...,
     validate: bool = ...,
-) -> np.ndarray: ...
+) -> NumpyLoss: ...
 def listmle_loss(scores, targets, mask=None, reduction="mean", *, backend="auto", validate=True):
     """ListMLE (Rax's ``listmle_loss``): the Plackett-Luce negative log-likelihood of the order
     by targets (descending, ties in input order), ``pi``, over the ``n`` real items::

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from . import _core
-from ._inputs import check_backend, check_reduction, check_scale, lists, reduce, use_rust
+from ._inputs import NumpyLoss, check_backend, check_reduction, check_scale, lists, reduce, use_rust
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +51,7 @@ def ranknet_loss(
     *,
     backend: str = ...,
     validate: bool = ...,
-) -> np.ndarray: ...
+) -> NumpyLoss: ...
 def ranknet_loss(
     scores: Any,
     targets: Any,
