@@ -168,10 +168,10 @@ def test_lambda_loss_matches_brute_force(weighting, backend, dtype):
         s, y, m = random_batch(rng, b, n)
         ref, ref_valid = brute_force(s, y, m, weighting, sigma, k, mu, sg)
         st, yt, mt = t(s, y, m, dtype=dtype)
-        out = lambda_loss(st, yt, weighting, sigma, k, mu, sg, mt, "none", backend=backend)
+        out = lambda_loss(st, yt, weighting, sigma, k, mu, mt, "none", sg, backend=backend)
         assert out.dtype == dtype and out.shape == (b,)
         np.testing.assert_allclose(out.double().numpy(), ref, rtol=tol, atol=tol)
-        mean = lambda_loss(st, yt, weighting, sigma, k, mu, sg, mt, backend=backend)
+        mean = lambda_loss(st, yt, weighting, sigma, k, mu, mt, scale_gains=sg, backend=backend)
         np.testing.assert_allclose(float(mean), ref.sum() / max(ref_valid.sum(), 1), rtol=tol, atol=tol)
 
 
@@ -494,7 +494,7 @@ def test_modules_equal_functions_and_show_options():
         "lambdarank", sigma=2.0, k=4, mu=3.0, scale_gains=False, reduction="sum", backend="torch"
     )
     torch.testing.assert_close(
-        mod(st, yt, mt), lambda_loss(st, yt, "lambdarank", 2.0, 4, 3.0, False, mt, "sum")
+        mod(st, yt, mt), lambda_loss(st, yt, "lambdarank", 2.0, 4, 3.0, mt, "sum", False)
     )
     r = repr(mod)
     for part in (
@@ -513,3 +513,14 @@ def test_modules_equal_functions_and_show_options():
         LambdaLoss("x")
     with pytest.raises(ValueError, match="reduction"):
         ListMLELoss("avg")
+
+
+def test_positional_arguments_follow_the_spec():
+    """SPEC 11: lambda_loss(scores, targets, weighting, sigma, k, mu, mask, reduction)."""
+    rng = np.random.default_rng(3)
+    s, y = rng.normal(size=(3, 6)), rng.integers(0, 3, size=(3, 6)).astype(float)
+    m = rng.random((3, 6)) > 0.3
+    want = lambda_loss(s, y, weighting="lambdarank", sigma=0.7, k=4, mu=2.0, mask=m, reduction="none")
+    got = lambda_loss(s, y, "lambdarank", 0.7, 4, 2.0, m, "none")
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, lambda_loss(s, y, "lambdarank", 0.7, 4, 2.0, None, "none"))

@@ -227,9 +227,9 @@ def lambda_loss(
     sigma: float = ...,
     k: Optional[int] = ...,
     mu: float = ...,
-    scale_gains: bool = ...,
     mask: Any = ...,
     reduction: str = ...,
+    scale_gains: bool = ...,
     *,
     backend: str = ...,
     validate: bool = ...,
@@ -242,9 +242,9 @@ def lambda_loss(
     sigma: float = ...,
     k: Optional[int] = ...,
     mu: float = ...,
-    scale_gains: bool = ...,
     mask: Any = ...,
     reduction: str = ...,
+    scale_gains: bool = ...,
     *,
     backend: str = ...,
     validate: bool = ...,
@@ -256,9 +256,9 @@ def lambda_loss(
     sigma=1.0,
     k=None,
     mu=10.0,
-    scale_gains=True,
     mask=None,
     reduction="mean",
+    scale_gains=True,
     *,
     backend="auto",
     validate=True,
@@ -285,11 +285,11 @@ def lambda_loss(
       sigma: the sigmoid's slope, > 0.
       k: only pairs with both positions ``< k``, and maxDCG@k; ``None``: every position.
       mu: the ndcg2 weight in ``"ndcg2pp"``, >= 0.
-      scale_gains: ``2^y - 1`` gains (default) or linear ``y``.
       mask: optional ``[B, N]`` bool, True = real item; padded items get zero gradient.
       reduction: ``"mean"`` over the lists that count (a list with fewer than 2 real items
         within ``k``, no pair or zero maxDCG has loss 0 and does not count), ``"sum"``, or
         ``"none"`` (``[B]``).
+      scale_gains: ``2^y - 1`` gains (default) or linear ``y``.
       backend: ``"auto"`` (Rust for numpy and CPU tensors, torch-native elsewhere), ``"rust"``
         or ``"torch"``.
       validate: check for NaN/inf (and too large targets) on the torch-native path; the Rust
@@ -307,7 +307,7 @@ def lambda_loss(
         lists(scores, targets, mask, validate=False)  # numpy inputs of the right kinds
         t = [None if a is None else torch.from_numpy(np.asarray(a)) for a in (scores, targets, mask)]
         out = lambda_loss(
-            *t[:2], weighting, sigma, k, mu, scale_gains, t[2], reduction, backend=backend, validate=validate
+            *t[:2], weighting, sigma, k, mu, t[2], reduction, scale_gains, backend=backend, validate=validate
         )
         return out.numpy()[()]  # a 0-d result as a numpy scalar, like the Rust path
     x = lists(scores, targets, mask, validate=False)

@@ -52,9 +52,9 @@ class LambdaLoss(torch.nn.Module):
             self.sigma,
             self.k,
             self.mu,
-            self.scale_gains,
             mask,
             self.reduction,
+            self.scale_gains,
             backend=self.backend,
             validate=self.validate,
         )
