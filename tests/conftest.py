@@ -7,8 +7,8 @@
   `ideal_dcg`, `ref_approx_ranks`, `true_ranks`.
 - `twins(call)`: runs `call(backend)` on both backends and asserts equal results or the
   same exception type (SPEC section 10), returning the result (float64 numpy) or the exception.
-- Fixtures: `rng` (a seeded numpy Generator per test), `data_dir` (`<repo>/../shared/data`,
-  the test is skipped when it is absent).
+- Fixture: `rng` (a seeded numpy Generator per test). LightGBM's example data (path, loader,
+  skip marker) lives in `gbdt_data.py`.
 
 Test files import the plain names with `from conftest import ...` (pytest puts tests/ on the path).
 """
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import math
 import zlib
-from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
 
 BACKENDS: Tuple[str, ...] = ("rust", "torch")
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def make_batch(
@@ -110,11 +108,3 @@ def twins(call: Callable[[str], Any], rtol: float = 2e-6, atol: float = 1e-7) ->
 def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     """A numpy Generator seeded from the test's id (stable across runs and processes)."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
-
-
-@pytest.fixture
-def data_dir() -> Path:
-    """`<repo>/../shared/data` (LightGBM's lambdarank example); skips the test when absent."""
-    if not (DATA_DIR / "rank.train").exists():
-        pytest.skip(f"needs {DATA_DIR}")
-    return DATA_DIR

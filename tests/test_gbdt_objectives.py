@@ -9,7 +9,6 @@ xgboost.train learn with the objectives.
 from __future__ import annotations
 
 import inspect
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,67 +17,15 @@ import numpy as np
 import pytest
 
 import rankgrad
+from gbdt_data import PARAMS, load, ndcg_at, needs_data
 from rankgrad import lambdarank_gradients
 
 lgb = pytest.importorskip("lightgbm")
 
-# LightGBM's lambdarank example data; RANKGRAD_TEST_DATA points elsewhere (e.g. from a worktree).
-DATA = Path(os.environ.get("RANKGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-needs_data = pytest.mark.skipif(
-    not all((DATA / f).exists() for f in ("rank.train", "rank.test", "rank.train.query", "rank.test.query")),
-    reason=f"LightGBM's lambdarank example data not found in {DATA}",
-)
-
-
-def load_svmlight(path: Path, n_features: int = 301):
-    """A small svmlight parser: dense features `[n, n_features]`, labels `[n]`."""
-    labels, rows = [], []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        labels.append(float(parts[0]))
-        rows.append([(int(k), float(v)) for k, v in (p.split(":") for p in parts[1:] if ":" in p)])
-    X = np.zeros((len(rows), n_features))
-    for i, row in enumerate(rows):
-        for k, v in row:
-            X[i, k] = v
-    return X, np.asarray(labels)
-
 
 @pytest.fixture(scope="module")
 def data():
-    X, y = load_svmlight(DATA / "rank.train")
-    Xt, yt = load_svmlight(DATA / "rank.test")
-    g = np.loadtxt(DATA / "rank.train.query", dtype=np.int64)
-    gt = np.loadtxt(DATA / "rank.test.query", dtype=np.int64)
-    return X, y, g, Xt, yt, gt
-
-
-def ndcg_at(preds, labels, group, k=10):
-    """Mean NDCG@k, gains 2^y - 1, ties in input order, queries without relevance score 0."""
-    out, lo = [], 0
-    disc = 1.0 / np.log2(np.arange(2, 2 + k))
-    for m in group:
-        s, y = preds[lo : lo + m], labels[lo : lo + m]
-        lo += m
-        top = y[np.argsort(-s, kind="stable")[:k]]
-        ideal = np.sort(y)[::-1][:k]
-        idcg = ((2.0**ideal - 1) * disc[: len(ideal)]).sum()
-        out.append(((2.0**top - 1) * disc[: len(top)]).sum() / idcg if idcg > 0 else 0.0)
-    return float(np.mean(out))
-
-
-PARAMS = dict(
-    learning_rate=0.1,
-    num_leaves=31,
-    min_data_in_leaf=20,
-    deterministic=True,
-    force_col_wise=True,
-    num_threads=2,
-    verbose=-1,
-    seed=7,
-)
+    return load()
 
 
 def train_both(data, rounds, k, **extra):

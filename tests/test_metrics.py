@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
+from gbdt_data import DATA, needs_data
 from rankgrad._gbdt_metrics import MRRMetric, NDCGMetric, RankingMetric, ragged_metric
 
 BACKENDS = ["rust", "torch"]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 # ---------------------------------------------------------------- plain references (float64)
@@ -584,7 +584,7 @@ def test_ndcg_matches_lightgbm():
     assert value == pytest.approx(r["ndcg@5"][-1], rel=1e-12)
 
 
-@pytest.mark.skipif(not (DATA / "rank.test").exists(), reason="needs ../shared/data")
+@needs_data
 def test_ndcg_matches_lightgbm_on_example_data():
     """LightGBM's lambdarank example data; tied predictions rank by input order in both."""
     lgb = pytest.importorskip("lightgbm")
