@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from _rss import peak_rss, reset_peak_rss
+
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("rust", "torch", "broadcast")
 CPU_SIZES = ((256, 100), (64, 1000), (16, 4000))
@@ -36,25 +38,6 @@ def broadcast_approx_ndcg(s, y, temperature=1.0):
     idcg = (g.sort(-1, descending=True).values * disc).sum(-1)
     dcg = (g / torch.log2(1 + r)).sum(-1)
     return (1 - dcg / idcg).mean()
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak_rss() -> int:
-    """Resets the kernel's peak-RSS mark to the current RSS (Linux >= 4.0); returns that RSS."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS") * 1024
-
-
-def _peak_rss() -> int:
-    return _status_kib("VmHWM") * 1024
 
 
 def run_case(method: str, b: int, n: int, device: str) -> dict:
@@ -89,13 +72,13 @@ def run_case(method: str, b: int, n: int, device: str) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _reset_peak_rss()
+        base = reset_peak_rss()
     step(s, y)
     sync()
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = _peak_rss() - base
+        peak = peak_rss() - base
     times = []
     t_end = time.perf_counter() + 2.0
     while len(times) < 3 or (time.perf_counter() < t_end and len(times) < 50):

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from _rss import peak_rss, reset_peak_rss
+
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("rust", "torch", "allrank")
 SIZES = ((64, 1000), (16, 4000))
@@ -61,25 +63,6 @@ def allrank_lambda_loss(y_pred, y_true, k=None, sigma=1.0, mu=10.0, eps=1e-10):
     return -torch.log2(probas)[pairs & at_k].sum()
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak_rss() -> int:
-    """Resets the kernel's peak-RSS mark to the current RSS (Linux >= 4.0); returns that RSS."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS") * 1024
-
-
-def _peak_rss() -> int:
-    return _status_kib("VmHWM") * 1024
-
-
 def run_case(method: str, b: int, n: int, run_b: int, budget_s: float) -> dict:
     """One (method, size) in this process: peak extra memory of the first call, then timings.
     `run_b` < b lists are computed (allRank at large sizes) and the results scaled by b / run_b."""
@@ -104,11 +87,11 @@ def run_case(method: str, b: int, n: int, run_b: int, budget_s: float) -> dict:
 
     step(*make(4, 16))  # load libraries, start thread pools
     s, y = make(run_b, n)
-    base = _reset_peak_rss()
+    base = reset_peak_rss()
     t0 = time.perf_counter()
     step(s, y)
     times = [time.perf_counter() - t0]  # slow cases: this one timing only
-    peak = _peak_rss() - base
+    peak = peak_rss() - base
     t_end = time.perf_counter() + budget_s
     while time.perf_counter() + times[-1] < t_end and len(times) < 20:
         s.grad = None
