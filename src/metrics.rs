@@ -1,4 +1,4 @@
-//! Exact ranking metrics: NDCG@k and MRR@k, per list.
+//! Exact ranking metrics, per list: NDCG@k, MRR@k, AP@k, recall@k and precision@k.
 //!
 //! Items are ordered by score descending, ties by input position (a stable sort), and a list
 //! with no relevant item scores 0 (trec_eval's convention; its `valid` flag is false so a

@@ -293,7 +293,7 @@ def reference_metric(metric, preds, labels, sizes, k):
 def test_ap_recall_precision_metric_objects(metric):
     if not _core_supports(metric):
         pytest.skip(f"rankgrad._core has no {metric!r} ragged metric yet (the rust helper's kernels)")
-    from rankgrad._gbdt_metrics import RankingMetric, ragged_metric
+    from rankgrad.gbdt import RankingMetric, ragged_metric
 
     rng = np.random.default_rng(7)
     sizes = np.array([1, 5, 12, 3, 30, 8, 2])

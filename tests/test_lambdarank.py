@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from scipy.special import expit
 
 import rankgrad
-from rankgrad import _lambdarank_op as lr_mod
 from rankgrad import lambdarank_gradients, lambdarank_loss
+from rankgrad.lambdarank import _native as lr_mod
 
 DEFAULT_GAIN = [2.0**i - 1.0 for i in range(31)]
 
@@ -580,13 +580,13 @@ def _op_batch(seed=5, b=4, n=7):
 @pytest.mark.parametrize("native", [False, True])
 @pytest.mark.parametrize("opts", OP_OPTIONS)
 def test_custom_op_opcheck(native, opts):
-    from rankgrad._lambdarank_op import lambdarank_op
+    from rankgrad.lambdarank._op import OP
 
     s, y, m = _op_batch()
     gain = opts.get("label_gain")
     args = (opts["sigma"], opts["truncation_level"], opts["norm"], gain, opts["metric"], native, True)
-    torch.library.opcheck(lambdarank_op, (s.requires_grad_(), y, m, *args, True))
-    torch.library.opcheck(lambdarank_op, (s.detach(), y, None, *args, False))
+    torch.library.opcheck(OP.op, (s.requires_grad_(), y, m, None, *args, True))
+    torch.library.opcheck(OP.op, (s.detach(), y, None, None, *args, False))
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch"])

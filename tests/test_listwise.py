@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
-from rankgrad.listwise import WEIGHTINGS, _lambda_loss_op, lambda_loss, listmle_loss, softmax_loss
+from rankgrad.listwise import WEIGHTINGS, lambda_loss, listmle_loss, softmax_loss
+from rankgrad.listwise._op import OP as LAMBDA_LOSS_OP
 from rankgrad.nn._listwise import LambdaLoss, ListMLELoss, SoftmaxLoss
 
 BACKENDS = ["rust", "torch"]
@@ -382,9 +383,10 @@ def test_opcheck():
     s, y, m = random_batch(rng, 3, 6)
     st, yt, mt = t(s, y, m, grad=True)
     for native in (False, True):
-        torch.library.opcheck(_lambda_loss_op, (st, yt, mt, "ndcg2pp", 1.0, None, 10.0, True, native, True))
-        args = (st.detach(), yt, None, "ndcg1", 2.0, 3, 10.0, False, native, False)
-        torch.library.opcheck(_lambda_loss_op, args)
+        args = (st, yt, mt, None, 1.0, "ndcg2pp", None, 10.0, True, native, True, True)
+        torch.library.opcheck(LAMBDA_LOSS_OP.op, args)
+        args = (st.detach(), yt, None, None, 2.0, "ndcg1", 3, 10.0, False, native, True, False)
+        torch.library.opcheck(LAMBDA_LOSS_OP.op, args)
 
 
 # ---------------------------------------------------------------- softmax and ListMLE

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import rankgrad
 from gbdt_data import DATA, needs_data
-from rankgrad._gbdt_metrics import MRRMetric, NDCGMetric, RankingMetric, ragged_metric
+from rankgrad.gbdt import MRRMetric, NDCGMetric, RankingMetric, ragged_metric
 
 BACKENDS = ["rust", "torch"]
 
@@ -333,16 +333,22 @@ def test_bad_input(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_huge_k_and_types(backend):
-    """Issue 10 item 6: k beyond int64 names k; a huge in-range k is the whole list;
-    numpy in -> numpy out, tensor in -> tensor out (issue 11 item 4)."""
+    """Issue 17 item 10: k of any size (beyond int64 too) is the whole list, precision still
+    divides by k; numpy in -> numpy out, tensor in -> tensor out (issue 11 item 4)."""
     s, y = torch.randn(2, 3), torch.ones(2, 3)
     for f in METRICS.values():
+        for k in (2**62, 2**63, 10**30, 2.0**70):
+            if f is rankgrad.precision:  # hits / k, even for a huge k
+                want = torch.full((2,), 3 / float(k))
+                torch.testing.assert_close(f(s, y, k=k, backend=backend), want, rtol=1e-6, atol=0)
+                got = f(s.numpy(), y.numpy(), k=k, backend=backend)
+                np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=0)
+            else:
+                torch.testing.assert_close(f(s, y, k=k, backend=backend), f(s, y, backend=backend))
         with pytest.raises(ValueError, match="k"):
-            f(s, y, k=10**30, backend=backend)
-        if f is rankgrad.precision:  # hits / k, even for a huge k
-            torch.testing.assert_close(f(s, y, k=2**62, backend=backend), torch.full((2,), 3 / 2**62))
-        else:
-            torch.testing.assert_close(f(s, y, k=2**62, backend=backend), f(s, y, backend=backend))
+            f(s, y, k=0, backend=backend)
+        with pytest.raises(ValueError, match="k"):
+            f(s, y, k=2.5, backend=backend)
         out = f(s.numpy(), y.numpy(), k=2, backend=backend)
         assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (2,)
         assert isinstance(f(s, y, backend=backend), torch.Tensor)
@@ -371,7 +377,7 @@ def test_compile_and_meta(backend, dynamic):
 @pytest.mark.parametrize("kind", list(METRICS))
 def test_ranking_metric_opcheck(kind):
     """torch.library.opcheck: schema, fake (meta) kernel and AOT dispatch of the custom op."""
-    from rankgrad._metrics_op import metric_op
+    from rankgrad.metrics._op import OP as metric_op
 
     rng = np.random.default_rng(11)
     s, y, mask = (torch.tensor(a) for a in random_batch(rng, 4, 7))
@@ -385,16 +391,18 @@ def test_numpy_core_imports_no_torch():
     import ast
 
     root = Path(rankgrad.__file__).parent
-    for name in ("metrics.py", "lambdarank.py", "ranknet.py"):
+    families = ("metrics", "lambdarank", "ranknet", "approx", "listwise", "gbdt")
+    modules = ["__init__.py", "_inputs.py", "_dispatch.py", "lightgbm.py", "xgboost.py"]
+    modules += [f"{family}/__init__.py" for family in families]
+    modules += [str(p.relative_to(root)) for p in (root / "gbdt").glob("*.py")]
+    for name in modules:
         tree = ast.parse((root / name).read_text())
         for node in tree.body:  # module level only; TYPE_CHECKING blocks are not run
             if isinstance(node, ast.Import):
                 assert all(a.name.split(".")[0] != "torch" for a in node.names), name
             if isinstance(node, ast.ImportFrom):
                 assert (node.module or "").split(".")[0] != "torch", name
-                assert not (
-                    node.level and (node.module or "").startswith("_") and node.module.endswith("_op")
-                ), name
+                assert node.module not in ("_op", "_native", "_fast", "_torch_ops", "_ops"), name
 
 
 def test_core_works_without_torch():

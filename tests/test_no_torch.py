@@ -33,24 +33,6 @@ _BLOCK = textwrap.dedent(
 )
 
 
-def _modules_importing_torch_at_top() -> list:
-    pkg = Path(rankgrad.__file__).resolve().parent
-    return [
-        f.name
-        for f in (pkg / "metrics.py", pkg / "lambdarank.py")
-        if f.exists() and any(line.startswith("import torch") for line in f.read_text().splitlines())
-    ]
-
-
-# Until the pairwise branch (torch-free metrics.py / lambdarank.py) is merged, the core still
-# loads torch: expected to fail, and strict, so the marker goes as soon as it passes.
-_pending = pytest.mark.xfail(
-    bool(_modules_importing_torch_at_top()),
-    reason=f"{_modules_importing_torch_at_top()} import torch at module top",
-    strict=True,
-)
-
-
 def _run(body: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     root = str(Path(rankgrad.__file__).resolve().parents[1])
@@ -65,7 +47,6 @@ def _ok(body: str) -> str:
     return res.stdout
 
 
-@_pending
 def test_import_loads_no_torch_lightgbm_or_xgboost():
     out = _ok(
         """
@@ -80,7 +61,6 @@ def test_import_loads_no_torch_lightgbm_or_xgboost():
     assert "heavy: []" in out
 
 
-@_pending
 def test_numpy_core_works_without_torch():
     _ok(
         """
@@ -109,7 +89,6 @@ def test_numpy_core_works_without_torch():
     )
 
 
-@_pending
 def test_torch_names_raise_a_helpful_import_error():
     _ok(
         """

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rankgrad
-import rankgrad._ranknet_op as ranknet_mod
+import rankgrad.ranknet._native as ranknet_mod
 from rankgrad.nn import RankNetLoss
 
 BACKENDS = ["rust", "torch"]
@@ -473,14 +473,14 @@ def _op_inputs(seed=3, b=3, n=6):
 
 @pytest.mark.parametrize("native", [False, True])
 def test_custom_op_opcheck(native):
-    from rankgrad._ranknet_op import ranknet_op
+    from rankgrad.ranknet._op import OP
 
     s, y, m = _op_inputs()
     for args in [
-        (s.requires_grad_(), y, m, 1.3, native, True, True),
-        (s.detach(), y, None, 0.5, native, False, False),
+        (s.requires_grad_(), y, m, None, 1.3, native, True, True),
+        (s.detach(), y, None, None, 0.5, native, False, False),
     ]:
-        torch.library.opcheck(ranknet_op, args)
+        torch.library.opcheck(OP.op, args)
 
 
 @pytest.mark.parametrize("backend", ["auto", "torch"])
@@ -534,12 +534,13 @@ def test_gradcheck_and_exact_second_derivative(backend):
 
 
 def test_hvp_opcheck():
-    from rankgrad._ranknet_op import ranknet_hvp_op
+    from rankgrad.ranknet._op import OP
 
     s, y, m = _op_inputs()
     v = torch.randn(s.shape, dtype=s.dtype)
-    torch.library.opcheck(ranknet_hvp_op, (s, y, m, 0.7, v), test_utils=("test_schema", "test_faketensor"))
-    torch.library.opcheck(ranknet_hvp_op, (s, y, None, 1.1, v), test_utils=("test_schema", "test_faketensor"))
+    utils = ("test_schema", "test_faketensor")
+    torch.library.opcheck(OP.hvp_op, (s, y, m, None, 0.7, False, v), test_utils=utils)
+    torch.library.opcheck(OP.hvp_op, (s, y, None, None, 1.1, True, v), test_utils=utils)
 
 
 def test_issue_regressions():

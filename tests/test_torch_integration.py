@@ -18,9 +18,7 @@ import pytest
 import torch
 
 import rankgrad
-import rankgrad._lambdarank_op  # the pairwise ops too
-import rankgrad._ranknet_op
-import rankgrad.approx  # registers the torch.ops.rankgrad custom ops (torch names load lazily)
+import rankgrad._ops  # registers every torch.ops.rankgrad custom op (also done by the first torch name)
 import rankgrad.listwise as listwise
 from conftest import BACKENDS, make_batch
 
@@ -92,45 +90,56 @@ ENTRIES = [
 ]
 
 
-def _op_args_ranks() -> Tuple[Any, ...]:
+def _op_args_ranks(native: bool, method: str = "exact") -> Tuple[Any, ...]:
     s, _, m = padded_inputs(1)
-    return (s.requires_grad_(), m, 0.7, False)
+    return (s.requires_grad_(), m, 0.7, method, native, True)
 
 
-def _op_args_ranks_backward(native: bool) -> Tuple[Any, ...]:
+def _op_args_ranks_backward(native: bool, method: str = "exact") -> Tuple[Any, ...]:
     s, _, m = padded_inputs(2)
-    return (s.requires_grad_(), m, 0.7, torch.randn(s.shape, dtype=s.dtype, requires_grad=True), native)
+    c = torch.randn(s.shape, dtype=s.dtype, requires_grad=True)
+    return (s.requires_grad_(), m, 0.7, c, method, native)
 
 
-def _op_args_loss(kind: str) -> Tuple[Any, ...]:
+def _op_args_ranks_double_backward(native: bool, method: str = "exact") -> Tuple[Any, ...]:
+    s, m, t, c, method, native = _op_args_ranks_backward(native, method)
+    return (s, m, t, c, torch.randn(s.shape, dtype=s.dtype), method, native)
+
+
+def _op_args_loss(kind: str, native: bool, method: str = "exact") -> Tuple[Any, ...]:
     s, y, m = padded_inputs(3)
-    return (s.requires_grad_(), y, m, kind, 0.9, True, "reciprocal", True)
+    return (s.requires_grad_(), y, m, None, 0.9, kind, True, "reciprocal", method, native, True, True)
 
 
 def _op_args_pairwise(name: str, native: bool) -> Tuple[Any, ...]:
     s, y, m = padded_inputs(5)
     s.requires_grad_()
     if name == "ranknet_loss":
-        return (s, y, m, 0.9, native, True, True)
+        return (s, y, m, None, 0.9, native, True, True)
     if name == "lambdarank_loss":
-        return (s, y, m, 1.0, 4, True, None, "ndcg", native, True, True)
-    return (s, y, m, "ndcg2pp", 1.0, 5, 10.0, True, native, True)
+        return (s, y, m, None, 1.0, 4, True, None, "ndcg", native, True, True)
+    return (s, y, m, None, 1.0, "ndcg2pp", 5, 10.0, True, native, True, True)
 
 
 DEFAULT_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
 NO_BACKWARD_OPS = {"approx_ranks_double_backward"}
 OPS = [
-    ("approx_ranks", _op_args_ranks),
-    ("approx_ranks", lambda: (*_op_args_ranks()[:3], True)),
-    ("approx_ranks_backward", lambda: _op_args_ranks_backward(False)),
-    ("approx_ranks_backward", lambda: _op_args_ranks_backward(True)),
-    (
-        "approx_ranks_double_backward",
-        lambda: (*_op_args_ranks_backward(True)[:4], torch.randn(3, 7).double()),
-    ),
-    ("approx_loss", lambda: _op_args_loss("ndcg")),
-    ("approx_loss", lambda: _op_args_loss("mrr")),
-    ("approx_loss", lambda: _op_args_loss("rank_mse")),
+    *[
+        (op, lambda args=args, native=native, method=method: args(native, method))
+        for op, args in (
+            ("approx_ranks", _op_args_ranks),
+            ("approx_ranks_backward", _op_args_ranks_backward),
+            ("approx_ranks_double_backward", _op_args_ranks_double_backward),
+        )
+        for native in (False, True)
+        for method in ("exact", "fast")
+    ],
+    *[
+        ("approx_loss", lambda kind=kind, native=native, method=method: _op_args_loss(kind, native, method))
+        for kind in ("ndcg", "mrr", "rank_mse")
+        for native in (False, True)
+        for method in ("exact", "fast")
+    ],
     *[
         (name, lambda name=name, native=native: _op_args_pairwise(name, native))
         for name in ("ranknet_loss", "lambdarank_loss", "lambda_loss")

@@ -2,7 +2,11 @@
 
 `import rankgrad` loads numpy and the compiled core only (SPEC section 9). The torch layer
 (the autograd losses, `rankgrad.nn`, `rankgrad.negative_cache`) loads on first use of one of
-its names; without torch installed, using one raises an ImportError that says how to get it.
+its names, which also registers every `torch.ops.rankgrad.*` custom op (`rankgrad._ops`);
+without torch installed, using one raises an ImportError that says how to get it.
+
+One package per family (`approx`, `ranknet`, `lambdarank`, `listwise`, `metrics`; `gbdt` behind
+the `lightgbm` / `xgboost` adapters), each shaped alike; ARCHITECTURE.md is the map.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ if not TYPE_CHECKING:  # hidden from type checkers: an unknown name is an error,
         if name not in _TORCH_NAMES:
             raise AttributeError(f"module 'rankgrad' has no attribute {name!r}")
         _require_torch(name)
+        importlib.import_module("._ops", __name__)  # registers every custom op
         module, attr = _TORCH_NAMES[name]
         value = importlib.import_module(module, __name__)
         if attr is not None:

@@ -1,4 +1,12 @@
-"""Checks and conversions shared by every public function (SPEC section 2).
+"""Checks and conversions shared by every public function (SPEC section 2): each rule once.
+
+- padded batches: `lists()` (shapes, dtypes, layouts, devices, sparse/quantized tensors refused)
+  and `check_finite()`; ragged GBDT inputs: `flat()`, `group_sizes()`, `ragged()`;
+- options: `check_reduction`, `check_backend`, `check_method`, `check_count` (k, truncation
+  levels), `check_scale` (temperature and sigma: one range per dtype on every backend and in the
+  kernels), `check_nonnegative`;
+- the gain cap (`check_gain_range`), the numpy layout rule (`native_array`), the reductions
+  (`reduce`) and the backend rule (`use_rust`).
 
 Shape and dtype checks always run; value checks (NaN/inf) run where `validate` is true.
 Each error names the argument, and the list where one is at fault.
@@ -32,6 +40,7 @@ NumpyLoss = Union[np.ndarray, np.generic]
 
 REDUCTIONS = ("mean", "sum", "none")
 BACKENDS = ("auto", "rust", "torch")
+METHODS = ("auto", "fast", "exact")
 
 # Largest target for `2^y - 1` gains (the Rust kernels reject larger real targets).
 GAIN_CAP: float = float(_core.GAIN_CAP)
@@ -77,14 +86,43 @@ def check_backend(backend: str) -> None:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def check_positive(name: str, value: Any) -> float:
-    """A positive finite float, or a ValueError naming `name`."""
+def check_method(method: str) -> str:
+    """The summation method of the approximate-rank family (SPEC section 3)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a number, got str")
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+
+
+def check_real(name: str, value: Any) -> float:
+    """A finite float, or a ValueError naming `name` (a TypeError for a non-number)."""
+    v = _number(name, value)
+    if not abs(v) < math.inf:
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A positive finite float, or a ValueError naming `name` (a TypeError for a non-number)."""
+    v = _number(name, value)
     if not (v > 0.0 and v < math.inf):  # (not math.isfinite: v may be a symbolic float)
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """A finite float >= 0, or a ValueError naming `name` (a TypeError for a non-number)."""
+    v = _number(name, value)
+    if not (v >= 0.0 and v < math.inf):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return v
 
 
@@ -97,22 +135,17 @@ def scale_range(dtype: Any) -> tuple[float, float]:
     return float(np.sqrt(fi.tiny)), float(np.sqrt(fi.max))
 
 
-def check_scale(name: str, value: Any, dtype: Any) -> float:
-    """`check_positive`, and within `scale_range(dtype)` (float16/bfloat16 compute in float32);
-    the same rule on every backend, so the twins reject the same arguments."""
+def check_scale(name: str, value: Any, dtype: Any = "float64") -> float:
+    """A temperature or sigma: `check_positive`, and within `scale_range(dtype)` (float16 and
+    bfloat16 compute in float32). The one rule for these arguments, on every backend (and the
+    kernels' own), so the twins reject the same values; module constructors check the widest
+    range (float64) and each call its dtype's."""
     v = check_positive(name, value)
     lo, hi = scale_range(dtype)
     if not lo <= v <= hi:
         dt = "float64" if str(dtype).endswith("float64") else "float32"
         raise ValueError(f"{name}={value!r} is out of range for {dt}: it must lie in [{lo:.3g}, {hi:.3g}]")
     return v
-
-
-def chunk_rows(b: int, n: int, device: Any = None, per_row: Optional[int] = None) -> int:
-    """Rows per chunk for a torch-native pair loop: one `[B, chunk, N]` temporary (or
-    `per_row` elements a row) stays near a fixed element budget, larger on CUDA."""
-    budget = (1 << 26) if getattr(device, "type", "cpu") == "cuda" else (1 << 22)
-    return max(1, min(max(n, 1), budget // max(1, per_row if per_row is not None else b * n)))
 
 
 def native_array(x: np.ndarray) -> np.ndarray:
@@ -123,20 +156,6 @@ def native_array(x: np.ndarray) -> np.ndarray:
     elif not x.dtype.isnative:
         x = x.astype(x.dtype.newbyteorder("="))
     return np.ascontiguousarray(x)
-
-
-def compute_dtype_of(dtype: Any) -> Any:
-    """The dtype the kernels compute in: float64 stays, everything else is float32."""
-    if is_tensor_dtype(dtype):
-        import torch
-
-        return torch.float64 if dtype == torch.float64 else torch.float32
-    return np.float64 if np.dtype(dtype) == np.float64 else np.float32
-
-
-def is_tensor_dtype(dtype: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(dtype, torch.dtype)
 
 
 @dataclass
@@ -171,9 +190,9 @@ class Lists:
 
     def check_finite(self) -> None:
         """ValueError naming the argument and the first list with NaN/inf on a real item."""
-        _check_finite(self.scores, self.mask, "scores")
+        check_finite(self.scores, self.mask, "scores")
         if self.targets is not None:
-            _check_finite(self.targets, self.mask, "targets")
+            check_finite(self.targets, self.mask, "targets")
 
     def out(self, x: Any) -> Any:
         """A per-list result `[B]` in the input dtype (a scalar for a 1-D input)."""
@@ -183,13 +202,19 @@ class Lists:
 
 def _kind(x: Any, name: str) -> str:
     if is_tensor(x):
+        if x.layout != sys.modules["torch"].strided or x.is_quantized:
+            what = "quantized" if x.is_quantized else str(x.layout).rsplit(".", 1)[-1]
+            raise TypeError(
+                f"{name} must be a dense tensor, got a {what} tensor (convert it with .to_dense() / .dequantize())"
+            )
         return "torch"
     if isinstance(x, np.ndarray):
         return "numpy"
     raise TypeError(f"{name} must be a torch.Tensor or a numpy.ndarray, got {type(x).__name__}")
 
 
-def _check_finite(x: Array, mask: Optional[Array], name: str) -> None:
+def check_finite(x: Array, mask: Optional[Array], name: str) -> None:
+    """ValueError naming `name` and the first list with NaN/inf on a real item."""
     if is_tensor(x):
         import torch
 
@@ -331,3 +356,77 @@ def use_rust(x: Lists, backend: str) -> bool:
     if backend == "rust" and not on_cpu:
         raise ValueError(f"backend='rust' needs CPU tensors, got scores on {x.scores.device}")
     return on_cpu
+
+
+# ---------------------------------------------------------------- numpy <-> torch
+def as_tensors(x: Lists) -> Lists:
+    """A numpy batch as CPU tensors sharing its memory: the one conversion for
+    `backend="torch"` on numpy input (`lists` has already made the arrays native and C-ordered)."""
+    import torch
+
+    conv = [None if a is None else torch.from_numpy(a) for a in (x.scores, x.targets, x.mask)]
+    return Lists(conv[0], conv[1], conv[2], x.squeeze, x.dtype)
+
+
+def to_numpy(x: Any) -> Any:
+    """A result of the torch path back to numpy (a 0-d result as a numpy scalar)."""
+    return x.detach().cpu().numpy()[()] if is_tensor(x) else x
+
+
+# ---------------------------------------------------------------- ragged (GBDT) inputs
+def flat(x: Any, name: str, n: Optional[int] = None, *, keep_float: bool = False) -> np.ndarray:
+    """One real value per row as a contiguous 1-D numpy array: tensors are moved to the CPU,
+    `[n, 1]` becomes `[n]`; float64 (float32 kept with `keep_float`); TypeError for non-real
+    values, ValueError for another shape or (with `n`) another length, naming `name`."""
+    if is_tensor(x):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per row), got shape {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} values, expected {n} like preds")
+    keep = keep_float and a.dtype in (np.float32, np.float64)
+    return np.ascontiguousarray(native_array(a) if keep else a, dtype=None if keep else np.float64)
+
+
+def group_sizes(group: Any, n: int) -> np.ndarray:
+    """List sizes `[G]` as int64: integers >= 0 summing to `n` (a size-0 group is an empty list,
+    the rule of `src/ragged.rs`); a ValueError naming `group` otherwise."""
+    if group is None:
+        raise ValueError("group: ranking needs the query groups (list sizes), got None")
+    g = np.asarray(group.detach().cpu().numpy() if is_tensor(group) else group)
+    if g.ndim != 1:
+        raise ValueError(f"group must be 1-D (list sizes), got shape {g.shape}")
+    if g.size and g.dtype.kind not in "iu":
+        if g.dtype.kind != "f" or not (np.isfinite(g).all() and (g == np.round(g)).all()):
+            raise ValueError(f"group must hold integer list sizes, got {g.dtype}")
+    if g.dtype.kind == "u" and g.size and g.max() > np.iinfo(np.int64).max:
+        raise ValueError(
+            f"group: the size of group {int(np.argmax(g > np.iinfo(np.int64).max))} is too large"
+        )
+    g = np.ascontiguousarray(g, dtype=np.int64)
+    if g.size and g.min() < 0:
+        raise ValueError(f"group: the size of group {int(np.argmax(g < 0))} is negative")
+    total = int(g.sum(dtype=np.float64)) if g.size else 0
+    if total != n:
+        raise ValueError(f"group: sizes sum to {total}, but preds has {n} rows")
+    return g
+
+
+def ragged(
+    preds: Any, labels: Any, group: Any, weights: Any = None, *, keep_float: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """`(preds, labels, group, weights)` of the ragged layout, checked: `flat` values (`keep_float`:
+    float32 preds and labels stay float32), `group_sizes`, and float64 per-row weights or None
+    (an empty array is None, as LightGBM and XGBoost report no weights)."""
+    p = flat(preds, "preds", keep_float=keep_float)
+    y = flat(labels, "labels", p.shape[0], keep_float=keep_float)
+    g = group_sizes(group, p.shape[0])
+    w = None
+    if weights is not None and np.size(weights) > 0:
+        w = flat(weights, "weights", p.shape[0])
+    return p, y, g, w

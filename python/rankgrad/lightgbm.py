@@ -23,17 +23,19 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from ._gbdt_metrics import (
+from ._inputs import check_nonnegative
+from .gbdt import (
     AveragePrecisionMetric,
+    LambdaRankBase,
     MRRMetric,
     NDCGMetric,
     PrecisionMetric,
     RankingMetric,
     RecallMetric,
+    XENDCGBase,
+    xendcg_gradients,
 )
-from ._position_bias import PositionBias, learning_rate_from
-from ._xendcg import XENDCGState, xendcg_gradients
-from .lambdarank import _GBDTObjective
+from .gbdt._position_bias import PositionBias, learning_rate_from
 
 __all__ = [
     "LambdaRankObjective",
@@ -60,16 +62,6 @@ def _is_dataset(obj: Any) -> bool:
     return isinstance(obj, lightgbm.Dataset)
 
 
-def _non_negative(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
-    if not (np.isfinite(v) and v >= 0.0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
 class _Call:
     """The arguments of one call, in either LightGBM form."""
 
@@ -90,7 +82,7 @@ class _Call:
             self.owner = a
 
 
-class LambdaRankObjective(_GBDTObjective):
+class LambdaRankObjective(LambdaRankBase):
     """A LambdaRank objective for LightGBM: one callable for both `lightgbm.train` and
     `LGBMRanker`.
 
@@ -135,11 +127,11 @@ class LambdaRankObjective(_GBDTObjective):
             sigma=sigma, truncation_level=truncation_level, norm=norm, label_gain=label_gain, metric=metric
         )
         self.positions = None if positions is None else np.array(positions)
-        self.position_bias_regularization = _non_negative(
+        self.position_bias_regularization = check_nonnegative(
             "position_bias_regularization", position_bias_regularization
         )
         if learning_rate is not None:
-            learning_rate = _non_negative("learning_rate", learning_rate)
+            learning_rate = check_nonnegative("learning_rate", learning_rate)
         self.learning_rate = learning_rate
         self._bias: Optional[PositionBias] = None
 
@@ -203,7 +195,7 @@ class LambdaRankObjective(_GBDTObjective):
         return super().__repr__()[:-1] + extra + ")"
 
 
-class XENDCGObjective:
+class XENDCGObjective(XENDCGBase):
     """XE-NDCG, LightGBM's `rank_xendcg` objective, for `lightgbm.train` and `LGBMRanker`.
 
     Args:
@@ -213,22 +205,8 @@ class XENDCGObjective:
     Each call advances the streams; a new training run restarts them from `seed`.
     """
 
-    def __init__(self, seed: int = 0) -> None:
-        self._state = XENDCGState(seed)
-
-    @property
-    def seed(self) -> int:
-        return self._state.seed
-
-    def reset(self) -> None:
-        """Restart the generator streams from `seed` (a new training run also does)."""
-        self._state.reset()
-
     def __call__(
         self, y_true_or_preds: Any, preds_or_dataset: Any, weight: Any = None, group: Any = None
     ) -> Grad:
         c = _Call(y_true_or_preds, preds_or_dataset, weight, group, "XE-NDCG")
         return self._state.gradients(c.preds, c.labels, c.group, c.weight, c.owner)
-
-    def __repr__(self) -> str:
-        return f"XENDCGObjective(seed={self.seed})"

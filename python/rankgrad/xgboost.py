@@ -16,16 +16,17 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from ._gbdt_metrics import (
+from .gbdt import (
     AveragePrecisionMetric,
+    LambdaRankBase,
     MRRMetric,
     NDCGMetric,
     PrecisionMetric,
     RankingMetric,
     RecallMetric,
+    XENDCGBase,
+    xendcg_gradients,
 )
-from ._xendcg import XENDCGState, xendcg_gradients
-from .lambdarank import _GBDTObjective
 
 __all__ = [
     "LambdaRankObjective",
@@ -63,7 +64,7 @@ def _groups_and_weights(
     )
 
 
-class LambdaRankObjective(_GBDTObjective):
+class LambdaRankObjective(LambdaRankBase):
     """A LambdaRank objective for `xgboost.train(obj=...)`, called as `obj(preds, dtrain)`.
 
     Args:
@@ -95,7 +96,7 @@ class LambdaRankObjective(_GBDTObjective):
         return grad, hess
 
 
-class XENDCGObjective:
+class XENDCGObjective(XENDCGBase):
     """XE-NDCG (LightGBM's `rank_xendcg`) for `xgboost.train(obj=...)`, called as
     `obj(preds, dtrain)`.
 
@@ -106,20 +107,6 @@ class XENDCGObjective:
     Each call advances the streams; another DMatrix starts a new run from `seed`.
     """
 
-    def __init__(self, seed: int = 0) -> None:
-        self._state = XENDCGState(seed)
-
-    @property
-    def seed(self) -> int:
-        return self._state.seed
-
-    def reset(self) -> None:
-        """Restart the generator streams from `seed`."""
-        self._state.reset()
-
     def __call__(self, preds: Any, dtrain: Any) -> Grad:
         group, weights = _groups_and_weights(preds, dtrain)
         return self._state.gradients(preds, dtrain.get_label(), group, weights, dtrain)
-
-    def __repr__(self) -> str:
-        return f"XENDCGObjective(seed={self.seed})"

@@ -11,8 +11,8 @@ use crate::error::Error;
 
 mod approx;
 mod arrays;
-mod lambda_loss;
-mod lambdas;
+mod lambdarank;
+mod listwise;
 mod metrics;
 mod pool;
 mod ranknet;
@@ -54,8 +54,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     approx::register(m)?;
     ranknet::register(m)?;
     metrics::register(m)?;
-    lambdas::register(m)?;
-    lambda_loss::register(m)?;
+    lambdarank::register(m)?;
+    listwise::register(m)?;
     m.add_function(wrap_pyfunction!(xendcg::xendcg_gradients, m)?)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ except ImportError as e:  # pragma: no cover - exercised in tests/test_no_torch.
         'rankgrad.nn needs PyTorch, which is not installed: pip install "rankgrad[torch]"'
     ) from e
 
+from ._approx import ApproxMRRLoss, ApproxNDCGLoss, ApproxRankMSELoss
 from ._embedding import (
     FLOPSRegularization,
     L1Regularization,
@@ -15,7 +16,6 @@ from ._embedding import (
 )
 from ._lambdarank import LambdaRankLoss
 from ._listwise import LambdaLoss, ListMLELoss, SoftmaxLoss
-from ._ranking import ApproxMRRLoss, ApproxNDCGLoss, ApproxRankMSELoss
 from ._ranknet import RankNetLoss
 
 __all__ = [

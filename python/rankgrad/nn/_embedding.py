@@ -10,14 +10,13 @@ promoted dtype when the inputs differ).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._inputs import check_positive, check_reduction
+from .._inputs import check_nonnegative, check_positive, check_reduction
 from ._gather import gather_batches, process_group
 from ._similarity import SIMILARITIES, similarity_matrix
 
@@ -29,16 +28,6 @@ __all__ = [
 ]
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _check_weight(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
-    if not (v >= 0.0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-    return v
 
 
 def _check_flag(name: str, value: Any) -> bool:
@@ -82,8 +71,8 @@ class _Regularization(nn.Module):
 
     def __init__(self, query_weight: float = 1e-4, doc_weight: float = 1e-4) -> None:
         super().__init__()
-        self.query_weight = _check_weight("query_weight", query_weight)
-        self.doc_weight = _check_weight("doc_weight", doc_weight)
+        self.query_weight = check_nonnegative("query_weight", query_weight)
+        self.doc_weight = check_nonnegative("doc_weight", doc_weight)
 
     def extra_repr(self) -> str:
         return f"query_weight={self.query_weight}, doc_weight={self.doc_weight}"

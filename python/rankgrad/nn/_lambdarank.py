@@ -6,8 +6,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from .. import lambdarank as _lr
 from .._inputs import check_backend, check_reduction, check_scale
+from ..lambdarank import check_metric, check_truncation, gain_list, lambdarank_loss
 
 
 class LambdaRankLoss(torch.nn.Module):
@@ -44,19 +44,19 @@ class LambdaRankLoss(torch.nn.Module):
         super().__init__()
         check_reduction(reduction)
         check_backend(backend)
-        self.sigma = check_scale("sigma", sigma, "float64")  # the widest range; each call checks its dtype
-        self.truncation_level = _lr._check_truncation(truncation_level, allow_none=True)
+        self.sigma = check_scale("sigma", sigma)  # each call checks its dtype's range
+        self.truncation_level = check_truncation(truncation_level, allow_none=True)
         self.norm = bool(norm)
         self.reduction = reduction
-        self.label_gain = _lr._gain_list(label_gain)
-        self.metric = _lr._check_metric(metric)
+        self.label_gain = gain_list(label_gain)
+        self.metric = check_metric(metric)
         self.backend = backend
         self.validate = bool(validate)
 
     def forward(
         self, scores: torch.Tensor, targets: Any, mask: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        return _lr.lambdarank_loss(
+        return lambdarank_loss(
             scores,
             targets,
             self.sigma,

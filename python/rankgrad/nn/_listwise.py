@@ -6,8 +6,8 @@ from typing import Any, Optional
 
 import torch
 
-from .._inputs import check_backend, check_count, check_reduction
-from ..listwise import WEIGHTINGS, _check_options, lambda_loss, listmle_loss, softmax_loss
+from .._inputs import check_backend, check_count, check_reduction, check_scale
+from ..listwise import WEIGHTINGS, check_options, lambda_loss, listmle_loss, softmax_loss
 
 
 class LambdaLoss(torch.nn.Module):
@@ -31,13 +31,11 @@ class LambdaLoss(torch.nn.Module):
         validate: bool = True,
     ):
         super().__init__()
-        self.mu = _check_options(weighting, mu)
+        self.mu = check_options(weighting, mu)
         check_reduction(reduction)
         check_backend(backend)
         self.weighting = weighting
-        self.sigma = float(sigma)
-        if not 0.0 < self.sigma < float("inf"):
-            raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
+        self.sigma = check_scale("sigma", sigma)  # each call checks its dtype's range
         self.k = check_count("k", k)
         self.scale_gains = bool(scale_gains)
         self.reduction = reduction
@@ -69,19 +67,23 @@ class LambdaLoss(torch.nn.Module):
 
 class SoftmaxLoss(torch.nn.Module):
     """Softmax cross-entropy criterion (`rankgrad.softmax_loss`): per list
-    `-sum_i p_i log softmax(s)_i`, `p_i = max(y_i, 0) / sum_j max(y_j, 0)`."""
+    `-sum_i p_i log softmax(s)_i`, `p_i = max(y_i, 0) / sum_j max(y_j, 0)` (`normalize=False`:
+    `p_i = max(y_i, 0)`)."""
 
-    def __init__(self, reduction: str = "mean", *, validate: bool = True):
+    def __init__(self, reduction: str = "mean", *, normalize: bool = True, validate: bool = True):
         super().__init__()
         check_reduction(reduction)
         self.reduction = reduction
+        self.normalize = bool(normalize)
         self.validate = bool(validate)
 
     def forward(self, scores: torch.Tensor, targets: Any, mask: Any = None) -> torch.Tensor:
-        return softmax_loss(scores, targets, mask, self.reduction, validate=self.validate)
+        return softmax_loss(
+            scores, targets, mask, self.reduction, normalize=self.normalize, validate=self.validate
+        )
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, validate={self.validate}"
+        return f"reduction={self.reduction!r}, normalize={self.normalize}, validate={self.validate}"
 
 
 class ListMLELoss(torch.nn.Module):

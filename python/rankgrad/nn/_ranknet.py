@@ -27,7 +27,7 @@ class RankNetLoss(torch.nn.Module):
         self, sigma: float = 1.0, reduction: str = "mean", *, backend: str = "auto", validate: bool = True
     ) -> None:
         super().__init__()
-        self.sigma = check_scale("sigma", sigma, "float64")  # the widest range; each call checks its dtype
+        self.sigma = check_scale("sigma", sigma)  # each call checks its dtype's range
         check_reduction(reduction)
         check_backend(backend)
         self.reduction = reduction

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from .. import approx
-from .._inputs import check_backend, check_positive, check_reduction
+from .._inputs import check_backend, check_method, check_reduction, check_scale
 
 
 class _ApproxLoss(torch.nn.Module):
@@ -17,14 +17,16 @@ class _ApproxLoss(torch.nn.Module):
         temperature: float = 1.0,
         reduction: str = "mean",
         *,
+        method: str = "auto",
         backend: str = "auto",
         validate: bool = True,
     ) -> None:
         super().__init__()
         check_reduction(reduction)
         check_backend(backend)
-        self.temperature = check_positive("temperature", temperature)
+        self.temperature = check_scale("temperature", temperature)  # each call checks its dtype's range
         self.reduction = reduction
+        self.method = check_method(method)
         self.backend = backend
         self.validate = bool(validate)
 
@@ -34,7 +36,7 @@ class _ApproxLoss(torch.nn.Module):
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}{self._options()}, reduction={self.reduction!r}, "
-            f"backend={self.backend!r}, validate={self.validate}"
+            f"method={self.method!r}, backend={self.backend!r}, validate={self.validate}"
         )
 
 
@@ -45,6 +47,7 @@ class ApproxNDCGLoss(_ApproxLoss):
         temperature: `T > 0` of the approximate ranks.
         scale_gains: `2^y - 1` gains (True) or linear gains `y`.
         reduction: "mean", "sum" or "none".
+        method: "auto", "fast" or "exact" summation (keyword-only; see `rankgrad.approx_ranks`).
         backend: "auto", "rust" or "torch" (keyword-only).
         validate: NaN/inf checks on the torch-native path (keyword-only).
     """
@@ -55,10 +58,11 @@ class ApproxNDCGLoss(_ApproxLoss):
         scale_gains: bool = True,
         reduction: str = "mean",
         *,
+        method: str = "auto",
         backend: str = "auto",
         validate: bool = True,
     ) -> None:
-        super().__init__(temperature, reduction, backend=backend, validate=validate)
+        super().__init__(temperature, reduction, method=method, backend=backend, validate=validate)
         self.scale_gains = bool(scale_gains)
 
     def _options(self) -> str:
@@ -75,6 +79,7 @@ class ApproxNDCGLoss(_ApproxLoss):
             self.scale_gains,
             mask,
             self.reduction,
+            method=self.method,
             backend=self.backend,
             validate=self.validate,
         )
@@ -86,6 +91,7 @@ class ApproxMRRLoss(_ApproxLoss):
     Args:
         temperature: `T > 0` of the approximate ranks.
         reduction: "mean", "sum" or "none".
+        method: "auto", "fast" or "exact" summation (keyword-only; see `rankgrad.approx_ranks`).
         backend: "auto", "rust" or "torch" (keyword-only).
         validate: NaN/inf checks on the torch-native path (keyword-only).
     """
@@ -100,6 +106,7 @@ class ApproxMRRLoss(_ApproxLoss):
             self.temperature,
             mask,
             self.reduction,
+            method=self.method,
             backend=self.backend,
             validate=self.validate,
         )
@@ -112,6 +119,7 @@ class ApproxRankMSELoss(_ApproxLoss):
         temperature: `T > 0` of the approximate ranks.
         discount: None, "log2" or "reciprocal" weights by true rank.
         reduction: "mean", "sum" or "none".
+        method: "auto", "fast" or "exact" summation (keyword-only; see `rankgrad.approx_ranks`).
         backend: "auto", "rust" or "torch" (keyword-only).
         validate: NaN/inf checks on the torch-native path (keyword-only).
     """
@@ -122,13 +130,12 @@ class ApproxRankMSELoss(_ApproxLoss):
         discount: Optional[str] = None,
         reduction: str = "mean",
         *,
+        method: str = "auto",
         backend: str = "auto",
         validate: bool = True,
     ) -> None:
-        super().__init__(temperature, reduction, backend=backend, validate=validate)
-        if discount not in approx.DISCOUNTS:
-            raise ValueError(f"discount must be None, 'log2' or 'reciprocal', got {discount!r}")
-        self.discount = discount
+        super().__init__(temperature, reduction, method=method, backend=backend, validate=validate)
+        self.discount = approx.check_discount(discount)
 
     def _options(self) -> str:
         return f", discount={self.discount!r}"
@@ -144,6 +151,7 @@ class ApproxRankMSELoss(_ApproxLoss):
             self.discount,
             mask,
             self.reduction,
+            method=self.method,
             backend=self.backend,
             validate=self.validate,
         )

@@ -1,4 +1,6 @@
-//! The LambdaLoss framework (Wang et al., CIKM 2018), as allRank's `lambdaLoss` computes it.
+//! The listwise family's Rust kernel: the LambdaLoss framework (Wang et al., CIKM 2018), as
+//! allRank's `lambdaLoss` computes it (`softmax_loss` and `listmle_loss` are O(N log N) torch ops
+//! in `rankgrad.listwise`, with no kernel here).
 //!
 //! Per list, over its real items ordered by score (descending, ties in input order), position
 //! `p_i` (0-based), `D_i = log2(2 + p_i)`, `G_i = g(y_i) / maxDCG@k` (`g(y) = 2^y - 1`, or `y`;

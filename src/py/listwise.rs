@@ -1,4 +1,4 @@
-//! Bindings for the LambdaLoss framework (`crate::lambda_loss`).
+//! Bindings for the LambdaLoss framework (`crate::listwise`).
 
 use numpy::Element;
 use pyo3::prelude::*;
@@ -6,7 +6,7 @@ use pyo3::types::PyTuple;
 
 use super::arrays::{by_dtype, count_arg, float_dtype, padded_loss};
 use crate::float::Float;
-use crate::lambda_loss::{lambda_loss as kernel, Options, Weighting};
+use crate::listwise::{lambda_loss as kernel, Options, Weighting};
 
 fn lambda_loss_impl<'py, F: Float + Element>(
     py: Python<'py>,

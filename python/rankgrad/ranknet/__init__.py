@@ -8,11 +8,11 @@ are not pairs)::
 The gradient comes in lambda form, ``dL/ds_k = (1/P) (sum_j lambda_kj - sum_j lambda_jk)``
 with ``lambda_ij = -sigma * sigmoid(-sigma * (s_i - s_j))``. numpy arrays and CPU tensors go
 to the Rust kernel (one O(N^2)-time, O(N)-memory pass per list for the loss and the
-gradient); other devices (or ``backend="torch"``) to a torch-native twin that works through
-the pairs in chunks, never holding a ``[B, N, N]`` tensor. Tensors go through the custom op
-``rankgrad::ranknet_loss`` (torch.compile, torch.func, meta tensors); second derivatives
-are exact (reverse mode: ``create_graph=True``, ``jacrev(jacrev(...))``; a third derivative
-raises RuntimeError). This module imports torch only when handed a tensor.
+gradient); other devices (or ``backend="torch"``) to a torch-native twin (``_native``) that
+works through the pairs in chunks, never holding a ``[B, N, N]`` tensor. Tensors go through
+the custom op ``rankgrad::ranknet_loss`` (``_op``: torch.compile, torch.func, meta tensors);
+second derivatives are exact (a third derivative raises RuntimeError). This module imports
+torch only when handed a tensor or ``backend="torch"``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,24 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from . import _core
-from ._inputs import NumpyLoss, check_backend, check_reduction, check_scale, lists, reduce, use_rust
+from .. import _core
+from .._dispatch import padded_loss
+from .._inputs import NumpyLoss
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["ranknet_loss"]
+
+
+def _loss_op():  # type: ignore[no-untyped-def]
+    from ._op import OP
+
+    return OP
+
+
+def _rust(s: Any, y: Any, m: Any, w: Any, sigma: float, need_grad: bool) -> Any:
+    return _core.ranknet_loss(s, y, m, sigma, need_grad)
 
 
 @overload
@@ -70,7 +81,8 @@ def ranknet_loss(
     Args:
         scores: ``[B, N]`` (or ``[N]``, one list) float tensor or numpy array.
         targets: graded relevance, the shape of ``scores``.
-        sigma: the sigmoid's scale, ``> 0`` (and within ``_inputs.scale_range`` of the dtype).
+        sigma: the sigmoid's scale, ``> 0`` (within ``[1.1e-19, 1.8e19]`` for float32 and
+            ``[1.5e-154, 1.3e154]`` for float64: its square and reciprocal stay finite).
         mask: bool, the shape of ``scores``, True = real item (None: all real).
         reduction: ``"mean"`` over the lists that count, ``"sum"`` or ``"none"``.
         backend: ``"auto"`` (Rust for numpy and CPU tensors, torch elsewhere), ``"rust"`` or
@@ -82,35 +94,12 @@ def ranknet_loss(
         A scalar (``"mean"``/``"sum"``) or per-list ``[B]`` losses (``"none"``; a scalar for
         a 1-D input), in the dtype of ``scores``: a differentiable tensor for tensors in
         (exact second derivatives), a numpy array for numpy in.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        >>> rankgrad.ranknet_loss(s, y, reduction="none").round(4)
+        array([0.3643, 0.7463])
     """
-    check_reduction(reduction)
-    check_backend(backend)
-    x = lists(scores, targets, mask, validate=False)
-    if not x.is_torch:
-        sigma = check_scale("sigma", sigma, x.scores.dtype)
-        s, y, m = x.numpy()
-        if backend != "torch":
-            losses, valid, _ = _core.ranknet_loss(s, y, m, sigma, False)
-        else:
-            import torch
-
-            from ._ranknet_op import ranknet_op
-
-            t = [None if a is None else torch.from_numpy(a) for a in (s, y, m)]
-            losses, valid, _ = (a.numpy() for a in ranknet_op(*t, sigma, True, validate, False))
-        out = reduce(losses, valid, reduction)
-        return x.out(out) if reduction == "none" else np.asarray(out).astype(x.dtype)[()]
-    import torch
-
-    from ._ranknet_op import RankNetFunction, ranknet_op
-
-    if not torch.compiler.is_compiling():  # else the op checks it when it runs
-        sigma = check_scale("sigma", sigma, x.scores.dtype)
-    native = not use_rust(x, backend)
-    from ._custom_ops import entry, needs_grad
-
-    need_grad = needs_grad(x.scores)
-    losses, valid, _ = entry(RankNetFunction, ranknet_op)(
-        x.scores, x.targets, x.mask, sigma, native, validate, need_grad
-    )
-    return reduce(losses, valid, reduction, x)
+    return padded_loss(_loss_op, _rust, scores, targets, mask, reduction, backend, validate, ("sigma", sigma))

@@ -1,33 +1,20 @@
-"""`rankgrad::lambdarank_loss`: the LambdaRank loss kernel as a torch custom op (Rust on CPU,
-torch-native elsewhere or with `native=True`), with fake (meta), autograd and vmap rules.
-
-The op returns per-list losses `[B]`, whether each list counts `[B]` and, with `need_grad`, the
-per-list gradient `[B, N]` (else an empty placeholder); the backward is `rankgrad::list_grad`.
-Second derivatives raise a RuntimeError: delta and the norm factor are held constant by
-definition, so the loss's Hessian is not LambdaRank's hessian (`lambdarank_gradients` gives that).
-"""
+"""LambdaRank's torch twin (every device; CPU tensors with `backend="torch"`): the loss and its
+gradient in torch ops, and the value checks of the Rust kernel for the torch path."""
 
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
-import numpy as np
 import torch
 
-from . import _core
-from ._inputs import GAIN_CAP, _check_finite, check_scale, chunk_rows
-from ._list_grad_op import loss_function, register_loss_autograd
+from .._inputs import GAIN_CAP, check_gain_range
+from .._torch_ops import chunk_rows, wide_dtype
 
-__all__ = ["lambdarank_op", "lambdarank_native", "LambdaRankFunction", "GAIN_CAP"]
-
-
-def _wide(dt: torch.dtype, dev: torch.device) -> torch.dtype:
-    """The accumulation dtype: float64 (float32 on MPS, which has no float64)."""
-    return torch.float32 if dev.type == "mps" else torch.float64
+__all__ = ["lambdarank", "check_targets"]
 
 
-def lambdarank_native(s, y, m, sigma, k, norm, gain, metric):
+def lambdarank(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
     """Torch-native twin of the Rust kernel: `(losses [B], valid [B], grad [B, N])`.
 
     Works in the sorted order; row chunks `[B, rows, N]` of pairs, never `[B, N, N]` at once.
@@ -36,7 +23,7 @@ def lambdarank_native(s, y, m, sigma, k, norm, gain, metric):
     give finite results, as on the Rust path (which computes in float64 throughout)."""
     b, n = s.shape
     dev, dt = s.device, s.dtype
-    wide = _wide(dt, dev)
+    wide = wide_dtype(dev)
     if n < 2:  # no pair anywhere
         z = torch.zeros(b, dtype=dt, device=dev)
         return z, torch.zeros(b, dtype=torch.bool, device=dev), torch.zeros_like(s)
@@ -131,68 +118,19 @@ def lambdarank_native(s, y, m, sigma, k, norm, gain, metric):
     return (total_l * factor).to(dt), valid, grad
 
 
-def check_targets(y: torch.Tensor, m: Optional[torch.Tensor], gain: Optional[List[float]]) -> None:
-    """The value checks the Rust kernel makes, for the torch path (behind `validate`)."""
-    real = torch.ones_like(y, dtype=torch.bool) if m is None else m
+def check_targets(s, y, m, w, sigma, k, norm, gain: Optional[List[float]], metric) -> None:
+    """The target checks the Rust kernel makes, for the torch path (behind `validate`): the gain
+    cap for `2^y - 1` gains, integers inside the table for `label_gain`."""
     if gain is None:
-        bad = (y > GAIN_CAP) & real
-        what = f"too large for 2^y - 1 gains (at most {GAIN_CAP:g})"
-    else:
-        bad = ((y < 0) | (y != torch.floor(y)) | (y >= len(gain))) & real
-        what = f"not an integer in [0, {len(gain)}) (the label_gain table has {len(gain)} entries)"
+        check_gain_range(y, m)
+        return
+    real = torch.ones_like(y, dtype=torch.bool) if m is None else m
+    bad = ((y < 0) | (y != torch.floor(y)) | (y >= len(gain))) & real
     rows = bad.any(-1)
     if bool(rows.any()):
         bi = int(rows.nonzero()[0, 0])
         v = float(y[bi][bad[bi]][0])
-        raise ValueError(f"targets: value {v:g} in list {bi} is {what}")
-
-
-@torch.library.custom_op("rankgrad::lambdarank_loss", mutates_args=())
-def lambdarank_op(
-    s: torch.Tensor,
-    y: torch.Tensor,
-    m: Optional[torch.Tensor],
-    sigma: float,
-    k: Optional[int],
-    norm: bool,
-    gain: Optional[List[float]],
-    metric: str,
-    native: bool,
-    validate: bool,
-    need_grad: bool,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`(losses [B], valid [B], grad [B, N] or empty)`; `s`, `y` float32/float64 alike."""
-    sigma = check_scale("sigma", sigma, s.dtype)
-    if s.device.type == "cpu" and not native:
-        table = None if gain is None else np.asarray(gain, dtype=np.float64)
-        losses, valid, grad = _core.lambdarank_loss(
-            s.detach().contiguous().numpy(),
-            y.contiguous().numpy(),
-            None if m is None else m.contiguous().numpy(),
-            sigma,
-            k,
-            norm,
-            table,
-            metric,
-            need_grad,
+        raise ValueError(
+            f"targets: value {v:g} in list {bi} is not an integer in [0, {len(gain)}) "
+            f"(the label_gain table has {len(gain)} entries)"
         )
-        grad = torch.from_numpy(grad) if need_grad else s.new_empty(0)
-        return torch.from_numpy(losses), torch.from_numpy(valid), grad
-    if validate:
-        _check_finite(s, m, "scores")
-        _check_finite(y, m, "targets")
-        check_targets(y, m, gain)
-    with torch.no_grad():
-        losses, valid, grad = lambdarank_native(s.detach(), y, m, sigma, k, norm, gain, metric)
-    return losses, valid, grad if need_grad else s.new_empty(0)
-
-
-@lambdarank_op.register_fake
-def _(s, y, m, sigma, k, norm, gain, metric, native, validate, need_grad):
-    b = s.shape[0]
-    grad = s.new_empty(s.shape) if need_grad else s.new_empty(0)
-    return s.new_empty(b), s.new_empty(b, dtype=torch.bool), grad
-
-
-register_loss_autograd(lambdarank_op, "lambdarank_loss")
-LambdaRankFunction = loss_function(lambdarank_op, "lambdarank_loss")

@@ -15,7 +15,7 @@ previous rounds, zero at first), then for every position ``p`` with ``c_p`` rows
 from __future__ import annotations
 
 import weakref
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -71,7 +71,16 @@ class PositionBias:
         b = self.factors.astype(np.float64)
         d1 = -g - b * reg * self.counts
         d2 = -h - reg * self.counts
-        self.factors = (b + lr * d1 / (np.abs(d2) + 0.001)).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            factors = (b + lr * d1 / (np.abs(d2) + 0.001)).astype(np.float32)
+        if not np.isfinite(factors).all():
+            bad = int(np.argmin(np.isfinite(factors)))
+            raise ValueError(
+                f"position bias: the factor of position {int(self.values[bad])} overflowed float32 "
+                f"(learning_rate={lr!r}, position_bias_regularization={reg!r}): the step "
+                "lr * d1 / (|d2| + 0.001) is too large; use a smaller learning_rate"
+            )
+        self.factors = factors
 
     def same_run(self, owner: Any) -> bool:
         """Whether `owner` (the Dataset, or the label array LightGBM passes) is the one this state
@@ -88,6 +97,3 @@ class PositionBias:
         state = dict(self.__dict__)
         state["owner"] = None  # a weak reference does not pickle; a copy starts a new run
         return state
-
-    def biases(self) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        return self.values.copy(), self.factors.copy()

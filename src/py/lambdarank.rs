@@ -1,4 +1,4 @@
-//! Bindings for LambdaRank (`crate::lambdas`): the ragged GBDT gradients and the padded loss.
+//! Bindings for LambdaRank (`crate::lambdarank`): the ragged GBDT gradients and the padded loss.
 
 use numpy::{Element, IntoPyArray, PyReadwriteArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -8,7 +8,7 @@ use pyo3::types::PyTuple;
 use super::arrays::{array1, as_flat, by_dtype, count_arg, float_dtype, group_sizes, optional1, padded_loss};
 use super::run_kernel;
 use crate::float::Float;
-use crate::lambdas::{self, Gains, LambdaMetric, LambdaOptions};
+use crate::lambdarank::{self, Gains, LambdaMetric, LambdaOptions};
 
 fn parse_metric(metric: &str) -> PyResult<LambdaMetric> {
     match metric {
@@ -68,11 +68,11 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
         let gain: &[f64] = match &lgv {
             Some(v) => v,
             None => {
-                default_gain = lambdas::default_label_gain();
+                default_gain = lambdarank::default_label_gain();
                 &default_gain
             }
         };
-        lambdas::lambdarank_gradients(&pv, &yv, &gv, gain, wv.as_deref(), &opts, grad, hess)
+        lambdarank::lambdarank_gradients(&pv, &yv, &gv, gain, wv.as_deref(), &opts, grad, hess)
     };
     match out {
         Some((og, oh)) => {
@@ -94,7 +94,7 @@ fn gradients_impl<'py, P: Float + Element, Y: Float + Element>(
 }
 
 /// `(grad, hess)` float64 `[n]`: LightGBM's lambdarank objective for the ragged layout.
-/// preds and labels: 1-D float32/float64; group: integer list sizes (each >= 1); label_gain,
+/// preds and labels: 1-D float32/float64; group: integer list sizes (each >= 0; a size-0 group is an empty list, `crate::ragged`); label_gain,
 /// weights: float64 or None; out: None or two writable contiguous float64 `[n]` arrays to fill
 /// (untouched when an error is raised).
 #[pyfunction]
@@ -140,7 +140,7 @@ fn loss_impl<'py, F: Float + Element>(
             Some(t) => Gains::Table(t),
             None => Gains::Exp2,
         };
-        lambdas::lambdarank_loss(batch, gains, &opts, losses, valid, grad)
+        lambdarank::lambdarank_loss(batch, gains, &opts, losses, valid, grad)
     })
 }
 

@@ -1,8 +1,9 @@
 """LambdaRank (SPEC section 4): LightGBM's lambdarank objective for GBDTs, and as a torch loss.
 
-This module is numpy-only at import: ``lambdarank_loss`` imports torch (and its custom op
-``rankgrad::lambdarank_loss`` in ``_lambdarank_op``) only when handed a tensor or
-``backend="torch"``.
+This package is numpy-only at import: ``lambdarank_loss`` imports torch (its custom op
+``rankgrad::lambdarank_loss`` in ``_op``, the torch twin in ``_native``) only when handed a tensor
+or ``backend="torch"``. The GBDT objectives built on ``lambdarank_gradients`` live in
+``rankgrad.gbdt``.
 
 Per list, items sorted by score descending (stable); gain ``G`` (``label_gain``, default
 ``2^y - 1``); discount ``d(p) = 1/log2(2 + p)``; ``inv = 1/maxDCG@k`` (ideal order: labels
@@ -27,24 +28,13 @@ at ``j`` is relevant; ``delta = 1/(1+f) - 1/(1+min(j, f2))`` when ``i == f`` and
 from __future__ import annotations
 
 import math
-import threading
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, overload
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, overload
 
 import numpy as np
 
-from . import _core
-from ._inputs import (
-    NumpyLoss,
-    check_backend,
-    check_count,
-    check_reduction,
-    check_scale,
-    is_tensor,
-    lists,
-    op_count,
-    reduce,
-    use_rust,
-)
+from .. import _core
+from .._dispatch import padded_loss
+from .._inputs import NumpyLoss, check_count, check_scale, flat, group_sizes, op_count
 
 if TYPE_CHECKING:
     import torch
@@ -54,43 +44,20 @@ __all__ = ["lambdarank_gradients", "lambdarank_loss"]
 _METRICS = ("ndcg", "mrr")
 
 
-def _check_metric(metric) -> str:
+def check_metric(metric) -> str:
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
     return metric
 
 
-def _check_truncation(truncation_level, allow_none: bool) -> Optional[int]:
+def check_truncation(truncation_level, allow_none: bool) -> Optional[int]:
     return check_count("truncation_level", truncation_level, allow_none)
 
 
-def _vector(x, name: str, n: Optional[int] = None, kinds: str = "fiu") -> np.ndarray:
-    """`x` as a 1-D numpy array (torch tensors are moved to the CPU), or a TypeError/ValueError."""
-    if is_tensor(x):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.dtype.kind not in kinds:
-        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    if a.ndim == 2 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if n is not None and a.shape[0] != n:
-        raise ValueError(f"{name} has {a.shape[0]} values, expected {n} like preds")
-    return a
-
-
-def _float(a: np.ndarray) -> np.ndarray:
-    """float32/float64 stay as they are (no copy); anything else becomes float64."""
-    if a.dtype in (np.float32, np.float64):
-        return a
-    return a.astype(np.float64)
-
-
-def _label_gain(label_gain) -> Optional[np.ndarray]:
+def label_gain_table(label_gain) -> Optional[np.ndarray]:
     if label_gain is None:
         return None
-    g = np.ascontiguousarray(_vector(label_gain, "label_gain"), dtype=np.float64)
+    g = flat(label_gain, "label_gain")
     if g.size == 0:
         raise ValueError("label_gain must not be empty")
     if not np.isfinite(g).all():
@@ -98,9 +65,9 @@ def _label_gain(label_gain) -> Optional[np.ndarray]:
     return g
 
 
-def _gain_list(label_gain) -> Optional[list]:
+def gain_list(label_gain) -> Optional[list]:
     """`label_gain` as a list of floats (plain Python for lists of numbers, so torch.compile
-    traces it), checked like `_label_gain`."""
+    traces it), checked like `label_gain_table`."""
     if label_gain is None:
         return None
     if isinstance(label_gain, (list, tuple)) and all(type(v) in (int, float) for v in label_gain):
@@ -110,17 +77,7 @@ def _gain_list(label_gain) -> Optional[list]:
         if not all(abs(v) < math.inf for v in vals):  # (not math.isfinite: dynamo traces this)
             raise ValueError("label_gain must hold finite numbers")
         return vals
-    return [float(v) for v in _label_gain(label_gain)]
-
-
-def _group(group, n: int) -> np.ndarray:
-    g = _vector(group, "group", kinds="fiu")
-    if g.dtype.kind == "f":
-        if not (np.isfinite(g).all() and (g == np.round(g)).all()):
-            raise ValueError("group must hold integer list sizes")
-    if g.dtype.kind == "u" and g.size and g.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"group sizes must sum to the {n} rows")
-    return np.ascontiguousarray(g, dtype=np.int64)
+    return [float(v) for v in label_gain_table(label_gain)]
 
 
 def lambdarank_gradients(
@@ -156,19 +113,29 @@ def lambdarank_gradients(
         argument and the group.
     """
     sigma = check_scale("sigma", sigma, "float64")
-    k = _check_truncation(truncation_level, allow_none=False)
-    metric = _check_metric(metric)
-    p = _float(_vector(preds, "preds"))
+    k = check_truncation(truncation_level, allow_none=False)
+    metric = check_metric(metric)
+    p = flat(preds, "preds", keep_float=True)
     n = p.shape[0]
-    y = _vector(labels, "labels", n, kinds="fiub")
-    y = _float(y.astype(np.float64) if y.dtype.kind == "b" else y)
-    g = _group(group, n)
-    w = None
-    if weights is not None:
-        w = np.ascontiguousarray(_vector(weights, "weights", n), dtype=np.float64)
+    y = flat(labels, "labels", n, keep_float=True)
+    g = group_sizes(group, n)
+    w = None if weights is None else flat(weights, "weights", n)
     if out is not None:
         out = _check_out(out, n, (p, y, w))
-    return _core.lambdarank_gradients(p, y, g, sigma, k, bool(norm), _label_gain(label_gain), w, metric, out)
+    return _core.lambdarank_gradients(
+        p, y, g, sigma, k, bool(norm), label_gain_table(label_gain), w, metric, out
+    )
+
+
+def _loss_op():  # type: ignore[no-untyped-def]
+    from ._op import OP
+
+    return OP
+
+
+def _rust(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
+    table = None if gain is None else np.asarray(gain, dtype=np.float64)
+    return _core.lambdarank_loss(s, y, m, sigma, k, norm, table, metric, need_grad)
 
 
 def _check_out(out, n: int, inputs) -> Tuple[np.ndarray, np.ndarray]:
@@ -188,7 +155,7 @@ def _check_out(out, n: int, inputs) -> Tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------------------------
 # The loss (padded [B, N] batches); torch is imported only when a tensor (or backend="torch")
-# needs it: the kernel's custom op lives in `_lambdarank_op`.
+# needs it: the kernel's custom op lives in `_op`, its torch twin in `_native`.
 
 
 @overload
@@ -264,100 +231,8 @@ def lambdarank_loss(
         a 1-D input) in the dtype of ``scores``: a differentiable tensor for tensors in
         (second derivatives raise RuntimeError), a numpy array for numpy in.
     """
-    check_reduction(reduction)
-    check_backend(backend)
-    k = _check_truncation(truncation_level, allow_none=True)
-    metric = _check_metric(metric)
-    table = _gain_list(label_gain)
-    norm = bool(norm)
-    x = lists(scores, targets, mask, validate=False)
-    if not x.is_torch:
-        sigma = check_scale("sigma", sigma, x.scores.dtype)
-        s, y, m = x.numpy()
-        if backend != "torch":
-            gain = None if table is None else np.asarray(table, dtype=np.float64)
-            losses, valid, _ = _core.lambdarank_loss(s, y, m, sigma, k, norm, gain, metric, False)
-        else:
-            import torch
-
-            from ._lambdarank_op import lambdarank_op
-
-            t = [None if a is None else torch.from_numpy(a) for a in (s, y, m)]
-            out = lambdarank_op(*t, sigma, op_count(k), norm, table, metric, True, validate, False)
-            losses, valid = out[0].numpy(), out[1].numpy()
-        out = reduce(losses, valid, reduction)
-        return x.out(out) if reduction == "none" else np.asarray(out).astype(x.dtype)[()]
-    import torch
-
-    from ._lambdarank_op import LambdaRankFunction, lambdarank_op
-
-    if not torch.compiler.is_compiling():  # else the op checks it when it runs
-        sigma = check_scale("sigma", sigma, x.scores.dtype)
-    native = not use_rust(x, backend)
-    from ._custom_ops import entry, needs_grad
-
-    need_grad = needs_grad(x.scores)
-    losses, valid, _ = entry(LambdaRankFunction, lambdarank_op)(
-        x.scores, x.targets, x.mask, sigma, op_count(k), norm, table, metric, native, validate, need_grad
+    k = check_truncation(truncation_level, allow_none=True)
+    options = (op_count(k), bool(norm), gain_list(label_gain), check_metric(metric))
+    return padded_loss(
+        _loss_op, _rust, scores, targets, mask, reduction, backend, validate, ("sigma", sigma), options
     )
-    return reduce(losses, valid, reduction, x)
-
-
-class _GBDTObjective:
-    """Shared by the LightGBM and XGBoost adapters: the options of `lambdarank_gradients`,
-    checked once, and per-thread output arrays reused from one boosting round to the next
-    (the boosters copy grad and hess at once; reusing them saves allocating and
-    page-faulting two fresh arrays each round)."""
-
-    def __init__(
-        self,
-        *,
-        sigma: float = 1.0,
-        truncation_level: int = 30,
-        norm: bool = True,
-        label_gain: Any = None,
-        metric: str = "ndcg",
-    ) -> None:
-        self.sigma = check_scale("sigma", sigma, "float64")
-        self.truncation_level = _check_truncation(truncation_level, allow_none=False)
-        self.norm = bool(norm)
-        self.label_gain = _label_gain(label_gain)
-        self.metric = _check_metric(metric)
-        self._local = threading.local()
-
-    @property
-    def options(self) -> Dict[str, Any]:
-        return dict(
-            sigma=self.sigma,
-            truncation_level=self.truncation_level,
-            norm=self.norm,
-            label_gain=self.label_gain,
-            metric=self.metric,
-        )
-
-    def _gradients(self, preds: Any, labels: Any, group: Any, weights: Any) -> Tuple[np.ndarray, np.ndarray]:
-        """`lambdarank_gradients` into this thread's reused arrays, shaped like `preds`."""
-        preds = np.asarray(preds)
-        n = preds.size
-        out = getattr(self._local, "out", None)
-        if out is None or out[0].shape[0] != n:
-            out = self._local.out = (np.empty(n), np.empty(n))
-        grad, hess = lambdarank_gradients(
-            preds.ravel(), labels, group, weights=weights, out=out, **self.options
-        )
-        return grad.reshape(preds.shape), hess.reshape(preds.shape)
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_local", None)
-        return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(sigma={self.sigma}, truncation_level={self.truncation_level}, "
-            f"norm={self.norm}, metric={self.metric!r})"
-        )

@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple, Union, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
-from .metrics import check_k
+from .. import _core
+from .._inputs import check_real, flat, group_sizes, ragged
+from ..metrics import check_k
 
 if TYPE_CHECKING:  # for the overloads only; never imported at run time
     from lightgbm import Dataset
@@ -80,34 +81,6 @@ def _is_instance(obj: Any, module: str, cls: str) -> bool:
     return mod is not None and isinstance(obj, getattr(mod, cls))
 
 
-def _flat(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim == 2 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per row), got shape {a.shape}")
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) or np.iscomplexobj(a):
-        raise TypeError(f"{name} must be real numbers, got {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float64)
-
-
-def _group_sizes(group: Any, n: int) -> np.ndarray:
-    if group is None:
-        raise ValueError("group: ranking metrics need query groups (list sizes), got None")
-    g = np.asarray(group)
-    if g.ndim != 1:
-        raise ValueError(f"group must be 1-D (list sizes), got shape {g.shape}")
-    if g.size and not np.issubdtype(g.dtype, np.integer):
-        if not (np.issubdtype(g.dtype, np.floating) and np.all(np.mod(g, 1) == 0)):
-            raise ValueError(f"group must hold integer list sizes, got {g.dtype}")
-    g = g.astype(np.int64)
-    if g.size and g.min() < 0:
-        raise ValueError(f"group: size of list {int(np.argmax(g < 0))} is negative")
-    if int(g.sum()) != n:
-        raise ValueError(f"group: sizes sum to {int(g.sum())}, but preds has {n} rows")
-    return g
-
-
 def ragged_metric(
     metric: str, preds: Any, labels: Any, group: Any, k: Optional[int] = None, scale_gains: bool = True
 ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
@@ -126,11 +99,7 @@ def ragged_metric(
     """
     metric = _check_metric(metric)
     k = check_k(k)
-    p = _flat(preds, "preds")
-    y = _flat(labels, "labels")
-    if y.shape != p.shape:
-        raise ValueError(f"labels has {y.size} rows, expected {p.size} like preds")
-    g = _group_sizes(group, p.size)
+    p, y, g, _ = ragged(preds, labels, group)
     return _core.ranking_metric_ragged(metric, p, y, g, k, bool(scale_gains))
 
 
@@ -162,11 +131,7 @@ class RankingMetric:
         self.metric = _check_metric(metric)
         self.k = check_k(k)
         self.scale_gains = bool(scale_gains)
-        if empty is not None:
-            empty = float(empty)
-            if not np.isfinite(empty):
-                raise ValueError(f"empty must be a finite number or None, got {empty!r}")
-        self.empty: Optional[float] = empty
+        self.empty: Optional[float] = None if empty is None else check_real("empty", empty)
         if name is None:
             tag = "rankgrad_" + _TAGS[self.metric]
             name = tag if self.k is None else f"{tag}@{self.k}"
@@ -188,7 +153,7 @@ class RankingMetric:
         mean of its rows' weights, as in LightGBM).
         """
         values, valid = ragged_metric(self.metric, preds, labels, group, self.k, self.scale_gains)
-        sizes = np.asarray(group, dtype=np.int64)
+        sizes = group_sizes(group, np.size(preds))
         qw = self._query_weights(weight, sizes)
         if self.empty is None:
             qw = valid.astype(np.float64) if qw is None else np.where(valid, qw, 0.0)
@@ -239,7 +204,7 @@ class RankingMetric:
             sizes = np.diff(ptr) if ptr.size >= 2 else None
             return self.name, self.evaluate(a, b.get_label(), sizes, b.get_weight())
         if weight is _MISSING and group is _MISSING:  # one query: (y_true, y_score) -> value
-            y = _flat(a, "y_true")
+            y = flat(a, "y_true")
             return self.evaluate(b, y, [y.size])
         # LightGBM's sklearn API: (y_true, y_pred, weight, group)
         w = None if weight is _MISSING else weight

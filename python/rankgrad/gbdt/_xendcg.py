@@ -22,22 +22,12 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from .. import _core
+from .._inputs import flat, ragged
 
-__all__ = ["xendcg_gradients", "XENDCGState"]
+__all__ = ["xendcg_gradients", "XENDCGState", "XENDCGBase"]
 
 Pair = Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
-
-
-def _vector(x: Any, name: str) -> npt.NDArray[Any]:
-    a = np.asarray(x)
-    if a.ndim == 2 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per row), got shape {a.shape}")
-    if a.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return a
 
 
 def _inputs(
@@ -45,23 +35,9 @@ def _inputs(
 ) -> Tuple[
     npt.NDArray[np.float64], npt.NDArray[Any], npt.NDArray[np.int64], Optional[npt.NDArray[np.float64]]
 ]:
-    p = np.ascontiguousarray(_vector(preds, "preds"), dtype=np.float64)
-    y = _vector(labels, "labels")
-    y = np.ascontiguousarray(y, dtype=y.dtype if y.dtype in (np.float32, np.float64) else np.float64)
-    if y.shape != p.shape:
-        raise ValueError(f"labels has {y.size} values, expected {p.size} like preds")
-    if group is None:
-        raise ValueError("group: XE-NDCG needs the query groups (list sizes), got None")
-    g = _vector(group, "group")
-    if g.dtype.kind == "f" and not (np.isfinite(g).all() and (g == np.round(g)).all()):
-        raise ValueError("group must hold integer list sizes")
-    g = np.ascontiguousarray(g, dtype=np.int64)
-    w = None
-    if weights is not None and np.size(weights) > 0:
-        w = np.ascontiguousarray(_vector(weights, "weights"), dtype=np.float64)
-        if w.shape != p.shape:
-            raise ValueError(f"weights has {w.size} values, expected {p.size} like preds")
-    return p, y, g, w
+    """The ragged inputs (`rankgrad._inputs.ragged`): float64 preds, float32/float64 labels."""
+    p, y, g, w = ragged(preds, labels, group, weights, keep_float=True)
+    return np.ascontiguousarray(p, dtype=np.float64), y, g, w
 
 
 def xendcg_gradients(preds: Any, labels: Any, group: Any, *, gammas: Any, weights: Any = None) -> Pair:
@@ -78,9 +54,7 @@ def xendcg_gradients(preds: Any, labels: Any, group: Any, *, gammas: Any, weight
         ``(grad, hess)``, float64 ``[n]``.
     """
     p, y, g, w = _inputs(preds, labels, group, weights)
-    gam = np.ascontiguousarray(_vector(gammas, "gammas"), dtype=np.float64)
-    if gam.shape != p.shape:
-        raise ValueError(f"gammas has {gam.size} values, expected {p.size} like preds")
+    gam = flat(gammas, "gammas", p.size)
     grad, hess = _core.xendcg_gradients(p, y, g, w, gam, None)
     return grad, hess
 
@@ -121,3 +95,22 @@ class XENDCGState:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"seed": self.seed, "states": None, "owner": None}
+
+
+class XENDCGBase:
+    """The part of `XENDCGObjective` both adapters share (`rankgrad.lightgbm`, `rankgrad.xgboost`):
+    the seed and the generator streams of the current run."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._state = XENDCGState(seed)
+
+    @property
+    def seed(self) -> int:
+        return self._state.seed
+
+    def reset(self) -> None:
+        """Restart the generator streams from `seed` (a new training run also does)."""
+        self._state.reset()
+
+    def __repr__(self) -> str:
+        return f"XENDCGObjective(seed={self.seed})"

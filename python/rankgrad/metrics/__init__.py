@@ -12,21 +12,22 @@ Items are ranked by score descending, ties by input position (a stable sort). Wi
 - ``recall``: ``hits@k / R``; ``precision``: ``hits@k / k`` (trec_eval's ``P_k``: divided by
   ``k`` even when the list is shorter; ``k=None``: the list's length).
 
-A list with no relevant item scores 0 (trec_eval's convention). CPU inputs go to the Rust
-kernels (O(N log N) per list, parallel over lists); other devices to a torch implementation.
-Tensors go through the custom op ``rankgrad::ranking_metric`` (meta tensors, torch.compile);
-this module imports torch only when handed a tensor.
+A list with no relevant item scores 0 (trec_eval's convention). ``k`` is an integer >= 1 of any
+size (an integral float is accepted too); beyond the list it means the whole list, except that
+precision still divides by ``k``. CPU inputs go to the Rust kernels (O(N log N) per list,
+parallel over lists); other devices to the torch twin (``_native``). Tensors go through the
+custom op ``rankgrad::ranking_metric`` (``_op``: meta tensors, torch.compile); this package
+imports torch only when handed a tensor or ``backend="torch"``.
 """
 
 from __future__ import annotations
 
-import numbers
 from typing import TYPE_CHECKING, Any, Optional, overload
 
 import numpy as np
 
-from . import _core
-from ._inputs import INT64_MAX, check_backend, is_tensor, lists, use_rust
+from .. import _core
+from .._inputs import as_tensors, check_backend, check_count, is_tensor, lists, op_count, use_rust
 
 if TYPE_CHECKING:
     import torch
@@ -35,16 +36,13 @@ __all__ = ["ndcg", "mrr", "average_precision", "recall", "precision"]
 
 
 def check_k(k: Any) -> Optional[int]:
-    """``None`` or a positive integer, else a ValueError/TypeError naming ``k``."""
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, (numbers.Integral, float, np.floating)):
-        raise TypeError(f"k must be a positive integer or None, got {type(k).__name__}")
-    if isinstance(k, (float, np.floating)) and not float(k).is_integer():
-        raise ValueError(f"k must be a positive integer or None, got {k!r}")
-    if not 1 <= k <= INT64_MAX:  # not capped like a loss's k: precision divides by k
-        raise ValueError(f"k must be a positive integer at most 2**63 - 1, or None, got {k!r}")
-    return int(k)
+    """A metric's cut-off: ``check_count`` (None or an integer >= 1 of any size), and an integral
+    float such as ``10.0`` is that integer; else a ValueError/TypeError naming ``k``."""
+    if isinstance(k, (float, np.floating)):
+        if not float(k).is_integer():
+            raise ValueError(f"k must be a positive integer or None, got {k!r}")
+        k = int(k)
+    return check_count("k", k)
 
 
 def _float_scores(scores: Any) -> Any:
@@ -65,21 +63,34 @@ def _metric(kind: str, scores, targets, k, scale_gains, mask, backend, validate)
     k = check_k(k)
     check_backend(backend)
     x = lists(_float_scores(scores), targets, mask, validate=False)
-    if not x.is_torch:
+    kk = op_count(k)  # None: the whole list (what a count beyond the list means)
+    if x.is_torch:
+        from ._op import OP
+
+        values = OP(
+            x.scores.detach(),
+            x.targets,
+            x.mask,
+            kind,
+            kk,
+            bool(scale_gains),
+            not use_rust(x, backend),
+            validate,
+        )
+    elif backend != "torch":
         s, y, m = x.numpy()
-        if backend != "torch":
-            values, _ = _core.ranking_metric(kind, s, y, m, k, bool(scale_gains))
-            return x.out(values)
+        values, _ = _core.ranking_metric(kind, s, y, m, kk, bool(scale_gains))
+    else:
         import torch
 
-        from ._metrics_op import metric_op
+        from ._op import OP
 
-        t = [None if a is None else torch.from_numpy(a) for a in (s, y, m)]
-        return x.out(metric_op(*t, kind, k, bool(scale_gains), True, validate).numpy())
-    from ._metrics_op import metric_op
-
-    native = not use_rust(x, backend)
-    values = metric_op(x.scores.detach(), x.targets, x.mask, kind, k, bool(scale_gains), native, validate)
+        xt = as_tensors(x)
+        with torch.no_grad():
+            values = OP(xt.scores, xt.targets, xt.mask, kind, kk, bool(scale_gains), True, validate).numpy()
+    if kind == "precision" and k is not None and kk is None:  # hits / k with k beyond int64
+        real = x.scores.shape[-1] if x.mask is None else x.mask.sum(-1)
+        values = values * real / float(k)
     return x.out(values)
 
 

@@ -1,7 +1,5 @@
-"""`rankgrad::ranking_metric`: the exact metrics (NDCG, MRR, AP, recall, precision) as a torch
-custom op (Rust on CPU, torch ops elsewhere or with `native=True`), with a fake (meta)
-implementation, so the metrics work on meta tensors and inside torch.compile. Not
-differentiable (scores enter detached)."""
+"""The exact metrics' torch twin (every device; CPU tensors with `backend="torch"`): NDCG, MRR,
+AP, recall and precision per list in torch ops, in the wide dtype."""
 
 from __future__ import annotations
 
@@ -9,14 +7,10 @@ from typing import Optional
 
 import torch
 
-from . import _core
-from ._inputs import GAIN_CAP, _check_finite
+from .._inputs import GAIN_CAP
+from .._torch_ops import wide_dtype
 
-__all__ = ["metric_op", "metric_native"]
-
-
-def _work(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
+__all__ = ["metric"]
 
 
 def _order(s: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
@@ -30,7 +24,7 @@ def _order(s: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
     return order
 
 
-def metric_native(
+def metric(
     kind: str,
     s: torch.Tensor,
     y: torch.Tensor,
@@ -40,7 +34,7 @@ def metric_native(
 ) -> torch.Tensor:
     """Per-list values `[B]` (float64; float32 on MPS) in torch ops (any device)."""
     b, n = s.shape
-    work = _work(s.device)
+    work = wide_dtype(s.device)
     if n == 0:
         return torch.zeros(b, dtype=work, device=s.device)
     kk = n if k is None else min(k, n)
@@ -74,42 +68,3 @@ def metric_native(
         per = real.sum(1).to(work) if k is None else torch.full_like(total, float(k))
         value = hits[:, -1] / per.clamp(min=1)
     return torch.where(valid, value, zero)
-
-
-@torch.library.custom_op("rankgrad::ranking_metric", mutates_args=())
-def metric_op(
-    s: torch.Tensor,
-    y: torch.Tensor,
-    m: Optional[torch.Tensor],
-    kind: str,
-    k: Optional[int],
-    scale_gains: bool,
-    native: bool,
-    validate: bool,
-) -> torch.Tensor:
-    """Per-list values `[B]`, float64 (float32 on MPS)."""
-    if s.device.type == "cpu" and not native:
-        mn = None if m is None else m.contiguous().numpy()
-        values, _ = _core.ranking_metric(
-            kind, s.contiguous().numpy(), y.contiguous().numpy(), mn, k, scale_gains
-        )
-        return torch.from_numpy(values)
-    if validate:  # the Rust kernels always check; here it may cost a device sync
-        _check_finite(s, m, "scores")
-        _check_finite(y, m, "targets")
-        if kind == "ndcg" and scale_gains:
-            big = y > GAIN_CAP
-            if m is not None:
-                big = big & m
-            rows = big.any(-1)
-            if bool(rows.any()):
-                raise ValueError(
-                    f"targets: a value in list {int(rows.nonzero()[0, 0])} is too large for 2^y - 1 gains "
-                    f"(at most {GAIN_CAP:g}; scale_gains=True)"
-                )
-    return metric_native(kind, s, y, m, k, scale_gains)
-
-
-@metric_op.register_fake
-def _(s, y, m, kind, k, scale_gains, native, validate):
-    return s.new_empty(s.shape[0], dtype=_work(s.device))
