@@ -96,7 +96,8 @@ bench: build
 	@for f in benches/bench_*.py; do echo "== $$f"; PYTHONPATH=python $(PY) $$f || exit 1; done
 
 # Linux: a manylinux2014 (manylinux_2_17) wheel, linked with zig against glibc 2.17 and checked
-# by maturin's auditwheel policy; .ci/check_wheel.py re-checks tag, abi3 and glibc symbols.
+# by maturin's auditwheel policy; .ci/check_wheel.py re-checks tag, abi3, glibc symbols and that
+# nothing but the package ships (the sdist target checks its contents the same way).
 ifeq ($(shell uname -s),Linux)
 WHEEL_FLAGS ?= --compatibility manylinux2014 --zig
 endif
@@ -109,6 +110,7 @@ wheel: env
 sdist: env
 	rm -f dist/rankgrad-*.tar.gz
 	$(VENV)/$(BIN)/maturin sdist -o dist
+	$(PY) .ci/check_wheel.py dist/rankgrad-*.tar.gz
 
 dist/.built: $(wildcard src/*.rs src/*/*.rs python/rankgrad/*.py python/rankgrad/*/*.py) \
 		python/rankgrad/_core.pyi Cargo.toml Cargo.lock pyproject.toml

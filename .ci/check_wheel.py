@@ -1,7 +1,11 @@
-"""Checks a built rankgrad wheel: abi3 tag for CPython >= 3.9, the stubs and py.typed inside, and on
-Linux a manylinux_2_17 (or older) platform tag whose extension uses no glibc symbol newer than 2.17.
+"""Checks a built rankgrad wheel or sdist.
 
-    python .ci/check_wheel.py dist/rankgrad-*.whl
+Wheel: abi3 tag for CPython >= 3.9, the stubs and py.typed inside, and on Linux a manylinux_2_17
+(or older) platform tag whose extension uses no glibc symbol newer than 2.17. Both: every file is
+source, a stub, `py.typed`, the compiled extension (wheel), packaging metadata, or the license
+or readme; anything else (a stray `.orig`, a cache, a plot) fails.
+
+    python .ci/check_wheel.py dist/rankgrad-*.whl dist/rankgrad-*.tar.gz
 """
 
 from __future__ import annotations
@@ -9,20 +13,48 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
 MAX_GLIBC = (2, 17)
 
+# What may ship. Wheel: the package and its dist-info; sdist: sources, build files, stub, license, readme.
+WHEEL_FILES = re.compile(
+    r"rankgrad/([\w/]+\.py|_core\.pyi|py\.typed|_core\.(abi3\.so|pyd))"
+    r"|rankgrad-[^/]+\.dist-info/(METADATA|WHEEL|RECORD|entry_points\.txt|licenses/LICENSE)"
+)
+SDIST_FILES = re.compile(
+    r"[\w.-]+/([\w/.-]+\.(rs|py|pyi)|python/rankgrad/py\.typed|"
+    r"PKG-INFO|pyproject\.toml|Cargo\.toml|Cargo\.lock|rustfmt\.toml|README\.md|LICENSE)"
+)
+
+
+def unexpected(names: list[str], allowed: re.Pattern[str]) -> list[str]:
+    return [f"unexpected file {n}" for n in names if not n.endswith("/") and not allowed.fullmatch(n)]
+
+
+def check_sdist(sdist: Path) -> list[str]:
+    with tarfile.open(sdist) as tar:
+        names = [m.name for m in tar.getmembers() if not m.isdir()]
+    problems = unexpected(names, SDIST_FILES)
+    for want in ("python/rankgrad/py.typed", "python/rankgrad/_core.pyi", "Cargo.toml", "src/lib.rs"):
+        if not any(n.endswith("/" + want) for n in names):
+            problems.append(f"{want} missing")
+    return problems
+
 
 def check(wheel: Path) -> list[str]:
+    if wheel.name.endswith(".tar.gz"):
+        return check_sdist(wheel)
     problems = []
     python, abi, platform = wheel.name[: -len(".whl")].split("-")[2:]
     if (python, abi) != ("cp39", "abi3"):
         problems.append(f"tag {python}-{abi}, want cp39-abi3")
     with zipfile.ZipFile(wheel) as z:
         files = z.namelist()
+        problems += unexpected(files, WHEEL_FILES)
         for want in ("rankgrad/py.typed", "rankgrad/_core.pyi", "rankgrad/__init__.py"):
             if want not in files:
                 problems.append(f"{want} missing")
@@ -51,7 +83,7 @@ def check(wheel: Path) -> list[str]:
 def main() -> int:
     wheels = [Path(a) for a in sys.argv[1:]]
     if not wheels:
-        print("usage: check_wheel.py WHEEL...", file=sys.stderr)
+        print("usage: check_wheel.py WHEEL_OR_SDIST...", file=sys.stderr)
         return 2
     bad = 0
     for wheel in wheels:

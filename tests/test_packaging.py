@@ -123,3 +123,34 @@ def test_core_works_without_torch():
 def test_torch_names_without_torch_say_what_to_install():
     with pytest.raises(ImportError, match=re.escape('pip install "rankgrad[torch]"')):
         rankgrad.approx_ndcg_loss  # noqa: B018
+
+
+def _check_wheel_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_wheel", ROOT / ".ci" / "check_wheel.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_release_artifacts_hold_only_sources():
+    """Issue 15: the wheel and sdist checks refuse anything but source, stub, py.typed, the
+    extension, packaging metadata, license and readme (a stray `.orig` once shipped)."""
+    cw = _check_wheel_module()
+    good_wheel = [
+        "rankgrad/__init__.py",
+        "rankgrad/approx/_op.py",
+        "rankgrad/_core.pyi",
+        "rankgrad/py.typed",
+        "rankgrad/_core.abi3.so",
+        "rankgrad-0.1.0.dist-info/METADATA",
+        "rankgrad-0.1.0.dist-info/RECORD",
+    ]
+    assert cw.unexpected(good_wheel, cw.WHEEL_FILES) == []
+    for bad in ("rankgrad/__init__.py.orig", "rankgrad/__pycache__/x.cpython-311.pyc", "rankgrad/plot.png"):
+        assert cw.unexpected([*good_wheel, bad], cw.WHEEL_FILES) == [f"unexpected file {bad}"]
+    good_sdist = ["r-0.1.0/src/lib.rs", "r-0.1.0/python/rankgrad/py.typed", "r-0.1.0/LICENSE", "r-0.1.0/PKG-INFO"]
+    assert cw.unexpected(good_sdist, cw.SDIST_FILES) == []
+    for bad in ("r-0.1.0/benches/results/approx.png", "r-0.1.0/Makefile", "r-0.1.0/python/rankgrad/a.py.orig"):
+        assert cw.unexpected([*good_sdist, bad], cw.SDIST_FILES) == [f"unexpected file {bad}"]

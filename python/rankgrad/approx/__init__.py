@@ -151,6 +151,11 @@ def approx_ranks(
     Returns:
         Ranks of the shape and dtype of `scores` (0 at padded positions), a tensor for a
         tensor (differentiable, twice) and an array for an array.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> rankgrad.approx_ranks(np.array([3.0, 1.0, 2.0])).round(4)
+        array([1.3881, 2.6119, 2.    ])
     """
     check_backend(backend)
     method = check_method(method)
@@ -232,6 +237,18 @@ def approx_ndcg_loss(
 
     Returns:
         The loss in the dtype of `scores`: a tensor for a tensor, numpy for numpy.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.approx_ndcg_loss(s, y, reduction="none").round(4)
+        array([0.2068, 0.3829])
+        >>> import torch
+        >>> st = torch.tensor(s, requires_grad=True)
+        >>> rankgrad.approx_ndcg_loss(st, torch.tensor(y), temperature=0.5).backward()
+        >>> st.grad.shape
+        torch.Size([2, 3])
     """
     return _loss(
         "ndcg",
@@ -297,6 +314,13 @@ def approx_mrr_loss(
 
     Returns:
         The loss in the dtype of `scores`: a tensor for a tensor, numpy for numpy.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.approx_mrr_loss(s, y, reduction="none").round(4)
+        array([0.311, 0.518])
     """
     return _loss("mrr", scores, targets, mask, temperature, reduction, method, backend, validate)
 
@@ -356,6 +380,13 @@ def approx_rank_mse_loss(
 
     Returns:
         The loss in the dtype of `scores`: a tensor for a tensor, numpy for numpy.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.approx_rank_mse_loss(s, y, reduction="none").round(4)
+        array([0.3973, 0.7203])
     """
     return _loss(
         "rank_mse",

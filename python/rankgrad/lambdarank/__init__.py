@@ -111,6 +111,13 @@ def lambdarank_gradients(
     Returns:
         ``(grad, hess)``, float64 ``[n]`` numpy arrays (``out`` when given). Errors name the
         argument and the group.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> preds = np.array([0.5, 0.2, 0.9, 0.1])  # one query of 4 rows
+        >>> grad, hess = rankgrad.lambdarank_gradients(preds, np.array([2, 0, 1, 0]), group=[4])
+        >>> grad.round(4)
+        array([-0.5398,  0.1892,  0.1533,  0.1973])
     """
     sigma = check_scale("sigma", sigma, "float64")
     k = check_truncation(truncation_level, allow_none=False)
@@ -230,6 +237,13 @@ def lambdarank_loss(
         A scalar (``"mean"``/``"sum"``) or per-list ``[B]`` losses (``"none"``; a scalar for
         a 1-D input) in the dtype of ``scores``: a differentiable tensor for tensors in
         (second derivatives raise RuntimeError), a numpy array for numpy in.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.lambdarank_loss(s, y, reduction="none").round(4)
+        array([0.1861, 0.4965])
     """
     k = check_truncation(truncation_level, allow_none=True)
     options = (op_count(k), bool(norm), gain_list(label_gain), check_metric(metric))

@@ -127,6 +127,13 @@ def lambda_loss(
     Returns:
       A scalar (``"mean"``/``"sum"``) or ``[B]`` (``"none"``) in the input dtype: a tensor
       differentiable once with respect to ``scores`` for tensor input, numpy for numpy input.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.lambda_loss(s, y, reduction="none").round(4)
+        array([3.2847, 6.1875])
     """
     mu = check_options(weighting, mu)
     options = (weighting, op_count(check_count("k", k)), mu, bool(scale_gains))

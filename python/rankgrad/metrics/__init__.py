@@ -144,6 +144,13 @@ def ndcg(
     Returns:
         Per-list values ``[B]`` (a scalar for a 1-D input) in the dtype of ``scores``: a tensor
         on the same device for a tensor in, a numpy array for numpy in.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.ndcg(s, y).round(4)
+        array([0.9639, 0.5   ])
     """
     return _metric("ndcg", scores, targets, k, scale_gains, mask, backend, validate)
 
@@ -192,6 +199,13 @@ def mrr(
     Returns:
         Per-list values ``[B]`` (a scalar for a 1-D input) in the dtype of ``scores``, tensor in
         -> tensor out, numpy in -> numpy out.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.mrr(s, y).round(4)
+        array([1.    , 0.3333])
     """
     return _metric("mrr", scores, targets, k, True, mask, backend, validate)
 
@@ -243,6 +257,13 @@ def average_precision(
     Returns:
         Per-list values ``[B]`` (a scalar for a 1-D input) in the dtype of ``scores``, tensor in
         -> tensor out, numpy in -> numpy out.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.average_precision(s, y).round(4)
+        array([0.8333, 0.3333])
     """
     return _metric("average_precision", scores, targets, k, True, mask, backend, validate)
 
@@ -292,6 +313,13 @@ def recall(
     Returns:
         Per-list values ``[B]`` (a scalar for a 1-D input) in the dtype of ``scores``, tensor in
         -> tensor out, numpy in -> numpy out.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.recall(s, y, k=1)
+        array([0.5, 0. ])
     """
     return _metric("recall", scores, targets, k, True, mask, backend, validate)
 
@@ -341,5 +369,12 @@ def precision(
     Returns:
         Per-list values ``[B]`` (a scalar for a 1-D input) in the dtype of ``scores``, tensor in
         -> tensor out, numpy in -> numpy out.
+
+    Example:
+        >>> import numpy as np, rankgrad
+        >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])  # scores [B, N]
+        >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # graded relevance
+        >>> rankgrad.precision(s, y, k=2)
+        array([0.5, 0. ])
     """
     return _metric("precision", scores, targets, k, True, mask, backend, validate)

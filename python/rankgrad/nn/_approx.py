@@ -50,6 +50,16 @@ class ApproxNDCGLoss(_ApproxLoss):
         method: "auto", "fast" or "exact" summation (keyword-only; see `rankgrad.approx_ranks`).
         backend: "auto", "rust" or "torch" (keyword-only).
         validate: NaN/inf checks on the torch-native path (keyword-only).
+
+    Example:
+        >>> import torch
+        >>> from rankgrad.nn import ApproxNDCGLoss
+        >>> scores = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]], requires_grad=True)
+        >>> targets = torch.tensor([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        >>> loss = ApproxNDCGLoss(temperature=0.5)(scores, targets)
+        >>> loss.backward()
+        >>> round(loss.item(), 4)
+        0.2543
     """
 
     def __init__(
@@ -94,6 +104,16 @@ class ApproxMRRLoss(_ApproxLoss):
         method: "auto", "fast" or "exact" summation (keyword-only; see `rankgrad.approx_ranks`).
         backend: "auto", "rust" or "torch" (keyword-only).
         validate: NaN/inf checks on the torch-native path (keyword-only).
+
+    Example:
+        >>> import torch
+        >>> from rankgrad.nn import ApproxMRRLoss
+        >>> scores = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]], requires_grad=True)
+        >>> targets = torch.tensor([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        >>> loss = ApproxMRRLoss()(scores, targets)
+        >>> loss.backward()
+        >>> round(loss.item(), 4)
+        0.4145
     """
 
     def forward(
@@ -122,6 +142,16 @@ class ApproxRankMSELoss(_ApproxLoss):
         method: "auto", "fast" or "exact" summation (keyword-only; see `rankgrad.approx_ranks`).
         backend: "auto", "rust" or "torch" (keyword-only).
         validate: NaN/inf checks on the torch-native path (keyword-only).
+
+    Example:
+        >>> import torch
+        >>> from rankgrad.nn import ApproxRankMSELoss
+        >>> scores = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]], requires_grad=True)
+        >>> targets = torch.tensor([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        >>> loss = ApproxRankMSELoss(discount="log2")(scores, targets)
+        >>> loss.backward()
+        >>> round(loss.item(), 4)
+        0.397
     """
 
     def __init__(

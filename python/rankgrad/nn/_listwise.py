@@ -16,6 +16,16 @@ class LambdaLoss(torch.nn.Module):
     positions by score, `w_ij` the `weighting`'s constant NDCG-derived weight.
 
     Called as `loss(scores, targets, mask=None)` on `[B, N]` (or `[N]`) tensors.
+
+    Example:
+        >>> import torch
+        >>> from rankgrad.nn import LambdaLoss
+        >>> scores = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]], requires_grad=True)
+        >>> targets = torch.tensor([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        >>> loss = LambdaLoss(k=2)(scores, targets)
+        >>> loss.backward()
+        >>> round(loss.item(), 4)
+        1.516
     """
 
     def __init__(
@@ -68,7 +78,18 @@ class LambdaLoss(torch.nn.Module):
 class SoftmaxLoss(torch.nn.Module):
     """Softmax cross-entropy criterion (`rankgrad.softmax_loss`): per list
     `-sum_i p_i log softmax(s)_i`, `p_i = max(y_i, 0) / sum_j max(y_j, 0)` (`normalize=False`:
-    `p_i = max(y_i, 0)`)."""
+    `p_i = max(y_i, 0)`).
+
+    Example:
+        >>> import torch
+        >>> from rankgrad.nn import SoftmaxLoss
+        >>> scores = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]], requires_grad=True)
+        >>> targets = torch.tensor([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        >>> loss = SoftmaxLoss()(scores, targets)
+        >>> loss.backward()
+        >>> round(loss.item(), 4)
+        1.0832
+    """
 
     def __init__(self, reduction: str = "mean", *, normalize: bool = True, validate: bool = True):
         super().__init__()
@@ -88,7 +109,18 @@ class SoftmaxLoss(torch.nn.Module):
 
 class ListMLELoss(torch.nn.Module):
     """ListMLE criterion (`rankgrad.listmle_loss`): per list the Plackett-Luce negative
-    log-likelihood `sum_i [logsumexp(s_pi(i..n)) - s_pi(i)]` of the order by targets."""
+    log-likelihood `sum_i [logsumexp(s_pi(i..n)) - s_pi(i)]` of the order by targets.
+
+    Example:
+        >>> import torch
+        >>> from rankgrad.nn import ListMLELoss
+        >>> scores = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]], requires_grad=True)
+        >>> targets = torch.tensor([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        >>> loss = ListMLELoss()(scores, targets)
+        >>> loss.backward()
+        >>> round(loss.item(), 4)
+        1.6424
+    """
 
     def __init__(self, reduction: str = "mean", *, validate: bool = True):
         super().__init__()

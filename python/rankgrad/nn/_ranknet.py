@@ -21,6 +21,16 @@ class RankNetLoss(torch.nn.Module):
 
     Called as ``loss(scores, targets, mask=None)`` on ``[B, N]`` (or ``[N]``) tensors; returns
     a tensor (a scalar, or ``[B]`` for ``"none"``).
+
+    Example:
+        >>> import torch
+        >>> from rankgrad.nn import RankNetLoss
+        >>> scores = torch.tensor([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]], requires_grad=True)
+        >>> targets = torch.tensor([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        >>> loss = RankNetLoss()(scores, targets)
+        >>> loss.backward()
+        >>> round(loss.item(), 4)
+        0.6338
     """
 
     def __init__(

@@ -100,6 +100,6 @@ def ranknet_loss(
         >>> s = np.array([[2.0, 1.0, 0.5], [0.1, 0.3, 0.2]])
         >>> y = np.array([[2.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
         >>> rankgrad.ranknet_loss(s, y, reduction="none").round(4)
-        array([0.3643, 0.7463])
+        array([0.4963, 0.7713])
     """
     return padded_loss(_loss_op, _rust, scores, targets, mask, reduction, backend, validate, ("sigma", sigma))

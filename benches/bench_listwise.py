@@ -8,8 +8,8 @@ than a dozen of them; on a small shared machine it is run on a slice of the list
 (`--allrank-max-lists`) and its time and memory are scaled to the full batch (both grow
 linearly in B); the table says so.
 
-Writes benches/results/lambda_loss.md and benches/results/lambda_loss.png.
-    PYTHONPATH=python python benches/bench_lambda_loss.py [--sizes 64x1000,16x4000]
+Writes benches/results/listwise.md and benches/results/listwise.png.
+    PYTHONPATH=python python benches/bench_listwise.py [--sizes 64x1000,16x4000]
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def write_results(rows, out: Path) -> None:
         f"Load average while writing this table: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
         "(a shared machine: absolute times are inflated, the methods ran under the same load).",
     ]
-    (out / "lambda_loss.md").write_text("\n".join(lines) + "\n")
+    (out / "listwise.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
 
@@ -212,8 +212,8 @@ def write_results(rows, out: Path) -> None:
         ax.legend()
     fig.suptitle("lambda_loss (ndcg2pp) forward+backward, float32, cpu")
     fig.tight_layout()
-    fig.savefig(out / "lambda_loss.png", dpi=110)
-    print(f"wrote {out / 'lambda_loss.md'} and {out / 'lambda_loss.png'}")
+    fig.savefig(out / "listwise.png", dpi=110)
+    print(f"wrote {out / 'listwise.md'} and {out / 'listwise.png'}")
 
 
 if __name__ == "__main__":
