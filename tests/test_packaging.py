@@ -150,7 +150,16 @@ def test_release_artifacts_hold_only_sources():
     assert cw.unexpected(good_wheel, cw.WHEEL_FILES) == []
     for bad in ("rankgrad/__init__.py.orig", "rankgrad/__pycache__/x.cpython-311.pyc", "rankgrad/plot.png"):
         assert cw.unexpected([*good_wheel, bad], cw.WHEEL_FILES) == [f"unexpected file {bad}"]
-    good_sdist = ["r-0.1.0/src/lib.rs", "r-0.1.0/python/rankgrad/py.typed", "r-0.1.0/LICENSE", "r-0.1.0/PKG-INFO"]
+    good_sdist = [
+        "r-0.1.0/src/lib.rs",
+        "r-0.1.0/python/rankgrad/py.typed",
+        "r-0.1.0/LICENSE",
+        "r-0.1.0/PKG-INFO",
+    ]
     assert cw.unexpected(good_sdist, cw.SDIST_FILES) == []
-    for bad in ("r-0.1.0/benches/results/approx.png", "r-0.1.0/Makefile", "r-0.1.0/python/rankgrad/a.py.orig"):
+    for bad in (
+        "r-0.1.0/benches/results/approx.png",
+        "r-0.1.0/Makefile",
+        "r-0.1.0/python/rankgrad/a.py.orig",
+    ):
         assert cw.unexpected([*good_sdist, bad], cw.SDIST_FILES) == [f"unexpected file {bad}"]
