@@ -9,12 +9,14 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::float::Float;
 
-/// A padded batch: row-major `scores[b * n + j]`; `mask[k] == true` marks a real item.
+/// A padded batch: row-major `scores[b * n + j]`; `mask[k] == true` marks a real item;
+/// optional per-item `weights` (SPEC 13; None: every weight 1), finite and >= 0 on real items.
 #[derive(Clone, Copy, Debug)]
 pub struct Padded<'a, F> {
     pub scores: &'a [F],
     pub targets: Option<&'a [F]>,
     pub mask: Option<&'a [bool]>,
+    pub weights: Option<&'a [F]>,
     pub b: usize,
     pub n: usize,
 }
@@ -47,7 +49,30 @@ impl<'a, F: Float> Padded<'a, F> {
                 ));
             }
         }
-        Ok(Padded { scores, targets, mask, b, n })
+        Ok(Padded { scores, targets, mask, weights: None, b, n })
+    }
+
+    /// The batch with per-item `weights` (`[b * n]`): an error naming `weights` unless they
+    /// have the shape of scores and are finite and >= 0 on every real item (padded items'
+    /// weights are ignored, whatever they hold).
+    pub fn with_weights(mut self, weights: Option<&'a [F]>) -> Result<Self> {
+        if let Some(w) = weights {
+            if w.len() != self.scores.len() {
+                return Err(Error::invalid(
+                    "weights",
+                    format!("has {} values, expected {} x {}", w.len(), self.b, self.n),
+                ));
+            }
+            let bad = (0..self.b).into_par_iter().find_first(|&bi| {
+                let lo = bi * self.n;
+                (lo..lo + self.n).any(|k| self.is_real(k) && !(w[k].is_finite() && w[k] >= F::ZERO))
+            });
+            if let Some(list) = bad {
+                return Err(Error::invalid("weights", format!("must be finite and >= 0 (list {list})")));
+            }
+        }
+        self.weights = weights;
+        Ok(self)
     }
 
     /// The targets a per-list kernel needs, after checking its output buffers: each of
@@ -102,10 +127,11 @@ impl<'a, F: Float> Padded<'a, F> {
         Ok(())
     }
 
-    /// Copies list `bi`'s real items into `w.s` (and `w.y`), their positions into `w.idx`.
+    /// Copies list `bi`'s real items into `w.s` (and `w.y`, `w.w`), their positions into `w.idx`.
     pub fn gather(&self, bi: usize, w: &mut Gathered<F>) {
         w.s.clear();
         w.y.clear();
+        w.w.clear();
         w.idx.clear();
         let lo = bi * self.n;
         for j in 0..self.n {
@@ -115,17 +141,33 @@ impl<'a, F: Float> Padded<'a, F> {
                 if let Some(t) = self.targets {
                     w.y.push(t[lo + j]);
                 }
+                if let Some(ws) = self.weights {
+                    w.w.push(ws[lo + j]);
+                }
             }
         }
     }
 }
 
-/// One list's real items, gathered.
+/// One list's real items, gathered (`w` is empty when the batch has no weights).
 #[derive(Default)]
 pub struct Gathered<F> {
     pub s: Vec<F>,
     pub y: Vec<F>,
+    pub w: Vec<F>,
     pub idx: Vec<usize>,
+}
+
+impl<F: Float> Gathered<F> {
+    /// The weight of real item `k` (1 without weights).
+    #[inline]
+    pub fn weight(&self, k: usize) -> F {
+        if self.w.is_empty() {
+            F::ONE
+        } else {
+            self.w[k]
+        }
+    }
 }
 
 /// Writes `values[k]` to `row[idx[k]]` and zero everywhere else.
@@ -195,6 +237,25 @@ mod tests {
         assert_eq!(b.check_finite(), Err(Error::NonFinite { arg: "scores", list: 2 }));
         let b = Padded::new(&s, None, None, 3, 2).unwrap();
         assert_eq!(b.check_finite(), Err(Error::NonFinite { arg: "scores", list: 1 }));
+    }
+
+    #[test]
+    fn weights_are_checked_on_real_items_only() {
+        let s = [0.0f64; 6];
+        let m = [true, true, false, true, true, true];
+        let b = Padded::new(&s, None, Some(&m), 3, 2).unwrap();
+        let ok = [1.0, 0.0, f64::NAN, 2.0, 0.5, 3.0]; // the NaN sits on a padded item
+        assert!(b.with_weights(Some(&ok)).is_ok());
+        let neg = [1.0, 0.0, 1.0, 2.0, -0.5, 3.0];
+        let e = b.with_weights(Some(&neg)).unwrap_err();
+        assert_eq!(e.arg(), "weights");
+        assert!(e.to_string().contains("list 2"), "{e}");
+        assert_eq!(b.with_weights(Some(&ok[..5])).unwrap_err().arg(), "weights");
+        let mut g = Gathered::default();
+        b.with_weights(Some(&ok)).unwrap().gather(1, &mut g);
+        assert_eq!((g.w.as_slice(), g.weight(0)), (&[2.0][..], 2.0));
+        b.gather(1, &mut g);
+        assert!(g.w.is_empty() && g.weight(0) == 1.0);
     }
 
     #[test]

@@ -231,12 +231,13 @@ pub(crate) fn count_arg(obj: Option<&Bound<'_, PyAny>>, arg: &str) -> PyResult<O
 }
 
 /// Runs `kernel` without the GIL on the padded batch made of numpy `scores`, `targets` (same
-/// dtype) and `mask`, after checking their types and shapes.
+/// dtype), `mask` and per-item `weights` (same dtype), after checking their types and shapes.
 pub(crate) fn with_padded<'py, F, R, K>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
+    weights: Option<&Bound<'py, PyAny>>,
     kernel: K,
 ) -> PyResult<R>
 where
@@ -249,8 +250,20 @@ where
     let y = array2::<F>(targets, "targets", "the dtype of scores")?;
     same_shape(&y, "targets", shape)?;
     let m = mask_rows(mask, shape)?;
-    let (sv, yv, mv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows));
-    run_kernel(py, || kernel(&Padded::new(&sv, Some(&yv), mv.as_deref(), shape.0, shape.1)?))
+    let w = match weights.filter(|w| !w.is_none()) {
+        Some(w) => {
+            let w = array2::<F>(w, "weights", "the dtype of scores")?;
+            same_shape(&w, "weights", shape)?;
+            Some(w)
+        }
+        None => None,
+    };
+    let (sv, yv, mv, wv) = (as_rows(&s), as_rows(&y), m.as_ref().map(as_rows), w.as_ref().map(as_rows));
+    run_kernel(py, || {
+        let batch =
+            Padded::new(&sv, Some(&yv), mv.as_deref(), shape.0, shape.1)?.with_weights(wv.as_deref())?;
+        kernel(&batch)
+    })
 }
 
 /// A padded-batch loss kernel `kernel(batch, losses [B], valid [B], grad [B * N] or None)` on
@@ -267,7 +280,24 @@ where
     F: Float + Element,
     K: FnOnce(&Padded<F>, &mut [F], &mut [bool], Option<&mut [F]>) -> Result<(), Error> + Send,
 {
-    let (losses, valid, grad, n) = with_padded(py, scores, targets, mask, |batch: &Padded<F>| {
+    padded_loss_weighted(py, scores, targets, mask, None, need_grad, kernel)
+}
+
+/// `padded_loss` with per-item `weights` (`[B, N]` in the dtype of scores, or None) on the batch.
+pub(crate) fn padded_loss_weighted<'py, F, K>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    targets: &Bound<'py, PyAny>,
+    mask: Option<&Bound<'py, PyAny>>,
+    weights: Option<&Bound<'py, PyAny>>,
+    need_grad: bool,
+    kernel: K,
+) -> PyResult<Bound<'py, PyTuple>>
+where
+    F: Float + Element,
+    K: FnOnce(&Padded<F>, &mut [F], &mut [bool], Option<&mut [F]>) -> Result<(), Error> + Send,
+{
+    let (losses, valid, grad, n) = with_padded(py, scores, targets, mask, weights, |batch: &Padded<F>| {
         let (b, n) = (batch.b, batch.n);
         let mut losses = vec![F::ZERO; b];
         let mut valid = vec![false; b];

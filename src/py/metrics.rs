@@ -39,7 +39,7 @@ fn metric_impl<'py, F: Float + Element>(
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let (values, valid) = with_padded(py, scores, targets, mask, |batch: &Padded<F>| {
+    let (values, valid) = with_padded(py, scores, targets, mask, None, |batch: &Padded<F>| {
         let (mut values, mut valid) = (vec![0.0; batch.b], vec![false; batch.b]);
         metrics::metric_padded(batch, metric, &mut values, &mut valid)?;
         Ok((values, valid))
