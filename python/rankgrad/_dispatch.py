@@ -23,6 +23,7 @@ from ._inputs import (
     lists,
     reduce,
     use_rust,
+    weights_of,
 )
 
 RustLoss = Callable[..., Tuple[Any, Any, Any]]
@@ -39,6 +40,7 @@ def padded_loss(
     validate: bool,
     scale: Tuple[str, Any],
     options: Sequence[Any] = (),
+    weights: Any = None,
 ) -> Any:
     """The loss of a padded batch, reduced, on the backend the inputs ask for.
 
@@ -50,24 +52,28 @@ def padded_loss(
         scale: `(name, value)` of the temperature or sigma, checked for the compute dtype and
             passed first among the options.
         options: the other options, already checked, in the op's order.
+        weights: SPEC 13's weights (`_inputs.weights_of`): per item to the kernel, per list to
+            the reduction.
     """
     check_reduction(reduction)
     check_backend(backend)
     x = lists(scores, targets, mask, validate=False)
     opts = (check_scale(scale[0], scale[1], x.scores.dtype), *options)
+    w, lw = weights_of(weights, x, validate)
     if x.is_torch:
-        losses, valid = op()(x.scores, x.targets, x.mask, None, opts, not use_rust(x, backend), validate)
-        return reduce(losses, valid, reduction, x)
+        losses, valid = op()(x.scores, x.targets, x.mask, w, opts, not use_rust(x, backend), validate)
+        return reduce(losses, valid, reduction, x, lw)
     if backend != "torch":
         s, y, m = x.numpy()
-        losses, valid, _ = rust(s, y, m, None, *opts, False)
-        return reduce(losses, valid, reduction, x)
+        losses, valid, _ = rust(s, y, m, w, *opts, False)
+        return reduce(losses, valid, reduction, x, lw)
     import torch
 
     xt = as_tensors(x)
+    wt = None if w is None else torch.from_numpy(w)
     with torch.no_grad():
-        losses, valid = op()(xt.scores, xt.targets, xt.mask, None, opts, True, validate)
-    return reduce(losses.numpy(), valid.numpy(), reduction, x)
+        losses, valid = op()(xt.scores, xt.targets, xt.mask, wt, opts, True, validate)
+    return reduce(losses.numpy(), valid.numpy(), reduction, x, lw)
 
 
 def composite_loss(

@@ -325,21 +325,90 @@ def lists(
     return out
 
 
-def reduce(losses: Array, valid: Array, reduction: str, x: Optional[Lists] = None) -> Array:
+def reduce(
+    losses: Array,
+    valid: Array,
+    reduction: str,
+    x: Optional[Lists] = None,
+    list_weights: Optional[Array] = None,
+) -> Array:
     """`mean` over the lists that count (0 if none does), `sum`, or `none` (per list `[B]`).
 
-    With `x`, the result is in the input dtype and a 1-D input gives a scalar for `none`.
+    With `list_weights` (`[B]`, SPEC 13) each list's loss is multiplied by its weight and `mean`
+    is the weighted mean over the lists that count (`sum_b w_b loss_b / sum_{b counts} w_b`, 0 when
+    that is 0). With `x`, the result is in the input dtype and a 1-D input gives a scalar for `none`.
     """
     if x is not None:
-        out = reduce(losses, valid, reduction)
+        out = reduce(losses, valid, reduction, list_weights=list_weights)
         return x.out(out) if reduction == "none" else _cast(out, x.dtype)
+    if list_weights is not None:
+        losses = losses * list_weights
     if reduction == "none":
         return losses
     if reduction == "sum":
         return losses.sum()
     if is_tensor(losses):
-        return losses.sum() / valid.sum().clamp(min=1).to(losses.dtype)
-    return losses.sum() / max(int(valid.sum()), 1)
+        count = valid.to(losses.dtype) if list_weights is None else (valid * list_weights).to(losses.dtype)
+        total = count.sum()
+        return losses.sum() / (total.clamp(min=1) if list_weights is None else total.where(total > 0, 1))
+    if list_weights is None:
+        return losses.sum() / max(int(valid.sum()), 1)
+    total = float((valid * list_weights).sum())
+    return losses.sum() / (total if total > 0 else 1.0)
+
+
+def weights_of(weights: Any, x: Lists, validate: bool = True) -> tuple[Optional[Array], Optional[Array]]:
+    """SPEC 13's `weights` for the batch `x`: `(per-item [B, N] or None, per-list [B] or None)` in
+    the compute dtype. `[B, N]` (`[N]` for a 1-D input) weighs items, `[B]` (a scalar for a 1-D
+    input) whole lists. Weights must be finite and >= 0 on real items (padded items' weights are
+    ignored): a ValueError naming `weights` (checked when `validate`, always for numpy)."""
+    if weights is None:
+        return None, None
+    kind = "torch" if x.is_torch else "numpy"
+    if kind == "torch" and isinstance(weights, np.ndarray):
+        import torch
+
+        weights = torch.from_numpy(native_array(weights)).to(x.scores.device)
+    if _kind(weights, "weights") != kind:
+        raise TypeError(f"weights must be a {'torch.Tensor' if x.is_torch else 'numpy.ndarray'} like scores")
+    if kind == "numpy":
+        weights = native_array(weights)
+        if not (np.issubdtype(weights.dtype, np.number) or weights.dtype == np.bool_) or np.iscomplexobj(
+            weights
+        ):
+            raise TypeError(f"weights must be real numbers, got {weights.dtype}")
+        w = weights.astype(x.scores.dtype, copy=False)
+    else:
+        if weights.is_complex():
+            raise TypeError(f"weights must be real numbers, got {weights.dtype}")
+        if weights.device != x.scores.device:
+            raise ValueError(f"weights is on {weights.device} but scores is on {x.scores.device}")
+        w = weights.detach().to(x.scores.dtype)
+    b, n = x.shape
+    item_shape, list_shape = ((n,), ()) if x.squeeze else ((b, n), (b,))
+    shape = tuple(w.shape)
+    if shape == item_shape:
+        w = w[None] if x.squeeze else w
+        if validate or kind == "numpy":
+            bad = ~(w >= 0) | ~(w < math.inf)
+            if x.mask is not None:
+                bad = bad & x.mask
+            rows = bad.any(-1)
+            if bool(rows.any()):
+                first = int(rows.nonzero()[0, 0]) if is_tensor(rows) else int(np.flatnonzero(rows)[0])
+                raise ValueError(f"weights must be finite and >= 0 (list {first})")
+        return w, None
+    if shape == list_shape:
+        w = w.reshape(1) if x.squeeze else w
+        if validate or kind == "numpy":
+            bad = ~(w >= 0) | ~(w < math.inf)
+            if bool(bad.any()):
+                first = int(bad.nonzero()[0][0]) if is_tensor(bad) else int(np.flatnonzero(bad)[0])
+                raise ValueError(f"weights must be finite and >= 0 (list {first})")
+        return None, w
+    raise ValueError(
+        f"weights has shape {shape}: expected {item_shape} (one per item) or {list_shape} (one per list)"
+    )
 
 
 def _cast(x: Any, dtype: Any) -> Any:
