@@ -4,7 +4,7 @@
 //! Per list of `m >= 2` items (a shorter list gets zero grad and hess):
 //!
 //! ```text
-//! rho_i = softmax(s)_i;   phi_i = 2^y_i - gamma_i;   q_i = phi_i / max(1e-15, sum phi)
+//! rho_i = softmax(s)_i;   phi_i = 2^y_i - gamma_i;   q_i = phi_i / S,  S = sum phi
 //! t1_i = rho_i - q_i                      c1_i = t1_i / (1 - rho_i)
 //! t2_i = rho_i * sum_{j != i} c1_j        c2_i = t2_i / (1 - rho_i)
 //! t3_i = rho_i * sum_{j != i} c2_j
@@ -15,6 +15,14 @@
 //! stream per list, LightGBM's generator (`x <- 214013 x + 2531011 mod 2^32`, `gamma = ((x >> 16) &
 //! 0x7fff) / 32768`, stream `q` seeded `seed + q`), advanced by `m` draws per call for lists with
 //! `m >= 2`. Each list owns its stream, so results do not depend on the number of threads.
+//!
+//! `q` is computed so that finite gammas of any size give the exact `phi_i / S` whenever it is a
+//! float64: `S = sum 2^y - sum gamma` as a compensated (Neumaier) sum, both `phi` and `S` scaled by
+//! a power of two when a gamma is huge (so neither overflows). Gammas of +-1e300 thus give the
+//! limit `q_i = 1/m`, not NaN. `|S| < 1e-15` is taken as `S = 1e-15`, LightGBM's floor
+//! (`max(kEpsilon, sum phi)`); that floor also turns LightGBM's `S <= -1e-15` into `1e-15`, which
+//! can only happen with gammas outside LightGBM's [0, 1) and is not reproduced. With given gammas
+//! whose gradients overflow float64 anyway (`|q|` near 1e308), an error names `gammas`.
 //!
 //! Where LightGBM divides by `1 - rho_i` computed as a difference, the list's largest `rho`
 //! (the only one that can be near 1) uses `sum_{j != i} e^(s_j - max) / sum_j e^(s_j - max)`
@@ -72,6 +80,45 @@ struct Work {
     one_minus: Vec<f64>,
     c1: Vec<f64>,
     c2: Vec<f64>,
+    q: Vec<f64>,
+}
+
+/// Gammas below this in magnitude cannot make `phi` or its sum overflow (lists of up to 2^63 items).
+const SAFE_GAMMA: f64 = 1.0e288;
+
+/// The scale of `phi` when a gamma is not below `SAFE_GAMMA`: `2^-960` (a power of two, so scaling
+/// is exact), which takes any finite gamma to at most `2^64` and `2^y`, `1e-15` to normal numbers.
+const HUGE_SCALE: f64 = f64::from_bits((1023 - 960) << 52);
+
+/// Neumaier's compensated sum: `(sum, compensation)` after adding `x`.
+#[inline]
+fn neumaier(acc: (f64, f64), x: f64) -> (f64, f64) {
+    let (s, c) = acc;
+    let t = s + x;
+    let c = if s.abs() >= x.abs() { c + ((s - t) + x) } else { c + ((x - t) + s) };
+    (t, c)
+}
+
+/// The targets `q_i = phi_i / S` of one list (module docs): `phi_i = 2^y_i - gamma_i` from `pow`
+/// (`2^y`) and `gam`, `S = sum phi` compensated, both scaled by a power of two (exactly) when a
+/// gamma is so large that `phi` or `S` could overflow; `|S| < EPS` is taken as `EPS`.
+fn targets(pow: &[f64], gam: &[f64], q: &mut Vec<f64>) {
+    let big = gam.iter().fold(0.0f64, |a, g| a.max(g.abs()));
+    // 2^y <= 2^30: only a gamma can overflow.
+    let scale = if big < SAFE_GAMMA { 1.0 } else { HUGE_SCALE };
+    let (s, c) = pow
+        .iter()
+        .zip(gam)
+        .fold((0.0, 0.0), |acc, (&p, &g)| neumaier(neumaier(acc, p * scale), -(g * scale)));
+    let total = s + c; // S * scale
+    q.clear();
+    if total.abs() >= EPS * scale {
+        let inv = 1.0 / total;
+        q.extend(pow.iter().zip(gam).map(|(&p, &g)| (p * scale - g * scale) * inv));
+    } else {
+        // LightGBM's floor; with a huge gamma here `q` overflows (reported by the caller).
+        q.extend(pow.iter().zip(gam).map(|(&p, &g)| (p - g) / EPS));
+    }
 }
 
 /// `out_i = rho_i * sum_{j != i} c_j` for every i, from `rest = sum_{j != top} c_j`: at `top`
@@ -93,7 +140,7 @@ fn one_list(w: &mut Work, s: &[f64], pow: &[f64], gam: &[f64], grad: &mut [f64],
         hess.fill(0.0);
         return;
     }
-    let Work { rho, one_minus, c1, c2 } = w;
+    let Work { rho, one_minus, c1, c2, q } = w;
     let mut top = 0;
     for (i, &v) in s.iter().enumerate() {
         if v > s[top] {
@@ -115,13 +162,12 @@ fn one_list(w: &mut Work, s: &[f64], pow: &[f64], gam: &[f64], grad: &mut [f64],
     if one_minus[top] < 0.25 {
         one_minus[top] = (others / sum).max(f64::MIN_POSITIVE);
     }
-    let den: f64 = pow.iter().zip(gam).map(|(&p, &g)| p - g).sum();
-    let inv = 1.0 / den.max(EPS);
+    targets(pow, gam, q);
     // First-order terms t1, and c1 = t1 / (1 - rho).
     c1.clear();
     c1.resize(m, 0.0);
     for i in 0..m {
-        let t = rho[i] - (pow[i] - gam[i]) * inv;
+        let t = rho[i] - q[i];
         grad[i] = t;
         c1[i] = t / one_minus[i];
     }
@@ -151,7 +197,8 @@ fn sum_but(c: &[f64], top: usize) -> f64 {
 /// XE-NDCG gradients and hessians for the ragged layout (module docs): `preds`, `labels`
 /// (`[n]`), `group` (list sizes summing to n), optional per-row `weights`, `gammas` given or
 /// drawn; writes `grad`, `hess` (`[n]`). Labels must be integers in `[0, 31)`, preds and
-/// gammas finite, weights finite and non-negative; errors name the argument and the group.
+/// gammas finite, weights finite and non-negative; errors name the argument and the group
+/// (also given gammas whose gradients overflow float64; `grad` and `hess` are then unspecified).
 #[allow(clippy::too_many_arguments)]
 pub fn xendcg_gradients<Y: Float>(
     preds: &[f64],
@@ -233,6 +280,21 @@ pub fn xendcg_gradients<Y: Float>(
             }
         },
     );
+    // Drawn gammas are in [0, 1) (phi >= 2^-15): only given ones can overflow.
+    if given.is_some() {
+        let bad = (0..groups.len())
+            .into_par_iter()
+            .find_first(|&q| !grad[groups.range(q)].iter().all(|v| v.is_finite()));
+        if let Some(q) = bad {
+            return Err(Error::invalid(
+                "gammas",
+                format!(
+                    "the XE-NDCG gradients of group {q} overflow float64 \
+                     (|phi_i / sum(phi)| too large, phi = 2^y - gamma)"
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -353,6 +415,48 @@ mod tests {
         // Scores so far apart that exp underflows: still finite.
         xendcg_gradients(&[800.0, 0.0, -3.0], &y, &[3], None, Gammas::Given(&gam), &mut g, &mut h).unwrap();
         assert!(g.iter().chain(&h).all(|v| v.is_finite()), "{g:?} {h:?}");
+    }
+
+    #[test]
+    fn targets_are_exact_for_huge_gammas() {
+        let mut q = Vec::new();
+        let close = |a: f64, b: f64| (a - b).abs() <= 4.0 * f64::EPSILON * b.abs();
+        // gammas cancel exactly: S = 1 + 2 + 4 = 7 (a plain sum of phi loses the 1 and the 2)
+        targets(&[1.0, 2.0, 4.0], &[1e300, -1e300, 0.0], &mut q);
+        let want = [-1e300 / 7.0, 1e300 / 7.0, 4.0 / 7.0];
+        assert!(q.iter().zip(&want).all(|(&a, &b)| close(a, b)), "{q:?}");
+        assert_eq!(HUGE_SCALE, 2f64.powi(-960));
+        // the limit 1/m, where sum phi overflows or LightGBM's floor would divide by 1e-15
+        for g in [1e300, -1e300, 1.7e308, -1.7e308, f64::MAX] {
+            targets(&[1.0, 2.0, 4.0], &[g; 3], &mut q);
+            assert!(q.iter().all(|&v| close(v, 1.0 / 3.0)), "{g}: {q:?}");
+        }
+        // sum phi = 0: LightGBM's floor
+        targets(&[1.0, 1.0], &[1.5, 0.5], &mut q);
+        assert_eq!(q, vec![-0.5 / EPS, 0.5 / EPS]);
+        // LightGBM's gammas: phi / sum phi as before
+        targets(&[1.0, 4.0], &[0.25, 0.5], &mut q);
+        assert_eq!(q, vec![0.75 * (1.0 / 4.25), 3.5 * (1.0 / 4.25)]); // phi * (1 / S) as LightGBM
+    }
+
+    #[test]
+    fn huge_gammas_give_the_limit_or_an_error() {
+        let s = [0.3, -1.2, 0.7, 2.0];
+        let y = [0.0, 3.0, 1.0, 0.0];
+        let (mut g, mut h) = (vec![0.0; 4], vec![0.0; 4]);
+        let (mut g0, mut h0) = (vec![0.0; 4], vec![0.0; 4]);
+        // q = 1/m either way: all gammas equal and huge, or all labels equal with gammas 0
+        xendcg_gradients(&s, &[0.0; 4], &[4], None, Gammas::Given(&[0.0; 4]), &mut g0, &mut h0).unwrap();
+        for gam in [1e300, -1e300, -1.7e308] {
+            xendcg_gradients(&s, &y, &[4], None, Gammas::Given(&[gam; 4]), &mut g, &mut h).unwrap();
+            assert!(g.iter().zip(&g0).all(|(a, b)| (a - b).abs() < 1e-15), "{gam}: {g:?} {g0:?}");
+            assert_eq!(h, h0);
+        }
+        // |q| ~ 1e300 / 1e-15: the gradients are not float64 numbers
+        // (sum 2^y = 12 = sum gamma: S = 0, LightGBM's floor 1e-15)
+        let gam = [1e300, -1e300, 4.0, 8.0];
+        let e = xendcg_gradients(&s, &y, &[4], None, Gammas::Given(&gam), &mut g, &mut h);
+        assert_eq!(e.unwrap_err().arg(), "gammas");
     }
 
     #[test]

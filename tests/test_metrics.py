@@ -520,6 +520,18 @@ def test_gbdt_metric_conventions():
     assert MRRMetric(None)(labels[:2], preds[:2]) == 0.5
 
 
+def test_gbdt_metric_empty_must_be_a_number():
+    # `empty` is checked when the metric is made (_inputs.check_real), not at the first evaluation
+    for bad in ("x", [1.0], object()):
+        with pytest.raises(TypeError, match="empty"):
+            NDCGMetric(10, empty=bad)
+        with pytest.raises(TypeError, match="empty"):
+            MRRMetric(5, empty=bad)
+    with pytest.raises(ValueError, match="empty"):
+        NDCGMetric(10, empty=float("nan"))
+    assert NDCGMetric(10, empty=1).empty == 1.0 and NDCGMetric(10, empty=None).empty is None
+
+
 def _lgb_data(rng, n_groups, jitter=True):
     sizes = rng.integers(1, 25, size=n_groups)
     n = int(sizes.sum())

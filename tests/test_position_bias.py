@@ -149,3 +149,21 @@ def test_no_positions_is_plain_lambdarank_and_bad_input():
     np.testing.assert_array_equal(copied.position_biases_, moved)
     obj(y.copy(), preds, None, g)
     np.testing.assert_array_equal(obj.position_biases_, first)  # new run: from zero again
+
+
+def test_overflowing_factors_raise_naming_the_learning_rate():
+    # lr * d1 / (|d2| + 0.001) past float32's range: without the check the factors became inf
+    # (and every later lambda NaN) silently.
+    rng = np.random.default_rng(8)
+    g = np.array([6, 5])
+    y = rng.integers(0, 3, 11).astype(np.float64)
+    preds = rng.normal(size=11)
+    pos = np.concatenate([np.arange(m) for m in g])
+    obj = rankgrad.lightgbm.LambdaRankObjective(positions=pos, learning_rate=1e300)
+    with pytest.raises(ValueError, match=r"learning_rate=1e\+300"):
+        obj(y, preds, None, g)
+    np.testing.assert_array_equal(obj.position_biases_, 0.0)  # left as they were
+    # the same step with a sane learning rate is finite
+    ok = rankgrad.lightgbm.LambdaRankObjective(positions=pos, learning_rate=0.1)
+    ok(y, preds, None, g)
+    assert np.isfinite(ok.position_biases_).all() and np.abs(ok.position_biases_).max() > 0

@@ -158,6 +158,85 @@ def test_dominant_item_is_finite():
     assert grad[0] > 0.5 and grad[1] < 0 and grad[2] < 0
 
 
+def exact_reference_list(s, y, gam):
+    """`reference_list` with exact rational arithmetic after the softmax: `q = phi / S` with
+    `S = sum(2^y) - sum(gamma)` exact (LightGBM's floor 1e-15 when |S| < 1e-15), then t1, t2, t3
+    from the float64 rho and 1 - rho, exactly, rounded once at the end."""
+    from fractions import Fraction as F
+
+    m = len(s)
+    if m <= 1:
+        return np.zeros(m), np.zeros(m)
+    e = np.exp(s - s.max())
+    others = ~np.eye(m, dtype=bool)
+    rho = [F(v) for v in e / e.sum()]
+    one_minus = [F(v) for v in (others * e).sum(1) / e.sum()]
+    phi = [F(2 ** int(a)) - F(g) for a, g in zip(y, gam)]
+    total = sum(phi)
+    eps = F(float(np.float32(1e-15)))
+    q = [p / (total if abs(total) >= eps else eps) for p in phi]
+    t1 = [r - v for r, v in zip(rho, q)]
+    c1 = [t / o for t, o in zip(t1, one_minus)]
+    t2 = [rho[i] * (sum(c1) - c1[i]) for i in range(m)]
+    c2 = [t / o for t, o in zip(t2, one_minus)]
+    t3 = [rho[i] * (sum(c2) - c2[i]) for i in range(m)]
+    grad = np.array([float(a + b + c) for a, b, c in zip(t1, t2, t3)])
+    return grad, np.array([float(r * o) for r, o in zip(rho, one_minus)])
+
+
+HUGE_GAMMAS = {
+    "all 1e300": ([0.0, 1.0, 2.0], [1e300] * 3),
+    "all -1e300": ([0.0, 1.0, 2.0], [-1e300] * 3),
+    "all near -max": ([3.0, 0.0, 1.0, 0.0], [-1.7e308] * 4),
+    "all max": ([3.0, 0.0], [np.finfo(np.float64).max] * 2),
+    "mixed signs cancelling": ([0.0, 1.0, 2.0], [1e300, -1e300, 0.0]),
+    "mixed signs": ([2.0, 0.0, 1.0, 4.0], [-1e300, 3.0, 1e299, 0.5]),
+    "sum(phi) = 0": ([0.0, 0.0], [1.5, 0.5]),
+    "sum(phi) = 2^-30": ([0.0, 1.0], [1.5, 1.5 - 2.0**-30]),
+    "sum(phi) = -3": ([1.0, 0.0, 0.0], [2.0, 2.5, 1.5]),
+}
+
+
+@pytest.mark.parametrize("case", list(HUGE_GAMMAS))
+def test_any_finite_gammas_give_exact_targets(case):
+    labels, gammas = (np.array(v, dtype=np.float64) for v in HUGE_GAMMAS[case])
+    m = labels.size
+    preds = np.linspace(0.6, -0.4, m) ** 3  # no ties
+    # twice: alone, and as the second list after an ordinary one (lists are independent)
+    rng = np.random.default_rng(3)
+    p0, y0 = random_lists(rng, [5])
+    g0 = rng.random(5)
+    grad, hess = xendcg_gradients(
+        np.r_[p0, preds],
+        np.r_[y0, labels],
+        [5, m],
+        gammas=np.r_[g0, gammas],
+        weights=np.r_[np.ones(5), np.full(m, 2.0)],
+    )
+    want_g, want_h = exact_reference_list(preds, labels, gammas)
+    assert np.isfinite(grad).all() and np.isfinite(want_g).all()
+    scale = max(1.0, np.abs(want_g).max())  # float64 can only be that close, in absolute terms
+    np.testing.assert_allclose(grad[5:], 2.0 * want_g, rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(hess[5:], 2.0 * want_h, rtol=1e-12)
+    np.testing.assert_allclose(grad[:5], reference(p0, y0, [5], g0)[0], rtol=1e-10, atol=1e-13)
+    if case.startswith("all "):
+        # phi and sum(phi) overflow or change sign, yet q is the limit 1/m: as if all phi were equal
+        flat = xendcg_gradients(preds, np.zeros(m), [m], gammas=np.zeros(m))[0]
+        np.testing.assert_allclose(grad[5:], 2.0 * flat, rtol=1e-12, atol=1e-15)
+
+
+def test_gammas_whose_gradients_overflow_raise():
+    # sum(2^y) = 13 = sum(gamma): S = 0 is floored at 1e-15 and |q| ~ 1e315 is no float64
+    preds, labels = np.array([0.3, -1.0, 0.5]), np.array([0.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"gammas.*group 1.*overflow"):
+        xendcg_gradients(
+            np.r_[0.0, 1.0, preds],
+            np.r_[0.0, 1.0, labels],
+            [2, 3],
+            gammas=np.r_[0.5, 0.5, 1e300, -1e300, 13.0],
+        )
+
+
 def test_bad_input():
     preds, labels, sizes = np.zeros(4), np.array([0.0, 1.0, 2.0, 0.0]), [2, 2]
     gam = np.zeros(4)

@@ -45,15 +45,18 @@ class LambdaRankBase:
             metric=self.metric,
         )
 
-    def _gradients(self, preds: Any, labels: Any, group: Any, weights: Any) -> Tuple[np.ndarray, np.ndarray]:
-        """`lambdarank_gradients` into this thread's reused arrays, shaped like `preds`."""
+    def _gradients(
+        self, preds: Any, labels: Any, group: Any, weights: Any, **overrides: Any
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """`lambdarank_gradients` into this thread's reused arrays, shaped like `preds`
+        (`overrides` replace entries of `options` for this call)."""
         preds = np.asarray(preds)
         n = preds.size
         out = getattr(self._local, "out", None)
         if out is None or out[0].shape[0] != n:
             out = self._local.out = (np.empty(n), np.empty(n))
         grad, hess = lambdarank_gradients(
-            preds.ravel(), labels, group, weights=weights, out=out, **self.options
+            preds.ravel(), labels, group, weights=weights, out=out, **{**self.options, **overrides}
         )
         return grad.reshape(preds.shape), hess.reshape(preds.shape)
 

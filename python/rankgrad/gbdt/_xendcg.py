@@ -1,7 +1,8 @@
 """XE-NDCG (Bruch et al. 2020), LightGBM's ``rank_xendcg``, for the ragged GBDT layout (numpy only).
 
 Per list of ``m >= 2`` items (shorter lists get zero grad and hess), ``rho = softmax(s)``,
-``phi_i = 2^y_i - gamma_i`` with ``gamma_i`` uniform in [0, 1), ``q = phi / sum(phi)``::
+``phi_i = 2^y_i - gamma_i`` with ``gamma_i`` uniform in [0, 1), ``q = phi / sum(phi)``
+(``sum(phi)`` taken as 1e-15 when smaller in magnitude, LightGBM's floor)::
 
     t1_i = rho_i - q_i
     t2_i = rho_i * sum_{j != i} t1_j / (1 - rho_j)
@@ -11,6 +12,11 @@ Per list of ``m >= 2`` items (shorter lists get zero grad and hess), ``rho = sof
 times the row weights. The gammas come from one generator stream per list (LightGBM's, seeded
 ``seed + list index`` and advanced by ``m`` draws per round), so a seed gives the same gammas as
 LightGBM's ``objective_seed`` and the same bits on any number of threads.
+
+Given gammas may be any finite numbers: ``q`` is ``phi / sum(phi)`` to float64 accuracy even
+where ``phi`` or its sum would overflow or cancel (``sum(phi) = sum(2^y) - sum(gamma)``,
+compensated and scaled), so gammas of +-1e300 give the limit ``q = 1/m``. LightGBM's own floor
+``max(1e-15, sum(phi))`` differs only for ``sum(phi) <= -1e-15``, impossible with its gammas.
 """
 
 from __future__ import annotations
@@ -47,7 +53,9 @@ def xendcg_gradients(preds: Any, labels: Any, group: Any, *, gammas: Any, weight
         preds: ``[n]`` scores.
         labels: ``[n]`` integers in ``[0, 31)``.
         group: ``[G]`` list sizes summing to n, each list's rows contiguous.
-        gammas: ``[n]`` finite numbers (LightGBM draws them uniform in [0, 1)).
+        gammas: ``[n]`` finite numbers (LightGBM draws them uniform in [0, 1)); a ValueError
+            naming ``gammas`` when a list's gradients overflow float64 (``|q|`` near 1e308,
+            e.g. huge gammas cancelling so that ``sum(phi)`` is about 0).
         weights: ``[n]`` per-row weights multiplying grad and hess, or None.
 
     Returns:
