@@ -317,8 +317,10 @@ def test_xgboost_twin_groups_and_weights():
     for r in range(2):
         got = obj(preds.astype(np.float32), d)
         gam = lightgbm_gammas(4, sizes, r)
+        # XGBoost's ranking convention: group weights normalised to mean 1 over the groups
+        qw_norm = qw.astype(np.float64) * (qw.size / qw.astype(np.float64).sum())
         want = reference(
-            preds.astype(np.float32).astype(np.float64), labels, sizes, gam, np.repeat(qw, sizes)
+            preds.astype(np.float32).astype(np.float64), labels, sizes, gam, np.repeat(qw_norm, sizes)
         )
         np.testing.assert_allclose(got[0], want[0], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(got[1], want[1], rtol=1e-9, atol=1e-12)

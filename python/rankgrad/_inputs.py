@@ -94,8 +94,8 @@ def check_method(method: str) -> str:
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, str):
-        raise TypeError(f"{name} must be a number, got str")
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     try:
         return float(value)
     except (TypeError, ValueError, OverflowError):

@@ -6,12 +6,11 @@
 Groups come from the DMatrix's query groups (`group=`/`qid=`, stored as `group_ptr`).
 
 Weights: XGBoost's ranking weights are one per query group (`DMatrix(weight=...)` with one
-value per group). `LambdaRankObjective` follows `rank:ndcg`: each group's weight times
-`G / sum(weights)` (weights normalised to mean 1 over the G groups) multiplies the grad and hess
-of its rows; a vector with one weight per row (which `rank:ndcg` refuses) is used row by row,
-normalised to mean 1 over the rows. `XENDCGObjective` (LightGBM's objective, no XGBoost
-counterpart) multiplies each group's rows by its weight as given, unnormalised. No weights:
-all ones.
+value per group). Both objectives follow XGBoost's ranking objectives (`rank:ndcg`,
+`rank:map`, `rank:pairwise` alike): each group's weight times `G / sum(weights)` (weights
+normalised to mean 1 over the G groups) multiplies the grad and hess of its rows; a vector with
+one weight per row (which XGBoost's ranking objectives refuse) is used row by row, normalised to
+mean 1 over the rows. No weights: all ones.
 """
 
 from __future__ import annotations
@@ -261,5 +260,5 @@ class XENDCGObjective(XENDCGBase):
     """
 
     def __call__(self, preds: Any, dtrain: Any) -> Grad:
-        group, weights = _groups_and_weights(preds, dtrain, normalise=False)
+        group, weights = _groups_and_weights(preds, dtrain, normalise=True)
         return self._state.gradients(preds, dtrain.get_label(), group, weights, dtrain)
