@@ -694,3 +694,62 @@ def test_handler_checks_the_positives_before_the_loss_runs():
     assert torch.equal(h.cache.age, before.age) and torch.equal(h.cache.filled, before.filled)
     h(net, table[:4], table[:4], {"id": torch.arange(4)})  # a batch of cache_size is fine
     assert calls
+
+
+# ---------------------------------------------------------------------------------------
+# Specs: shapes of Python ints, a torch.dtype, a positive cache_size (issue 17, item 11)
+
+
+@pytest.mark.parametrize(
+    "shape, exc",
+    [
+        ((2.5,), TypeError),  # int(2.5) would silently make it (2,)
+        ((True,), TypeError),  # a bool is not a size
+        ((2, False), TypeError),
+        (("3",), TypeError),
+        ("16", TypeError),  # a str is not a tuple of sizes ("16" would be (1, 6))
+        ((torch.tensor(3),), TypeError),
+        ((np.int64(3),), TypeError),
+        ((3.0,), TypeError),
+        ({3}, TypeError),
+        (None, TypeError),
+        (2.5, TypeError),
+        ((-1,), ValueError),
+        ((2, -3), ValueError),
+    ],
+)
+def test_spec_shapes_must_be_tuples_of_non_negative_python_ints(shape, exc):
+    with pytest.raises(exc, match=r"specs\['a'\] shape"):
+        CacheManager({"a": (shape, torch.float32)}, cache_size=4)
+
+
+@pytest.mark.parametrize(
+    "shape, want", [((3,), (3,)), ([2, 3], (2, 3)), (4, (4,)), ((), ()), (torch.Size([2, 0]), (2, 0))]
+)
+def test_spec_shapes_accepted(shape, want):
+    m = CacheManager({"a": (shape, torch.float32)}, cache_size=4)
+    assert m.specs["a"] == (want, torch.float32)
+    assert all(type(s) is int for s in m.specs["a"][0])
+    assert m.init_cache().data["a"].shape == (4, *want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", np.float32, float, None, torch.Tensor])
+def test_spec_dtype_must_be_a_torch_dtype(dtype):
+    with pytest.raises(TypeError, match=r"specs\['a'\] dtype must be a torch.dtype"):
+        CacheManager({"a": ((2,), dtype)}, cache_size=4)
+
+
+@pytest.mark.parametrize(
+    "size, exc",
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        (4.0, TypeError),
+        (True, TypeError),
+        ("4", TypeError),
+        (None, TypeError),
+    ],
+)
+def test_cache_size_must_be_a_positive_int(size, exc):
+    with pytest.raises(exc, match="cache_size"):
+        CacheManager({"a": ((2,), torch.float32)}, cache_size=size)

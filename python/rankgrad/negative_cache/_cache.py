@@ -79,12 +79,16 @@ def _check_specs(specs: Any) -> Dict[str, Spec]:
             raise TypeError(f"specs[{name!r}] must be a (shape, dtype) pair, got {spec!r}") from None
         if isinstance(shape, int) and not isinstance(shape, bool):
             shape = (shape,)
-        try:
-            shape = tuple(int(s) for s in shape)
-        except TypeError:
-            raise TypeError(f"specs[{name!r}] shape must be a tuple of ints, got {shape!r}") from None
+        # Python ints only: int(2.5), int(True) or int(tensor) would change the shape silently
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in shape
+        ):
+            raise TypeError(
+                f"specs[{name!r}] shape must be a tuple of non-negative Python ints, got {shape!r}"
+            )
+        shape = tuple(int(s) for s in shape)  # int subclasses (IntEnum) become plain ints
         if any(s < 0 for s in shape):
-            raise ValueError(f"specs[{name!r}] shape must not be negative, got {shape}")
+            raise ValueError(f"specs[{name!r}] shape must be a tuple of non-negative ints, got {shape}")
         if not isinstance(dtype, torch.dtype):
             raise TypeError(f"specs[{name!r}] dtype must be a torch.dtype, got {dtype!r}")
         if dtype not in _SPEC_DTYPES:
@@ -202,8 +206,10 @@ class CacheManager:
 
     Args:
       specs: {name: (shape, dtype)}, one entry per stored field, e.g. the document's
-        tokens `((16,), torch.int64)` and its embedding `((64,), torch.float32)`.
-      cache_size: the number of slots.
+        tokens `((16,), torch.int64)` and its embedding `((64,), torch.float32)`. A shape
+        is a tuple (or list) of non-negative Python ints (an int n means `(n,)`; floats,
+        bools and tensors are refused rather than truncated); a dtype is a torch.dtype.
+      cache_size: the number of slots, a positive int.
       use_lru: refreshing a slot's data makes it the youngest (else FIFO by insertion).
     """
 
