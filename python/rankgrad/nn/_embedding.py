@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._inputs import check_nonnegative, check_positive, check_reduction
 from ._gather import gather_batches, process_group
-from ._similarity import SIMILARITIES, similarity_matrix
+from ._similarity import SIMILARITIES, dot_logit_gaps, logit_gaps, pair_scores, row_logsumexp
 
 __all__ = [
     "L1Regularization",
@@ -178,9 +177,30 @@ class MultipleNegativesRankingLoss(nn.Module):
 
         loss = mean_i  -log softmax_j(scale * sim(a_i, c_j))[i]
 
-    `similarity`: "cosine", "dot", "euclidean" (`1/(1 + ||a - c||_2)`) or
-    "manhattan" (`1/(1 + ||a - c||_1)`). `symmetric=True` returns the average of that
-    loss and `mean_i -log softmax_j(scale * sim(p_i, a_j))[i]` (no hard negatives there).
+    `similarity` (every one symmetric, `sim(u, v) = sim(v, u)`):
+
+    - "cosine": `u.v / (||u|| ||v||)`; a zero vector has cosine 0 with everything (as
+      sentence-transformers' `cos_sim` and `F.normalize` give) and a zero gradient.
+    - "dot": `u.v`.
+    - "euclidean": `1/(1 + ||u - v||_2)` and "manhattan": `1/(1 + ||u - v||_1)`, as in
+      quaterion. These are NOT sentence-transformers' `util.euclidean_sim` and
+      `util.manhattan_sim` (nor its `SimilarityFunction.EUCLIDEAN`/`MANHATTAN`), which
+      are the negative distances:
+    - "euclidean_sim": `-||u - v||_2` and "manhattan_sim": `-||u - v||_1`, named after
+      those sentence-transformers functions (`similarity_fct=util.euclidean_sim` there
+      is `similarity="euclidean_sim"` here).
+
+    `symmetric=True` returns the average of that loss and
+    `mean_i -log softmax_j(scale * sim(p_i, a_j))[i]` (no hard negatives there).
+
+    Finite in, finite out. Each anchor's term is computed as
+    `log sum_j exp(t_j)`, `t_j = scale * (sim(a_i, c_j) - sim(a_i, p_i))`, where every
+    embedding row is first rescaled by a power of two (exactly) and each `t_j` is
+    formed without an intermediate overflow: "cosine" is exactly scale-invariant (no
+    `eps`), distances and dot products may exceed the dtype while the logits do not.
+    So a term is finite wherever its true value is; a term whose true value is beyond
+    the dtype (a gap `t_j` that overflows) is +inf, never NaN, and its gradient is that
+    of the true loss there: the softmax one-hot on the largest gap.
 
     `gather_across_devices=True` under torch.distributed: every rank's positives and
     negatives (and anchors, for the symmetric term) join the candidates, so anchor i of
@@ -198,7 +218,8 @@ class MultipleNegativesRankingLoss(nn.Module):
 
     Args:
       scale: the logits' multiplier (inverse temperature), > 0.
-      similarity: "cosine", "dot", "euclidean" or "manhattan".
+      similarity: "cosine", "dot", "euclidean", "manhattan", "euclidean_sim" or
+        "manhattan_sim".
       symmetric: average with the positive-to-anchor direction.
       gather_across_devices: candidates from every rank of torch.distributed.
       reduction: "mean" (default) or "sum" over this rank's anchors, or "none" (`[B]`,
@@ -262,15 +283,25 @@ class MultipleNegativesRankingLoss(nn.Module):
         else:
             all_a, all_p, all_n, offset = gather_batches(a, p, n, self.symmetric, group)
         target = torch.arange(offset, offset + b, device=a.device)
-        logits = self.scale * similarity_matrix(a, torch.cat([all_p, all_n]), self.similarity)
-        loss = F.cross_entropy(logits, target, reduction="none")
+        cands = torch.cat([all_p, all_n])
+        scores = None
+        if self.similarity == "dot":
+            gaps = dot_logit_gaps(a, cands, target, self.scale)
+        else:
+            scores = pair_scores(a, cands, self.similarity)
+            gaps = logit_gaps(scores, target, self.scale)
+        loss = row_logsumexp(gaps)
         if self.symmetric:
-            if group is None:
-                back = logits[:, :b].T  # sim(p_i, a_j), every similarity being symmetric
+            assert all_a is not None  # the local anchors, or every rank's when gathered
+            if self.similarity == "dot":
+                back = dot_logit_gaps(p, all_a, target, self.scale)
+            elif group is None:
+                # sim(p_i, a_j) = sim(a_j, p_i): the first b columns of the scores, transposed
+                assert scores is not None
+                back = logit_gaps(scores.head_transposed(b), target, self.scale)
             else:
-                assert all_a is not None  # gathered when symmetric
-                back = self.scale * similarity_matrix(p, all_a, self.similarity)
-            loss = 0.5 * (loss + F.cross_entropy(back, target, reduction="none"))
+                back = logit_gaps(pair_scores(p, all_a, self.similarity), target, self.scale)
+            loss = 0.5 * (loss + row_logsumexp(back))
         if self.reduction == "sum" or (self.reduction == "mean" and b == 0):
             loss = loss.sum()  # an empty batch gives 0, still attached to the gathered rows
         elif self.reduction == "mean":
