@@ -885,3 +885,73 @@ def exact_ldexp(x, e):
         return math.ldexp(x, e)  # correctly rounded in float64 (0.0 below its range)
     except OverflowError:
         return math.copysign(math.inf, x)
+
+
+# ------------------------------------------------ regularizers: finite in, finite out
+
+
+def dec_penalty(x, kind, weight):
+    """`weight * penalty(x)` in decimal arithmetic from the exact input values (float64,
+    +inf beyond its range)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec, ctx.Emax, ctx.Emin = 50, 10**6, -(10**6)
+        rows = [[decimal.Decimal(v) for v in r] for r in x.double().reshape(-1, x.shape[-1]).tolist()]
+        n = len(rows)
+        if kind == "l1":
+            value = sum(sum(abs(v) for v in r) for r in rows) / n
+        elif kind == "l2":
+            value = sum(sum(v * v for v in r).sqrt() for r in rows) / n
+        else:
+            value = sum((sum(abs(r[j]) for r in rows) / n) ** 2 for j in range(len(rows[0])))
+        return float(decimal.Decimal(weight) * value)
+
+
+REG_CASES = {
+    # name: (dtype, rows, weight): the issue's case, huge (some penalties overflow: inf is
+    # right), row norms or sums beyond the dtype under a small weight, a row mean whose sum
+    # overflows, subnormal entries (squares underflow), and a weight that overflows.
+    "issue_1e20": (torch.float32, lambda g: torch.full((2, 4), 1e20), 1e-4),
+    "f32_1e30": (torch.float32, lambda g: rand(3, 5, gen=g) * 2.0**100, 1e-4),
+    "f32_near_max": (torch.float32, lambda g: rand(3, 5, gen=g).clamp(-1.9, 1.9) * 2.0**126, 1e-4),
+    "f32_row_sum_overflows": (
+        torch.float32,
+        lambda g: torch.tensor([[3e38, 0.0, 0.0], [3e38, 0.0, 0.0]]),
+        1.0,
+    ),
+    "f32_subnormal": (torch.float32, lambda g: rand(3, 5, gen=g) * 2.0**-140, 1.0),
+    "f64_1e210": (torch.float64, lambda g: rand(3, 5, gen=g) * 2.0**700, 1e-4),
+    "f64_subnormal": (torch.float64, lambda g: rand(3, 5, gen=g) * 2.0**-535 * 2.0**-535, 1.0),
+    "f32_weight_overflows": (torch.float32, lambda g: rand(3, 5, gen=g) * 2.0**100, 1e10),
+}
+
+
+@pytest.mark.parametrize("kind", REGS)
+@pytest.mark.parametrize("case", REG_CASES)
+def test_regularizers_are_finite_where_the_true_value_is(kind, case):
+    dtype, make, weight = REG_CASES[case]
+    gen = torch.Generator().manual_seed(len(case))
+    q = make(gen).to(dtype)
+    d = q.clone() if case == "issue_1e20" else (make(gen) * 0.5).to(dtype)
+    assert torch.isfinite(q).all() and torch.isfinite(d).all()
+    info = torch.finfo(dtype)
+    tiny = 8 * info.tiny * info.eps  # a few units of the smallest subnormal
+    reg = REGS[kind](query_weight=weight, doc_weight=weight)
+    got, got_g = grads(lambda q_, d_: reg(q_, d_), q, d)
+    want = dec_penalty(q, kind, weight) + dec_penalty(d, kind, weight)
+    assert not torch.isnan(got)
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64).to(dtype), rtol=1e-5, atol=tiny)
+    if case == "issue_1e20" and kind == "l2":
+        assert float(got) == pytest.approx(4e16, rel=1e-6)
+    if dtype == torch.float32:  # float64 holds these: its gradient is the reference
+        _, want_g = grads(
+            lambda q_, d_: weight * (ref_penalty(q_, kind) + ref_penalty(d_, kind)), q.double(), d.double()
+        )
+        for g, w in zip(got_g, want_g):
+            torch.testing.assert_close(g, w.to(dtype), rtol=1e-5, atol=tiny)
+    elif kind != "flops":  # L1 and L2 gradients do not depend on the rows' scale
+        s = -700 if case == "f64_1e210" else 1070
+        _, want_g = grads(
+            lambda q_, d_: weight * (ref_penalty(q_, kind) + ref_penalty(d_, kind)), *exact_scaled((q, d), s)
+        )
+        for g, w in zip(got_g, want_g):
+            torch.testing.assert_close(g, w, rtol=1e-10, atol=0)

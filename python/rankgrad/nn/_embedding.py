@@ -10,6 +10,7 @@ promoted dtype when the inputs differ).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 import torch
@@ -17,7 +18,16 @@ from torch import Tensor, nn
 
 from .._inputs import check_nonnegative, check_positive, check_reduction
 from ._gather import gather_batches, process_group
-from ._similarity import SIMILARITIES, dot_logit_gaps, logit_gaps, pair_scores, row_logsumexp
+from ._similarity import (
+    SIMILARITIES,
+    _ldexp,
+    _ldexp_scalar,
+    _scale_rows,
+    dot_logit_gaps,
+    logit_gaps,
+    pair_scores,
+    row_logsumexp,
+)
 
 __all__ = [
     "L1Regularization",
@@ -81,11 +91,14 @@ class _Regularization(nn.Module):
         def __call__(self, query_embeddings: Tensor, doc_embeddings: Tensor) -> Tensor: ...
 
     @staticmethod
-    def _penalty(rows: Tensor) -> Tensor:  # rows: [R, D]
+    def _penalty(rows: Tensor, weight: float) -> Tensor:  # rows: [R, D], R >= 1
         raise NotImplementedError
 
     def forward(self, query_embeddings: Tensor, doc_embeddings: Tensor) -> Tensor:
         """The weighted penalty of both sets of embeddings.
+
+        Finite wherever its true value is: no intermediate (a square, a row's norm or sum,
+        a mean) overflows unless the weighted penalty itself is beyond the dtype.
 
         Args:
           query_embeddings: [*, D] float; every leading index is a row (no rows: 0).
@@ -110,19 +123,54 @@ class _Regularization(nn.Module):
         _same_device(d, "doc_embeddings", q, "query_embeddings")
         work, out = _dtypes([q, d])
 
-        def penalty(x: Tensor) -> Tensor:
+        def penalty(x: Tensor, weight: float) -> Tensor:
             rows = x.to(work).reshape(-1, x.shape[-1])
             if rows.shape[0] == 0:
                 return rows.sum()  # no rows: 0, still attached to the graph
-            return self._penalty(rows)
+            return self._penalty(rows, weight)
 
-        return (self.query_weight * penalty(q) + self.doc_weight * penalty(d)).to(out)
+        return (penalty(q, self.query_weight) + penalty(d, self.doc_weight)).to(out)
+
+
+class _WeightedRowNorms(torch.autograd.Function):
+    """`c * ||x_i||_p` `[R]` for p = 1 or 2 and a constant `c >= 0`.
+
+    Forward: `||x_i||_p = 2**e_i ||x_hat_i||_p` on the rescaled row (`max|x_hat_i|` in
+    [1/2, 1)), then `(c_m ||x_hat_i||_p) * 2**(e_i + c_e)` with `c = c_m 2**c_e`: exact up
+    to rounding, +inf only when `c ||x_i||` itself is beyond the dtype. Backward:
+    `c sign(x_i)` (p = 1) or `c x_i / ||x_i||` (p = 2; 0 for a zero row), from the bounded
+    rows, never through the factor `2**e_i`. The backward is differentiable (exact
+    second derivatives).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, c: float, p: int) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.c, ctx.p = c, p
+        xh, e = _scale_rows(x)
+        c_m, c_e = math.frexp(c)
+        return _ldexp(c_m * torch.linalg.vector_norm(xh, ord=p, dim=-1), e + c_e)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        if ctx.p == 1:
+            unit = torch.sign(x)
+        else:
+            xh, _ = _scale_rows(x)
+            norm = torch.linalg.vector_norm(xh, dim=-1, keepdim=True)
+            nonzero = norm > 0
+            unit = torch.where(nonzero, xh / torch.where(nonzero, norm, torch.ones_like(norm)), 0.0)
+        c_m, c_e = math.frexp(ctx.c)
+        return _ldexp_scalar((c_m * grad)[:, None] * unit, c_e), None, None
 
 
 class L1Regularization(_Regularization):
     """`query_weight * mean_rows ||q||_1 + doc_weight * mean_rows ||d||_1`.
 
-    Rows are every leading index of a `[*, D]` input; a 1-D input is one row.
+    Rows are every leading index of a `[*, D]` input; a 1-D input is one row. Each row's
+    norm is computed on the row rescaled by a power of two and weighted by `weight / R`
+    before the rows are summed, so the result is finite wherever its true value is.
 
     Args:
       query_weight: the weight of the queries' term, >= 0 (default 1e-4).
@@ -130,14 +178,19 @@ class L1Regularization(_Regularization):
     """
 
     @staticmethod
-    def _penalty(rows: Tensor) -> Tensor:
-        return rows.abs().sum(dim=-1).mean()
+    def _penalty(rows: Tensor, weight: float) -> Tensor:
+        norms: Tensor = _WeightedRowNorms.apply(rows, weight / rows.shape[0], 1)
+        return norms.sum()
 
 
 class L2Regularization(_Regularization):
     """`query_weight * mean_rows ||q||_2 + doc_weight * mean_rows ||d||_2`.
 
-    The norm is not squared; a zero row gets a zero (sub)gradient.
+    The norm is not squared; a zero row gets a zero (sub)gradient. The norm is
+    `2**e ||x / 2**e||_2` with `max|x / 2**e|` in [1/2, 1) (no square overflows or
+    underflows), weighted by `weight / R` before the rows are summed, so the result is
+    finite wherever its true value is (`L2Regularization()(torch.full((2, 4), 1e20), same)`
+    is 4e16).
 
     Args:
       query_weight: the weight of the queries' term, >= 0 (default 1e-4).
@@ -145,16 +198,19 @@ class L2Regularization(_Regularization):
     """
 
     @staticmethod
-    def _penalty(rows: Tensor) -> Tensor:
-        norms: Tensor = torch.linalg.vector_norm(rows, dim=-1)
-        return norms.mean()
+    def _penalty(rows: Tensor, weight: float) -> Tensor:
+        norms: Tensor = _WeightedRowNorms.apply(rows, weight / rows.shape[0], 2)
+        return norms.sum()
 
 
 class FLOPSRegularization(_Regularization):
     """`query_weight * sum_j (mean_rows |q_j|)^2 + doc_weight * sum_j (mean_rows |d_j|)^2`.
 
     The FLOPS regularizer of SPLADE (Paria et al., ICLR 2020): a smooth proxy for the
-    number of floating-point operations of a sparse dot product.
+    number of floating-point operations of a sparse dot product. Computed as
+    `sum_j (sqrt(weight) * sum_rows |x_j| / R)^2`: the mean never overflows, and the
+    result is +inf only when its true value is beyond the dtype (the square of a large
+    mean can be).
 
     Args:
       query_weight: the weight of the queries' term, >= 0 (default 1e-4).
@@ -162,8 +218,31 @@ class FLOPSRegularization(_Regularization):
     """
 
     @staticmethod
-    def _penalty(rows: Tensor) -> Tensor:
-        return rows.abs().mean(dim=0).square().sum()
+    def _penalty(rows: Tensor, weight: float) -> Tensor:
+        out: Tensor = _FlopsPenalty.apply(rows, weight)
+        return out
+
+
+class _FlopsPenalty(torch.autograd.Function):
+    """`sum_j y_j^2`, `y_j = sqrt(w) mean_i |x_ij|` (the mean summed as `|x_ij| / R`, so it
+    never overflows), with the gradient `(2 sqrt(w) / R) y_j sign(x_ij)` formed in that
+    order: it is inf only where the true gradient is. Differentiable backward."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: Tensor, weight: float) -> Tensor:
+        ctx.save_for_backward(rows)
+        ctx.weight = weight
+        return _FlopsPenalty._y(rows, weight).square().sum()
+
+    @staticmethod
+    def _y(rows: Tensor, weight: float) -> Tensor:
+        return math.sqrt(weight) * (rows.abs() / rows.shape[0]).sum(dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        coef = (2.0 * math.sqrt(ctx.weight) / rows.shape[0]) * _FlopsPenalty._y(rows, ctx.weight)
+        return grad * coef * torch.sign(rows), None
 
 
 # ------------------------------------------------------------------------------ MNRL
