@@ -955,3 +955,33 @@ def test_regularizers_are_finite_where_the_true_value_is(kind, case):
         )
         for g, w in zip(got_g, want_g):
             torch.testing.assert_close(g, w, rtol=1e-10, atol=0)
+
+
+# ------------------------------------------------------- sparse and quantized inputs
+
+
+def odd_layouts(x):
+    """x as a sparse COO, a sparse CSR (2-D) and a quantized tensor."""
+    out = {"sparse_coo": x.to_sparse()}
+    if x.dim() == 2:
+        out["sparse_csr"] = x.to_sparse_csr()
+    out["quantized"] = torch.quantize_per_tensor(x.float(), 0.1, 0, torch.quint8)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_sparse_and_quantized_embeddings_are_refused_up_front():
+    a, p, n = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 2, 4)
+    loss = rnn.MultipleNegativesRankingLoss()
+    for pos, name in enumerate(("anchors", "positives", "negatives")):
+        args = [a, p, n]
+        for layout, bad in odd_layouts(args[pos]).items():
+            args[pos] = bad
+            with pytest.raises(TypeError, match=f"{name} must be a dense tensor, got a {layout} tensor"):
+                loss(*args)
+    for cls in REGS.values():
+        for layout, bad in odd_layouts(a).items():
+            with pytest.raises(TypeError, match=f"query_embeddings must be a dense tensor, got a {layout}"):
+                cls()(bad, p)
+            with pytest.raises(TypeError, match=f"doc_embeddings must be a dense tensor, got a {layout}"):
+                cls()(a, bad)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .._inputs import check_nonnegative, check_positive, check_reduction
+from .._inputs import _kind, check_nonnegative, check_positive, check_reduction
 from ._gather import gather_batches, process_group
 from ._similarity import (
     SIMILARITIES,
@@ -48,6 +48,7 @@ def _check_flag(name: str, value: Any) -> bool:
 def _check_tensor(x: Any, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    _kind(x, name)  # sparse, quantized and other non-strided tensors: TypeError naming it
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     return x
