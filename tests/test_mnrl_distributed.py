@@ -42,9 +42,12 @@ def ref_sim(x, y, kind):
     if kind == "dot":
         return x @ y.T
     diff = x[:, None, :] - y[None, :, :]
-    if kind == "euclidean":
-        return 1.0 / (1.0 + diff.pow(2).sum(-1).sqrt())
-    return 1.0 / (1.0 + diff.abs().sum(-1))
+    if kind.startswith("euclidean"):
+        sq = diff.pow(2).sum(-1)
+        d = torch.where(sq > 0, torch.where(sq > 0, sq, 1.0).sqrt(), 0.0)  # gradient 0 at d = 0
+    else:
+        d = diff.abs().sum(-1)
+    return -d if kind.endswith("_sim") else 1.0 / (1.0 + d)
 
 
 def ref_ce(logits, target):
@@ -146,6 +149,35 @@ def _mismatched_dimension(rank):
     return None
 
 
+def _extreme_cases():
+    """(name, kind, scale, symmetric, per-rank (a, p, n)) with values that overflowed or
+    were rounded away before issue 17 (items 5 and 14), unequal batches."""
+    gen = torch.Generator().manual_seed(4321)
+
+    def batch(b, k, power, dtype, equal=False):
+        a, p, n = (
+            (torch.randn(*s, generator=gen, dtype=torch.float64).clamp(-1.9, 1.9) * 2.0**power).to(dtype)
+            for s in ((b, 5), (b, 5), (b, k, 5))
+        )
+        if equal:
+            p = a.clone()
+        return a, p, n
+
+    def ranks(power, dtype, equal=False):
+        return [batch(3, 1, power, dtype, equal), batch(2, 2, power, dtype, equal)]
+
+    f32, f64 = torch.float32, torch.float64
+    return [
+        ("dot-products-overflow", "dot", 2.0**-200, True, ranks(100, f32)),
+        ("dot-loss-overflows", "dot", 1.0, True, ranks(100, f32)),
+        ("cosine-tiny-norms", "cosine", 20.0, True, ranks(-60, f64)),
+        ("cosine-f32-norm-overflows", "cosine", 20.0, True, ranks(64, f32)),
+        ("euclidean-1e20-equal", "euclidean", 20.0, True, ranks(66, f32, equal=True)),
+        ("euclidean_sim-1e20-equal", "euclidean_sim", 3 * 2.0**-66, True, ranks(66, f32, equal=True)),
+        ("manhattan_sim-near-max", "manhattan_sim", 2.0**-126, False, ranks(126, f32)),
+    ]
+
+
 def _worker(rank, init_file, out_dir, cases, local_case, ddp_case, empty_case):
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -158,6 +190,7 @@ def _worker(rank, init_file, out_dir, cases, local_case, ddp_case, empty_case):
     try:
         result = {
             "gathered": _gathered(rank, cases),
+            "extreme": _gathered(rank, _extreme_cases()),
             "local": _local_only(rank, local_case),
             "empty": _empty_on_one_rank(rank, empty_case),
             "ddp": _ddp_step(rank, *ddp_case),
@@ -250,6 +283,31 @@ def test_each_rank_loss_and_gradient_match_reference(two_ranks):
                     assert g is None
                     continue
                 torch.testing.assert_close(g, next(total_grads), rtol=1e-8, atol=1e-10, msg=name)
+
+
+def test_extreme_values_on_every_rank_match_reference(two_ranks):
+    """Products, norms or distances beyond the dtype (or below it) on the gathered and
+    symmetric path: each rank's loss and gradient are the float64 reference's (inf where
+    that is beyond float32, never NaN)."""
+    *_, results, _ = two_ranks
+    for name, kind, scale, symmetric, per_rank in _extreme_cases():
+        xs = leaves([tuple(x.double() for x in t) for t in per_rank])
+        losses = ref_rank_losses(xs, kind, scale, symmetric)
+        flat = [x for t in xs for x in t]
+        total_grads = iter(torch.autograd.grad(sum(losses), flat))
+        for r in range(WORLD):
+            got_loss, *got_grads = results[r]["extreme"][name]
+            dtype = per_rank[r][0].dtype
+            tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-30}
+            assert got_loss.dtype == dtype and not torch.isnan(got_loss), name
+            torch.testing.assert_close(got_loss, losses[r].detach().to(dtype), **tol, msg=name)
+            for g in got_grads:
+                want = next(total_grads)
+                if dtype == torch.float32:  # float32 rounding, relative to the largest entry
+                    tol["atol"] = 1e-5 * float(want.abs().max())
+                torch.testing.assert_close(g, want.to(dtype), **tol, msg=name)
+    dot_inf = [results[r]["extreme"]["dot-loss-overflows"][0] for r in range(WORLD)]
+    assert any(torch.isinf(v) for v in dot_inf)
 
 
 def test_equal_batches_equal_one_process_on_the_global_batch(two_ranks):

@@ -694,3 +694,120 @@ def test_handler_checks_the_positives_before_the_loss_runs():
     assert torch.equal(h.cache.age, before.age) and torch.equal(h.cache.filled, before.filled)
     h(net, table[:4], table[:4], {"id": torch.arange(4)})  # a batch of cache_size is fine
     assert calls
+
+
+# ---------------------------------------------------------------------------------------
+# Specs: shapes of Python ints, a torch.dtype, a positive cache_size (issue 17, item 11)
+
+
+@pytest.mark.parametrize(
+    "shape, exc",
+    [
+        ((2.5,), TypeError),  # int(2.5) would silently make it (2,)
+        ((True,), TypeError),  # a bool is not a size
+        ((2, False), TypeError),
+        (("3",), TypeError),
+        ("16", TypeError),  # a str is not a tuple of sizes ("16" would be (1, 6))
+        ((torch.tensor(3),), TypeError),
+        ((np.int64(3),), TypeError),
+        ((3.0,), TypeError),
+        ({3}, TypeError),
+        (None, TypeError),
+        (2.5, TypeError),
+        ((-1,), ValueError),
+        ((2, -3), ValueError),
+    ],
+)
+def test_spec_shapes_must_be_tuples_of_non_negative_python_ints(shape, exc):
+    with pytest.raises(exc, match=r"specs\['a'\] shape"):
+        CacheManager({"a": (shape, torch.float32)}, cache_size=4)
+
+
+@pytest.mark.parametrize(
+    "shape, want", [((3,), (3,)), ([2, 3], (2, 3)), (4, (4,)), ((), ()), (torch.Size([2, 0]), (2, 0))]
+)
+def test_spec_shapes_accepted(shape, want):
+    m = CacheManager({"a": (shape, torch.float32)}, cache_size=4)
+    assert m.specs["a"] == (want, torch.float32)
+    assert all(type(s) is int for s in m.specs["a"][0])
+    assert m.init_cache().data["a"].shape == (4, *want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", np.float32, float, None, torch.Tensor])
+def test_spec_dtype_must_be_a_torch_dtype(dtype):
+    with pytest.raises(TypeError, match=r"specs\['a'\] dtype must be a torch.dtype"):
+        CacheManager({"a": ((2,), dtype)}, cache_size=4)
+
+
+@pytest.mark.parametrize(
+    "size, exc",
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        (4.0, TypeError),
+        (True, TypeError),
+        ("4", TypeError),
+        (None, TypeError),
+    ],
+)
+def test_cache_size_must_be_a_positive_int(size, exc):
+    with pytest.raises(exc, match="cache_size"):
+        CacheManager({"a": ((2,), torch.float32)}, cache_size=size)
+
+
+# ---------------------------------------------------------------------------------------
+# Sparse and quantized tensors are refused up front, naming the argument
+
+
+def odd_layouts(x):
+    out = {"sparse_coo": x.to_sparse()}
+    if x.dim() == 2:
+        out["sparse_csr"] = x.to_sparse_csr()
+    if x.is_floating_point():
+        out["quantized"] = torch.quantize_per_tensor(x.float(), 0.1, 0, torch.quint8)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_sparse_and_quantized_tensors_are_refused_up_front():
+    g = torch.Generator().manual_seed(3)
+    table = torch.randn(6, D, generator=g)
+    m = CacheManager(specs(), cache_size=4)
+    loss = CacheClassificationLoss("embedding", ("id",))
+    cache = m.update_cache(m.init_cache(), new_items=items([0, 1, 2], table))
+    q, pos = table[:2].clone(), table[2:4].clone()
+    for layout, bad in odd_layouts(q).items():
+        with pytest.raises(TypeError, match=f"query_embeddings must be a dense tensor, got a {layout}"):
+            loss(lookup(table), bad, pos, cache)
+        with pytest.raises(TypeError, match=f"pos_doc_embeddings must be a dense tensor, got a {layout}"):
+            loss(lookup(table), q, bad, cache)
+        with pytest.raises(
+            TypeError, match=rf"new_items\['embedding'\] must be a dense tensor, got a {layout}"
+        ):
+            m.update_cache(cache, new_items={"id": torch.tensor([4, 5]), "embedding": bad})
+        with pytest.raises(
+            TypeError, match=rf"updated_item_data\['embedding'\] must be a dense tensor, got a {layout}"
+        ):
+            m.update_cache(
+                cache, updated_item_indices=torch.tensor([0, 1]), updated_item_data={"embedding": bad}
+            )
+    ids = torch.tensor([0, 1])
+    for layout, bad in odd_layouts(ids).items():
+        with pytest.raises(TypeError, match=f"updated_item_indices must be a dense tensor, got a {layout}"):
+            m.update_cache(cache, updated_item_indices=bad, updated_item_data={"embedding": q})
+        with pytest.raises(TypeError, match=rf"new_items\['id'\] must be a dense tensor, got a {layout}"):
+            m.update_cache(cache, new_items={"id": bad, "embedding": q})
+    mask = torch.tensor([True, False])
+    with pytest.raises(TypeError, match="new_items_mask must be a dense tensor, got a sparse_coo"):
+        m.update_cache(cache, new_items={"id": ids, "embedding": q}, new_items_mask=mask.to_sparse())
+    h = CacheLossHandler(m, loss)
+    h(lookup(table), q, pos, {"id": torch.tensor([2, 3])})
+    before = h.cache.clone()
+    for layout, bad in odd_layouts(q).items():
+        with pytest.raises(TypeError, match=f"pos_doc_embeddings must be a dense tensor, got a {layout}"):
+            h(lookup(table), q, bad, {"id": torch.tensor([2, 3])})
+        with pytest.raises(TypeError, match=f"query_embeddings must be a dense tensor, got a {layout}"):
+            h(lookup(table), bad, pos, {"id": torch.tensor([2, 3])})
+    for k in before.data:  # nothing was written
+        assert torch.equal(h.cache.data[k], before.data[k])
+    assert torch.equal(h.cache.age, before.age) and torch.equal(h.cache.filled, before.filled)

@@ -9,6 +9,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .._inputs import _kind
+
 __all__ = ["CacheManager", "NegativeCache", "Spec"]
 
 Spec = Tuple[Tuple[int, ...], torch.dtype]
@@ -79,12 +81,16 @@ def _check_specs(specs: Any) -> Dict[str, Spec]:
             raise TypeError(f"specs[{name!r}] must be a (shape, dtype) pair, got {spec!r}") from None
         if isinstance(shape, int) and not isinstance(shape, bool):
             shape = (shape,)
-        try:
-            shape = tuple(int(s) for s in shape)
-        except TypeError:
-            raise TypeError(f"specs[{name!r}] shape must be a tuple of ints, got {shape!r}") from None
+        # Python ints only: int(2.5), int(True) or int(tensor) would change the shape silently
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in shape
+        ):
+            raise TypeError(
+                f"specs[{name!r}] shape must be a tuple of non-negative Python ints, got {shape!r}"
+            )
+        shape = tuple(int(s) for s in shape)  # int subclasses (IntEnum) become plain ints
         if any(s < 0 for s in shape):
-            raise ValueError(f"specs[{name!r}] shape must not be negative, got {shape}")
+            raise ValueError(f"specs[{name!r}] shape must be a tuple of non-negative ints, got {shape}")
         if not isinstance(dtype, torch.dtype):
             raise TypeError(f"specs[{name!r}] dtype must be a torch.dtype, got {dtype!r}")
         if dtype not in _SPEC_DTYPES:
@@ -99,11 +105,19 @@ def _check_cache(cache: Any) -> NegativeCache:
     return cache
 
 
+def _check_dense(x: Any, name: str) -> None:
+    """A TypeError naming `name` unless `x` is a dense (strided, not quantized) torch.Tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    _kind(x, name)  # sparse, quantized and other layouts: "must be a dense tensor"
+
+
 def _check_rows(x: Any, name: str, spec: Spec, cache: NegativeCache, rows: Optional[int]) -> Tensor:
     """`x` checked as `[n, *shape]` of the spec's kind on the cache's device, detached (its own dtype)."""
     shape, dtype = spec
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    _check_dense(x, name)
     if x.device != cache.device:
         raise ValueError(f"{name} is on {x.device} but the cache is on {cache.device}")
     if x.dim() != 1 + len(shape) or tuple(x.shape[1:]) != shape:
@@ -178,6 +192,7 @@ def _check_mask(mask: Any, name: str, n: int, device: torch.device) -> Optional[
         return None
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
         raise TypeError(f"{name} must be a bool torch.Tensor")
+    _check_dense(mask, name)
     if tuple(mask.shape) != (n,):
         raise ValueError(f"{name} has shape {tuple(mask.shape)}, expected ({n},)")
     if mask.device != device:
@@ -202,8 +217,10 @@ class CacheManager:
 
     Args:
       specs: {name: (shape, dtype)}, one entry per stored field, e.g. the document's
-        tokens `((16,), torch.int64)` and its embedding `((64,), torch.float32)`.
-      cache_size: the number of slots.
+        tokens `((16,), torch.int64)` and its embedding `((64,), torch.float32)`. A shape
+        is a tuple (or list) of non-negative Python ints (an int n means `(n,)`; floats,
+        bools and tensors are refused rather than truncated); a dtype is a torch.dtype.
+      cache_size: the number of slots, a positive int.
       use_lru: refreshing a slot's data makes it the youngest (else FIFO by insertion).
     """
 
@@ -317,8 +334,7 @@ class CacheManager:
     ) -> Tuple[Tensor, Dict[str, Tensor]]:
         if indices is None or values is None:
             raise ValueError("updated_item_indices and updated_item_data must be given together")
-        if not isinstance(indices, Tensor):
-            raise TypeError(f"updated_item_indices must be a torch.Tensor, got {type(indices).__name__}")
+        _check_dense(indices, "updated_item_indices")
         if indices.dtype.is_floating_point or indices.is_complex() or indices.dtype == torch.bool:
             raise TypeError(f"updated_item_indices must be an integer tensor, got {indices.dtype}")
         if indices.dim() != 1:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._inputs import check_reduction
-from ._cache import NegativeCache, _check_cache, _check_int
+from ._cache import NegativeCache, _check_cache, _check_dense, _check_int
 from ._distributed import refuse_step, retrieve_sharded
 from ._sampling import Retrieval, gumbel_sample, no_retrieval
 
@@ -154,8 +154,7 @@ class CacheClassificationLoss:
                 f"got {tuple(emb.shape)} {emb.dtype}"
             )
         for name, x in (("query_embeddings", q), ("pos_doc_embeddings", pos)):
-            if not isinstance(x, Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            _check_dense(x, name)
             if not x.dtype.is_floating_point:
                 raise TypeError(f"{name} must be floating-point, got {x.dtype}")
             if x.dim() != 2 or x.shape[1] != emb.shape[1]:

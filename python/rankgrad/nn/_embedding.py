@@ -10,15 +10,24 @@ promoted dtype when the inputs differ).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._inputs import check_nonnegative, check_positive, check_reduction
+from .._inputs import _kind, check_nonnegative, check_positive, check_reduction
 from ._gather import gather_batches, process_group
-from ._similarity import SIMILARITIES, similarity_matrix
+from ._similarity import (
+    SIMILARITIES,
+    _ldexp,
+    _ldexp_scalar,
+    _scale_rows,
+    dot_logit_gaps,
+    logit_gaps,
+    pair_scores,
+    row_logsumexp,
+)
 
 __all__ = [
     "L1Regularization",
@@ -39,6 +48,7 @@ def _check_flag(name: str, value: Any) -> bool:
 def _check_tensor(x: Any, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    _kind(x, name)  # sparse, quantized and other non-strided tensors: TypeError naming it
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     return x
@@ -82,11 +92,14 @@ class _Regularization(nn.Module):
         def __call__(self, query_embeddings: Tensor, doc_embeddings: Tensor) -> Tensor: ...
 
     @staticmethod
-    def _penalty(rows: Tensor) -> Tensor:  # rows: [R, D]
+    def _penalty(rows: Tensor, weight: float) -> Tensor:  # rows: [R, D], R >= 1
         raise NotImplementedError
 
     def forward(self, query_embeddings: Tensor, doc_embeddings: Tensor) -> Tensor:
         """The weighted penalty of both sets of embeddings.
+
+        Finite wherever its true value is: no intermediate (a square, a row's norm or sum,
+        a mean) overflows unless the weighted penalty itself is beyond the dtype.
 
         Args:
           query_embeddings: [*, D] float; every leading index is a row (no rows: 0).
@@ -111,19 +124,54 @@ class _Regularization(nn.Module):
         _same_device(d, "doc_embeddings", q, "query_embeddings")
         work, out = _dtypes([q, d])
 
-        def penalty(x: Tensor) -> Tensor:
+        def penalty(x: Tensor, weight: float) -> Tensor:
             rows = x.to(work).reshape(-1, x.shape[-1])
             if rows.shape[0] == 0:
                 return rows.sum()  # no rows: 0, still attached to the graph
-            return self._penalty(rows)
+            return self._penalty(rows, weight)
 
-        return (self.query_weight * penalty(q) + self.doc_weight * penalty(d)).to(out)
+        return (penalty(q, self.query_weight) + penalty(d, self.doc_weight)).to(out)
+
+
+class _WeightedRowNorms(torch.autograd.Function):
+    """`c * ||x_i||_p` `[R]` for p = 1 or 2 and a constant `c >= 0`.
+
+    Forward: `||x_i||_p = 2**e_i ||x_hat_i||_p` on the rescaled row (`max|x_hat_i|` in
+    [1/2, 1)), then `(c_m ||x_hat_i||_p) * 2**(e_i + c_e)` with `c = c_m 2**c_e`: exact up
+    to rounding, +inf only when `c ||x_i||` itself is beyond the dtype. Backward:
+    `c sign(x_i)` (p = 1) or `c x_i / ||x_i||` (p = 2; 0 for a zero row), from the bounded
+    rows, never through the factor `2**e_i`. The backward is differentiable (exact
+    second derivatives).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, c: float, p: int) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.c, ctx.p = c, p
+        xh, e = _scale_rows(x)
+        c_m, c_e = math.frexp(c)
+        return _ldexp(c_m * torch.linalg.vector_norm(xh, ord=p, dim=-1), e + c_e)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        if ctx.p == 1:
+            unit = torch.sign(x)
+        else:
+            xh, _ = _scale_rows(x)
+            norm = torch.linalg.vector_norm(xh, dim=-1, keepdim=True)
+            nonzero = norm > 0
+            unit = torch.where(nonzero, xh / torch.where(nonzero, norm, torch.ones_like(norm)), 0.0)
+        c_m, c_e = math.frexp(ctx.c)
+        return _ldexp_scalar((c_m * grad)[:, None] * unit, c_e), None, None
 
 
 class L1Regularization(_Regularization):
     """`query_weight * mean_rows ||q||_1 + doc_weight * mean_rows ||d||_1`.
 
-    Rows are every leading index of a `[*, D]` input; a 1-D input is one row.
+    Rows are every leading index of a `[*, D]` input; a 1-D input is one row. Each row's
+    norm is computed on the row rescaled by a power of two and weighted by `weight / R`
+    before the rows are summed, so the result is finite wherever its true value is.
 
     Args:
       query_weight: the weight of the queries' term, >= 0 (default 1e-4).
@@ -131,14 +179,19 @@ class L1Regularization(_Regularization):
     """
 
     @staticmethod
-    def _penalty(rows: Tensor) -> Tensor:
-        return rows.abs().sum(dim=-1).mean()
+    def _penalty(rows: Tensor, weight: float) -> Tensor:
+        norms: Tensor = _WeightedRowNorms.apply(rows, weight / rows.shape[0], 1)
+        return norms.sum()
 
 
 class L2Regularization(_Regularization):
     """`query_weight * mean_rows ||q||_2 + doc_weight * mean_rows ||d||_2`.
 
-    The norm is not squared; a zero row gets a zero (sub)gradient.
+    The norm is not squared; a zero row gets a zero (sub)gradient. The norm is
+    `2**e ||x / 2**e||_2` with `max|x / 2**e|` in [1/2, 1) (no square overflows or
+    underflows), weighted by `weight / R` before the rows are summed, so the result is
+    finite wherever its true value is (`L2Regularization()(torch.full((2, 4), 1e20), same)`
+    is 4e16).
 
     Args:
       query_weight: the weight of the queries' term, >= 0 (default 1e-4).
@@ -146,16 +199,19 @@ class L2Regularization(_Regularization):
     """
 
     @staticmethod
-    def _penalty(rows: Tensor) -> Tensor:
-        norms: Tensor = torch.linalg.vector_norm(rows, dim=-1)
-        return norms.mean()
+    def _penalty(rows: Tensor, weight: float) -> Tensor:
+        norms: Tensor = _WeightedRowNorms.apply(rows, weight / rows.shape[0], 2)
+        return norms.sum()
 
 
 class FLOPSRegularization(_Regularization):
     """`query_weight * sum_j (mean_rows |q_j|)^2 + doc_weight * sum_j (mean_rows |d_j|)^2`.
 
     The FLOPS regularizer of SPLADE (Paria et al., ICLR 2020): a smooth proxy for the
-    number of floating-point operations of a sparse dot product.
+    number of floating-point operations of a sparse dot product. Computed as
+    `sum_j (sqrt(weight) * sum_rows |x_j| / R)^2`: the mean never overflows, and the
+    result is +inf only when its true value is beyond the dtype (the square of a large
+    mean can be).
 
     Args:
       query_weight: the weight of the queries' term, >= 0 (default 1e-4).
@@ -163,8 +219,31 @@ class FLOPSRegularization(_Regularization):
     """
 
     @staticmethod
-    def _penalty(rows: Tensor) -> Tensor:
-        return rows.abs().mean(dim=0).square().sum()
+    def _penalty(rows: Tensor, weight: float) -> Tensor:
+        out: Tensor = _FlopsPenalty.apply(rows, weight)
+        return out
+
+
+class _FlopsPenalty(torch.autograd.Function):
+    """`sum_j y_j^2`, `y_j = sqrt(w) mean_i |x_ij|` (the mean summed as `|x_ij| / R`, so it
+    never overflows), with the gradient `(2 sqrt(w) / R) y_j sign(x_ij)` formed in that
+    order: it is inf only where the true gradient is. Differentiable backward."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: Tensor, weight: float) -> Tensor:
+        ctx.save_for_backward(rows)
+        ctx.weight = weight
+        return _FlopsPenalty._y(rows, weight).square().sum()
+
+    @staticmethod
+    def _y(rows: Tensor, weight: float) -> Tensor:
+        return math.sqrt(weight) * (rows.abs() / rows.shape[0]).sum(dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        coef = (2.0 * math.sqrt(ctx.weight) / rows.shape[0]) * _FlopsPenalty._y(rows, ctx.weight)
+        return grad * coef * torch.sign(rows), None
 
 
 # ------------------------------------------------------------------------------ MNRL
@@ -178,9 +257,30 @@ class MultipleNegativesRankingLoss(nn.Module):
 
         loss = mean_i  -log softmax_j(scale * sim(a_i, c_j))[i]
 
-    `similarity`: "cosine", "dot", "euclidean" (`1/(1 + ||a - c||_2)`) or
-    "manhattan" (`1/(1 + ||a - c||_1)`). `symmetric=True` returns the average of that
-    loss and `mean_i -log softmax_j(scale * sim(p_i, a_j))[i]` (no hard negatives there).
+    `similarity` (every one symmetric, `sim(u, v) = sim(v, u)`):
+
+    - "cosine": `u.v / (||u|| ||v||)`; a zero vector has cosine 0 with everything (as
+      sentence-transformers' `cos_sim` and `F.normalize` give) and a zero gradient.
+    - "dot": `u.v`.
+    - "euclidean": `1/(1 + ||u - v||_2)` and "manhattan": `1/(1 + ||u - v||_1)`, as in
+      quaterion. These are NOT sentence-transformers' `util.euclidean_sim` and
+      `util.manhattan_sim` (nor its `SimilarityFunction.EUCLIDEAN`/`MANHATTAN`), which
+      are the negative distances:
+    - "euclidean_sim": `-||u - v||_2` and "manhattan_sim": `-||u - v||_1`, named after
+      those sentence-transformers functions (`similarity_fct=util.euclidean_sim` there
+      is `similarity="euclidean_sim"` here).
+
+    `symmetric=True` returns the average of that loss and
+    `mean_i -log softmax_j(scale * sim(p_i, a_j))[i]` (no hard negatives there).
+
+    Finite in, finite out. Each anchor's term is computed as
+    `log sum_j exp(t_j)`, `t_j = scale * (sim(a_i, c_j) - sim(a_i, p_i))`, where every
+    embedding row is first rescaled by a power of two (exactly) and each `t_j` is
+    formed without an intermediate overflow: "cosine" is exactly scale-invariant (no
+    `eps`), distances and dot products may exceed the dtype while the logits do not.
+    So a term is finite wherever its true value is; a term whose true value is beyond
+    the dtype (a gap `t_j` that overflows) is +inf, never NaN, and its gradient is that
+    of the true loss there: the softmax one-hot on the largest gap.
 
     `gather_across_devices=True` under torch.distributed: every rank's positives and
     negatives (and anchors, for the symmetric term) join the candidates, so anchor i of
@@ -198,7 +298,8 @@ class MultipleNegativesRankingLoss(nn.Module):
 
     Args:
       scale: the logits' multiplier (inverse temperature), > 0.
-      similarity: "cosine", "dot", "euclidean" or "manhattan".
+      similarity: "cosine", "dot", "euclidean", "manhattan", "euclidean_sim" or
+        "manhattan_sim".
       symmetric: average with the positive-to-anchor direction.
       gather_across_devices: candidates from every rank of torch.distributed.
       reduction: "mean" (default) or "sum" over this rank's anchors, or "none" (`[B]`,
@@ -262,15 +363,25 @@ class MultipleNegativesRankingLoss(nn.Module):
         else:
             all_a, all_p, all_n, offset = gather_batches(a, p, n, self.symmetric, group)
         target = torch.arange(offset, offset + b, device=a.device)
-        logits = self.scale * similarity_matrix(a, torch.cat([all_p, all_n]), self.similarity)
-        loss = F.cross_entropy(logits, target, reduction="none")
+        cands = torch.cat([all_p, all_n])
+        scores = None
+        if self.similarity == "dot":
+            gaps = dot_logit_gaps(a, cands, target, self.scale)
+        else:
+            scores = pair_scores(a, cands, self.similarity)
+            gaps = logit_gaps(scores, target, self.scale)
+        loss = row_logsumexp(gaps)
         if self.symmetric:
-            if group is None:
-                back = logits[:, :b].T  # sim(p_i, a_j), every similarity being symmetric
+            assert all_a is not None  # the local anchors, or every rank's when gathered
+            if self.similarity == "dot":
+                back = dot_logit_gaps(p, all_a, target, self.scale)
+            elif group is None:
+                # sim(p_i, a_j) = sim(a_j, p_i): the first b columns of the scores, transposed
+                assert scores is not None
+                back = logit_gaps(scores.head_transposed(b), target, self.scale)
             else:
-                assert all_a is not None  # gathered when symmetric
-                back = self.scale * similarity_matrix(p, all_a, self.similarity)
-            loss = 0.5 * (loss + F.cross_entropy(back, target, reduction="none"))
+                back = logit_gaps(pair_scores(p, all_a, self.similarity), target, self.scale)
+            loss = 0.5 * (loss + row_logsumexp(back))
         if self.reduction == "sum" or (self.reduction == "mean" and b == 0):
             loss = loss.sum()  # an empty batch gives 0, still attached to the gathered rows
         elif self.reduction == "mean":
