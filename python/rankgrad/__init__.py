@@ -42,6 +42,8 @@ _TORCH_NAMES = {
     "listmle_loss": (".listwise", "listmle_loss"),
     "nn": (".nn", None),
     "negative_cache": (".negative_cache", None),
+    # needs sentence-transformers too (its ImportError names the extra); not in __all__
+    "sentence_transformers": (".sentence_transformers", None),
 }
 
 __all__ = [
