@@ -811,3 +811,337 @@ def test_sparse_and_quantized_tensors_are_refused_up_front():
     for k in before.data:  # nothing was written
         assert torch.equal(h.cache.data[k], before.data[k])
     assert torch.equal(h.cache.age, before.age) and torch.equal(h.cache.filled, before.filled)
+
+
+# ---------------------------------------------------------------------------------------
+# positive_logits: the positive class's logit given directly
+
+
+@pytest.mark.parametrize("top_k", [None, 3])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_positive_logits_equal_to_the_default_give_the_default_call(top_k, reduction):
+    """positive_logits = t(<q, d_pos>) reproduces the default call exactly: values, gradients
+    (through q, d_pos and doc_network) and the sampled slots (same generator state)."""
+    g = torch.Generator().manual_seed(31)
+    table = torch.randn(12, D, generator=g)
+    cache = cache_with(table + 0.2 * torch.randn(12, D, generator=g), list(range(10)), size=12)
+    scale = 2.5
+
+    def run(use_logits):
+        q = torch.randn(7, D, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        pos = torch.randn(7, D, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+        w = torch.nn.Parameter(table.clone())
+        loss = CacheClassificationLoss(
+            "embedding",
+            ("id",),
+            score_transform=lambda s: scale * s,
+            top_k=top_k,
+            reduction=reduction,
+            generator=torch.Generator().manual_seed(5),
+        )
+        kw = {"positive_logits": scale * (q * pos).sum(1)} if use_logits else {}
+        out = loss(lambda d: w[d["id"]], q, pos, cache, **kw)
+        return out, torch.autograd.grad(out.training_loss.sum(), (q, pos, w))
+
+    (a, ga), (b, gb) = run(False), run(True)
+    assert torch.equal(a.updated_item_indices, b.updated_item_indices)
+    for x, y in zip(a[:3], b[:3]):
+        assert torch.equal(x, y)
+    assert torch.equal(a.updated_item_data["embedding"], b.updated_item_data["embedding"])
+    for x, y in zip(ga, gb):
+        assert torch.equal(x, y)
+    assert ga[1].abs().sum() > 0
+
+
+def test_positive_logits_is_the_positive_class_logit():
+    """Any logit can be the positive class's (here a log-sum-exp over two positives): p, the
+    losses and the gradient through positive_logits follow the formulas; pos_doc_embeddings may
+    be None; score_transform is not applied to it."""
+    g = torch.Generator().manual_seed(32)
+    table = torch.randn(8, D, generator=g, dtype=torch.float64)
+    m = CacheManager({"id": ((), torch.int64), "embedding": ((D,), torch.float64)}, cache_size=8)
+    cache = m.update_cache(m.init_cache(), new_items={"id": torch.arange(6), "embedding": table[:6]})
+    q = torch.randn(4, D, generator=g, dtype=torch.float64, requires_grad=True)
+    two = torch.randn(4, 2, D, generator=g, dtype=torch.float64)
+    s_pos = torch.logsumexp(3.0 * (q[:, None] * two).sum(2), dim=1)
+    loss = CacheClassificationLoss(
+        "embedding",
+        ("id",),
+        score_transform=lambda s: 3.0 * s,
+        reduction="none",
+        generator=torch.Generator().manual_seed(0),
+    )
+    out = loss(lookup(table), q, None, cache, positive_logits=s_pos)
+    s_cache = 3.0 * q @ table[:6].T
+    p = torch.softmax(torch.cat([s_pos[:, None], s_cache], 1), 1)[:, 0].detach()
+    s_neg = 3.0 * (q * table[cache.data["id"][out.updated_item_indices]]).sum(1)
+    torch.testing.assert_close(out.interpretable_loss, -torch.log(p))
+    torch.testing.assert_close(out.training_loss, (1 - p) * (s_neg - s_pos))
+    got = torch.autograd.grad(out.training_loss.sum(), q, retain_graph=True)[0]
+    want = torch.autograd.grad(((1 - p) * (s_neg - s_pos)).sum(), q)[0]
+    torch.testing.assert_close(got, want)
+
+
+def test_handler_passes_positive_logits_through():
+    g = torch.Generator().manual_seed(33)
+    table = torch.randn(30, D, generator=g)
+    caches, outs = [], []
+    for use_logits in (False, True):
+        h = CacheLossHandler(
+            CacheManager(specs(), cache_size=8),
+            CacheClassificationLoss("embedding", ("id",), generator=torch.Generator().manual_seed(3)),
+        )
+        for step in range(3):
+            ids = torch.arange(4 * step, 4 * step + 4)
+            q = table[ids + 10]
+            kw = {"positive_logits": (q * table[ids]).sum(1)} if use_logits else {}
+            out = h(lookup(table), q, table[ids], {"id": ids}, **kw)
+        caches.append(h.cache)
+        outs.append(out)
+    assert torch.equal(outs[0].updated_item_indices, outs[1].updated_item_indices)
+    assert torch.equal(outs[0].training_loss, outs[1].training_loss)
+    for k in caches[0].data:
+        assert torch.equal(caches[0].data[k], caches[1].data[k])
+    assert torch.equal(caches[0].age, caches[1].age)
+
+
+def test_bad_positive_logits_are_refused():
+    table = torch.randn(5, D)
+    cache = cache_with(table, [0, 1], size=4)
+    loss = CacheClassificationLoss("embedding", ("id",))
+    q = torch.zeros(2, D)
+    with pytest.raises(ValueError, match=r"positive_logits has shape \(2, 1\), expected \[B\] = \(2,\)"):
+        loss(lookup(table), q, None, cache, positive_logits=torch.zeros(2, 1))
+    with pytest.raises(TypeError, match="positive_logits must be floating-point"):
+        loss(lookup(table), q, None, cache, positive_logits=torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="positive_logits must be a torch.Tensor"):
+        loss(lookup(table), q, None, cache, positive_logits=[0.0, 0.0])
+    with pytest.raises(TypeError, match="pos_doc_embeddings must be a tensor"):
+        loss(lookup(table), q, None, cache)
+    with pytest.raises(ValueError, match="positive_logits is on meta"):
+        loss(lookup(table), q, None, cache, positive_logits=torch.zeros(2, device="meta"))
+
+
+# ---------------------------------------------------------------------------------------
+# exclude_keys: a query's own positive is never its negative
+
+
+def xspecs(d=D):
+    return {"id": ((), torch.int64), "tokens": ((3,), torch.int32), "embedding": ((d,), torch.float32)}
+
+
+def xcache(table, ids, size, tokens=None):
+    """Slots holding documents `ids` (embedding table[id]); tokens default [id, id+1, id+2]."""
+    ids = torch.as_tensor(ids)
+    tok = torch.stack([ids, ids + 1, ids + 2], 1) if tokens is None else tokens
+    m = CacheManager(xspecs(table.shape[1]), cache_size=size)
+    return m.update_cache(m.init_cache(), new_items={"id": ids, "tokens": tok, "embedding": table[ids]})
+
+
+def test_exclude_keys_never_draws_a_copy_of_the_querys_positive():
+    """The cache holds copies of each query's positive, and they are its best-scoring slots (the
+    query is its positive), so without exclusion they are drawn most of the time; with
+    exclude_keys they never are, over many seeds, with and without top_k."""
+    g = torch.Generator().manual_seed(41)
+    table = torch.randn(10, D, generator=g)
+    ids = [0, 1, 2, 3, 4, 0, 1, 2, 5, 0]  # positive 0 three times, 1 and 2 twice
+    cache = xcache(table, ids, size=12)
+    pos_ids = torch.tensor([0, 1, 2, 7])  # 7 is not cached: nothing to exclude
+    q = 3.0 * table[pos_ids]
+    slot_ids = torch.tensor(ids)
+    for top_k in (None, 2):
+        copies_drawn = 0
+        for seed in range(200):
+            for excl in (None, ("id",)):
+                loss = CacheClassificationLoss(
+                    "embedding",
+                    ("id",),
+                    top_k=top_k,
+                    reduction="none",
+                    generator=torch.Generator().manual_seed(seed),
+                    exclude_keys=excl,
+                )
+                out = loss(lookup(table), q, table[pos_ids], cache, pos_doc_data={"id": pos_ids})
+                drawn = slot_ids[out.updated_item_indices]
+                if excl is None:
+                    copies_drawn += int((drawn == pos_ids).sum())
+                else:
+                    assert not bool((drawn == pos_ids).any()), (seed, top_k, drawn)
+                    assert bool(cache.filled[out.updated_item_indices].all())
+        assert copies_drawn > 200 * 3 * 0.5  # without exclusion, the copies are drawn
+
+
+@pytest.mark.parametrize("top_k", [None, 4])
+def test_excluded_softmax_equals_a_brute_force_reference(top_k):
+    """Per query: the draws follow softmax over the filled slots whose tokens differ from its
+    positive's (the top_k best of those), and p, the losses and the gradient are the masked
+    cross-entropy's, computed here by brute force."""
+    g = torch.Generator().manual_seed(42)
+    table = 0.8 * torch.randn(12, D, generator=g, dtype=torch.float64)
+    ids = [0, 1, 2, 3, 4, 5, 6, 0, 1, 7]  # slots 10, 11 stay empty
+    m = CacheManager(
+        {"id": ((), torch.int64), "tokens": ((3,), torch.int32), "embedding": ((D,), torch.float64)},
+        cache_size=12,
+    )
+    tid = torch.tensor(ids)
+    tokens = torch.stack([tid, tid + 1, tid + 2], 1)
+    cache = m.update_cache(m.init_cache(), new_items={"id": tid, "tokens": tokens, "embedding": table[tid]})
+    pos_ids = torch.tensor([0, 1, 9])
+    pos_tokens = torch.stack([pos_ids, pos_ids + 1, pos_ids + 2], 1)
+    q0 = torch.randn(3, D, generator=g, dtype=torch.float64)
+    n = 20000
+    q = q0.repeat(n, 1).requires_grad_(True)
+    pos = table[pos_ids].repeat(n, 1)
+    loss = CacheClassificationLoss(
+        "embedding",
+        ("id",),
+        score_transform=lambda s: 1.5 * s,
+        top_k=top_k,
+        reduction="none",
+        generator=torch.Generator().manual_seed(8),
+        exclude_keys=("tokens",),
+    )
+    out = loss(lookup(table), q, pos, cache, pos_doc_data={"tokens": pos_tokens.repeat(n, 1)})
+
+    # brute force, one query at a time
+    s = 1.5 * q0 @ table[tid].T  # [3, 10] over the filled slots 0..9
+    want_p, probs = [], []
+    for i in range(3):
+        allowed = [j for j in range(10) if not torch.equal(tokens[j], pos_tokens[i])]
+        if top_k is not None:
+            allowed = sorted(allowed, key=lambda j: -float(s[i, j]))[:top_k]
+        row = torch.full((12,), float("-inf"), dtype=torch.float64)
+        row[allowed] = s[i, allowed]
+        probs.append(torch.softmax(row, 0))
+        s_pos = 1.5 * (q0[i] * table[pos_ids[i]]).sum()
+        want_p.append(torch.softmax(torch.cat([s_pos[None], s[i, allowed]]), 0)[0])
+    want_p = torch.stack(want_p)
+    torch.testing.assert_close(out.interpretable_loss[:3], -torch.log(want_p))
+    slots = out.updated_item_indices.view(n, 3)
+    for i in range(3):
+        counts = torch.bincount(slots[:, i], minlength=12)
+        support = probs[i] > 0
+        assert counts[~support].sum() == 0
+        chi_square_check(counts[support], probs[i][support])
+    s_neg = 1.5 * (q * table[tid[out.updated_item_indices]]).sum(1)
+    s_pos = 1.5 * (q * pos).sum(1)
+    p = want_p.repeat(n)
+    torch.testing.assert_close(out.training_loss, ((1 - p) * (s_neg - s_pos)).detach())
+    got = torch.autograd.grad(out.training_loss.sum(), q)[0]
+    want = torch.autograd.grad(((1 - p) * (s_neg - s_pos)).sum(), q)[0]
+    torch.testing.assert_close(got, want)
+
+
+def test_a_query_whose_every_slot_is_excluded_has_no_loss():
+    g = torch.Generator().manual_seed(43)
+    table = torch.randn(6, D, generator=g)
+    cache = xcache(table, [3, 3, 3], size=5)  # three copies of document 3, two empty slots
+    loss = CacheClassificationLoss(
+        "embedding",
+        ("id",),
+        reduction="none",
+        generator=torch.Generator().manual_seed(0),
+        exclude_keys=("id",),
+    )
+    for top_k in (None, 2):
+        loss.top_k = top_k
+        q = torch.randn(2, D, generator=g, requires_grad=True)
+        pos_ids = torch.tensor([3, 4])
+        pos = table[pos_ids].clone().requires_grad_(True)
+        out = loss(lookup(table), q, pos, cache, pos_doc_data={"id": pos_ids})
+        assert float(out.training_loss[0].detach()) == 0.0 and float(out.interpretable_loss[0]) == 0.0
+        assert float(out.interpretable_loss[1]) > 0  # document 3 is a negative of query 1
+        gq, gp = torch.autograd.grad(out.training_loss[0], (q, pos))
+        assert not gq.any() and not gp.any()
+        # row 0 re-embeds one of its excluded (filled) copies: a correct refresh
+        assert int(out.updated_item_indices[0]) in (0, 1, 2)
+        torch.testing.assert_close(out.updated_item_data["embedding"][0], table[3])
+
+
+def test_matching_slots_is_exact_against_a_brute_force_reference():
+    """Random rows with many duplicates, and values that collide in the hash (x and x + P,
+    P = 2**31 - 1, in int64): the mask is exactly 'equal on every field'."""
+    from rankgrad.negative_cache._cache import _HASH_P, matching_slots
+
+    g = torch.Generator().manual_seed(44)
+    for trial in range(20):
+        c, n = 50, 9
+        cache = {
+            "a": torch.randint(0, 3, (c, 2, 3), generator=g),
+            "b": torch.randint(0, 2, (c,), generator=g).bool(),
+        }
+        rows = {
+            "a": cache["a"][torch.randint(0, c, (n,), generator=g)].clone(),
+            "b": torch.ones(n, dtype=torch.bool),
+        }
+        rows["a"][::3, 0, 0] += _HASH_P  # same hash as the cached row it copied, other value
+        filled = torch.rand(c, generator=g) < 0.8
+        got = matching_slots(rows, cache, filled)
+        want = torch.zeros(n, c, dtype=torch.bool)
+        for i in range(n):
+            for j in range(c):
+                want[i, j] = bool(filled[j]) and all(torch.equal(rows[k][i], cache[k][j]) for k in cache)
+        assert torch.equal(got, want), trial
+    # wide rows (token ids of length 300, several hash blocks), a shifted copy does not match
+    tok = torch.randint(0, 30000, (40, 300), generator=g, dtype=torch.int32)
+    rows = torch.cat([tok[[5, 7]], tok[[9]].roll(1, dims=1)])
+    got = matching_slots({"t": rows}, {"t": tok}, torch.ones(40, dtype=torch.bool))
+    assert got.sum(1).tolist() == [1, 1, 0] and bool(got[0, 5]) and bool(got[1, 7])
+
+
+def test_handler_excludes_the_copies_of_its_positives():
+    """A handler with exclude_keys: the positives of step 1 come back at step 2 and are never
+    drawn as their own negatives; they are enqueued again after the loss."""
+    g = torch.Generator().manual_seed(45)
+    table = torch.randn(20, D, generator=g)
+    m = CacheManager(xspecs(), cache_size=8)
+    loss = CacheClassificationLoss(
+        "embedding",
+        ("id", "tokens"),
+        reduction="none",
+        generator=torch.Generator().manual_seed(1),
+        exclude_keys=("id",),
+    )
+    h = CacheLossHandler(m, loss)
+
+    def data(ids):
+        return {"id": ids, "tokens": torch.stack([ids, ids + 1, ids + 2], 1)}
+
+    net = lambda d: table[d["id"]]  # noqa: E731
+    ids = torch.tensor([0, 1, 2, 3])
+    h(net, 4 * table[ids], table[ids], data(ids))
+    for _ in range(30):
+        before = h.cache.clone()
+        out = h(net, 4 * table[ids], table[ids], data(ids))  # the best cached slot is the copy
+        drawn = before.data["id"][out.updated_item_indices]
+        assert not bool((drawn == ids).any())
+        assert float(out.interpretable_loss.min()) > 0
+
+
+def test_bad_exclude_keys_are_refused():
+    with pytest.raises(TypeError, match="exclude_keys must be None or a sequence of str"):
+        CacheClassificationLoss("embedding", ("id",), exclude_keys="id")
+    with pytest.raises(ValueError, match="exclude_keys must name at least one field"):
+        CacheClassificationLoss("embedding", ("id",), exclude_keys=())
+    with pytest.raises(ValueError, match="must not contain the embedding_key"):
+        CacheClassificationLoss("embedding", ("id",), exclude_keys=("embedding",))
+    loss = CacheClassificationLoss("embedding", ("id",), exclude_keys=("tokens",))
+    with pytest.raises(ValueError, match=r"specs has no field for the exclude_keys \['tokens'\]"):
+        CacheLossHandler(CacheManager(specs(), cache_size=4), loss)
+    fspecs = {**specs(), "tokens": ((3,), torch.float32)}
+    with pytest.raises(TypeError, match=r"exclude_keys \['tokens'\] are float fields"):
+        CacheLossHandler(CacheManager(fspecs, cache_size=4), loss)
+    table = torch.randn(6, D)
+    cache = xcache(table, [0, 1], size=4)
+    q = torch.zeros(2, D)
+    with pytest.raises(TypeError, match="pos_doc_data must be a dict"):
+        loss(lookup(table), q, q, cache)
+    with pytest.raises(ValueError, match=r"pos_doc_data has no field 'tokens'"):
+        loss(lookup(table), q, q, cache, pos_doc_data={"id": torch.tensor([0, 1])})
+    with pytest.raises(ValueError, match=r"pos_doc_data\['tokens'\] has shape \(2, 2\), expected \(2, 3\)"):
+        loss(lookup(table), q, q, cache, pos_doc_data={"tokens": torch.zeros(2, 2, dtype=torch.int64)})
+    with pytest.raises(TypeError, match=r"pos_doc_data\['tokens'\] must be integer or bool"):
+        loss(lookup(table), q, q, cache, pos_doc_data={"tokens": torch.zeros(2, 3)})
+    fcache = NegativeCache({**cache.data, "tokens": cache.data["tokens"].float()}, cache.age, cache.filled)
+    with pytest.raises(TypeError, match="cache field 'tokens' .exclude_keys. is torch.float32"):
+        loss(lookup(table), q, q, fcache, pos_doc_data={"tokens": torch.zeros(2, 3, dtype=torch.int64)})

@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from scipy import stats
 
-from rankgrad.negative_cache import CacheClassificationLoss, CacheLossHandler, CacheManager
+from rankgrad.negative_cache import CacheClassificationLoss, CacheLossHandler, CacheManager, NegativeCache
 
 WORLD = 2
 SHARD = 5  # slots per rank; the whole cache has WORLD * SHARD
@@ -24,6 +24,7 @@ N_DRAWS = (6000, 4000)  # queries per rank: uneven on purpose
 HSIZE = 10  # the handler scenario's shard size
 H_BATCH = (3, 5)  # its second step's batch size per rank
 FILLED = [0, 1, 2, 3]  # local slots filled on each shard; slot 4 stays empty
+X_POS = [0, 2, 7]  # exclude_keys scenario: query row i's positive is document X_POS[i % 3]
 
 
 def tables():
@@ -40,6 +41,11 @@ def shard_ids(rank):
 
 def specs():
     return {"id": ((), torch.int64), "embedding": ((D,), torch.float64)}
+
+
+def xspecs():
+    """With a "doc" field, id % 10: document d is held once by each shard (ids d and 10 + d)."""
+    return {"id": ((), torch.int64), "doc": ((), torch.int64), "embedding": ((D,), torch.float64)}
 
 
 def _worker(rank, init_file, out_dir):
@@ -79,6 +85,54 @@ def _worker(rank, init_file, out_dir):
                 "data_ok": bool(torch.equal(out.updated_item_data["embedding"][:50], table[expected_ids])),
                 "staleness": out.staleness.abs().max(),
             }
+
+        # exclude_keys: each query leaves out the slots (on both shards) of its positive's doc.
+        xm = CacheManager(xspecs(), cache_size=SHARD)
+        xc = xm.update_cache(xm.init_cache(), new_items={"id": ids, "doc": ids % 10, "embedding": table[ids]})
+        pos_docs = torch.tensor(X_POS)[torch.arange(n) % len(X_POS)]
+        for name, top_k in (("excl", None), ("excl_top3", 3)):
+            loss = CacheClassificationLoss(
+                "embedding",
+                ("id",),
+                top_k=top_k,
+                reduction="none",
+                generator=torch.Generator().manual_seed(2000 + rank),
+                distributed=True,
+                exclude_keys=("doc",),
+            )
+            out = loss(lookup, q, table[[30]].repeat(n, 1), xc, pos_doc_data={"doc": pos_docs})
+            result[name] = {"indices": out.updated_item_indices, "interpretable": out.interpretable_loss[:3]}
+        # Every filled slot of both shards holds document 5: queries of positive 5 have no
+        # candidate left (losses 0), the others sample as usual.
+        five = xm.update_cache(
+            xm.init_cache(), new_items={"id": ids, "doc": torch.full_like(ids, 5), "embedding": table[ids]}
+        )
+        loss = CacheClassificationLoss(
+            "embedding",
+            ("id",),
+            reduction="none",
+            generator=torch.Generator().manual_seed(3000 + rank),
+            distributed=True,
+            exclude_keys=("doc",),
+        )
+        qn = query.repeat(4, 1).requires_grad_(True)
+        out = loss(
+            lookup, qn, table[[30]].repeat(4, 1), five, pos_doc_data={"doc": torch.tensor([5, 6, 5, 6])}
+        )
+        got = out.updated_item_indices
+        owner, slot = got // SHARD, got % SHARD
+        result["none_left"] = {
+            "training": out.training_loss.detach(),
+            "interpretable": out.interpretable_loss,
+            "grad": torch.autograd.grad(out.training_loss[[0, 2]].sum(), qn)[0],
+            "slots_filled": all(int(s) in FILLED for s in slot),
+            "data_ok": bool(
+                torch.equal(
+                    out.updated_item_data["embedding"],
+                    table[torch.tensor([shard_ids(int(o))[int(s)] for o, s in zip(owner, slot)])],
+                )
+            ),
+        }
 
         # The handler: fill, then one step whose refreshes must land on the owning rank.
         loss = CacheClassificationLoss(
@@ -242,3 +296,66 @@ def test_bad_input_on_one_rank_fails_every_rank_without_a_hang(results):
         assert msg is not None and "rank(s) [1] were refused" in msg
     for rank, r in enumerate(results):
         assert r["refused"]["then"] == H_BATCH[rank]  # the collectives are still in step
+
+
+# ---------------------------------------------------------------------------------------
+# exclude_keys over the shards
+
+
+def whole_xcache():
+    """One process's cache holding every shard, global slot r * SHARD + s = shard r's slot s."""
+    table, _, _ = tables()
+    c = WORLD * SHARD
+    ids = torch.zeros(c, dtype=torch.int64)
+    filled = torch.zeros(c, dtype=torch.bool)
+    for r in range(WORLD):
+        for s, i in zip(FILLED, shard_ids(r)):
+            ids[r * SHARD + s], filled[r * SHARD + s] = i, True
+    data = {"id": ids, "doc": ids % 10, "embedding": table[ids]}
+    return NegativeCache(data, torch.zeros(c, dtype=torch.int64), filled)
+
+
+@pytest.mark.parametrize("name, top_k", [("excl", None), ("excl_top3", 3)])
+def test_sharded_exclusion_agrees_with_one_process(results, name, top_k):
+    """Per positive: the sharded draws follow the softmax over the union less the slots of that
+    positive's document (on both shards; top 3 of the rest), and interpretable_loss equals one
+    process's holding the whole cache."""
+    table, query, _ = tables()
+    whole = whole_xcache()
+    one = CacheClassificationLoss("embedding", ("id",), top_k=top_k, reduction="none", exclude_keys=("doc",))
+    pos_docs = torch.tensor(X_POS)
+    ref = one(
+        lambda d: table[d["id"]],
+        query.repeat(3, 1),
+        table[[30]].repeat(3, 1),
+        whole,
+        pos_doc_data={"doc": pos_docs},
+    )
+    logits = whole_cache_logits()
+    for g, doc in enumerate(X_POS):
+        masked = logits.masked_fill(whole.data["doc"] == doc, float("-inf"))
+        if top_k is not None:
+            keep = masked.topk(top_k).indices
+            masked = torch.full_like(masked, float("-inf")).index_copy(0, keep, masked[keep])
+        assert int(torch.isfinite(masked).sum()) == (8 - 2 * (doc < 4) if top_k is None else top_k)
+        idx = torch.cat([r[name]["indices"][g :: len(X_POS)] for r in results])
+        check_distribution(idx, torch.softmax(masked, 0))
+        for r in results:
+            torch.testing.assert_close(r[name]["interpretable"][g], ref.interpretable_loss[g])
+    s_pos = (query[0] * table[30]).sum()
+    for g, doc in enumerate(X_POS):  # and the brute-force value
+        masked = logits.masked_fill(whole.data["doc"] == doc, float("-inf"))
+        if top_k is not None:
+            masked = masked.topk(top_k).values
+        want = -torch.log_softmax(torch.cat([s_pos[None], masked]), 0)[0]
+        torch.testing.assert_close(ref.interpretable_loss[g], want)
+
+
+def test_sharded_query_with_no_candidate_left_has_no_loss(results):
+    for r in results:
+        out = r["none_left"]
+        assert out["training"][[0, 2]].tolist() == [0.0, 0.0]
+        assert out["interpretable"][[0, 2]].tolist() == [0.0, 0.0]
+        assert bool((out["interpretable"][[1, 3]] > 0).all())
+        assert not out["grad"].any()
+        assert out["slots_filled"] and out["data_ok"]

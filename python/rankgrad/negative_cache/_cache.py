@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from functools import lru_cache
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from .._inputs import _kind
 
-__all__ = ["CacheManager", "NegativeCache", "Spec"]
+__all__ = ["CacheManager", "NegativeCache", "Spec", "matching_slots"]
 
 Spec = Tuple[Tuple[int, ...], torch.dtype]
 
@@ -206,6 +207,82 @@ def _last_occurrences(idx: Tensor) -> Tensor:
     last = torch.ones_like(sorted_idx, dtype=torch.bool)
     last[:-1] = sorted_idx[1:] != sorted_idx[:-1]
     return perm[last]
+
+
+# ---------------------------------------------------------------------------------------
+# Slots holding the same document as a given row (exclude_keys)
+
+_HASH_P = 2**31 - 1  # a prime; every product below stays under 2**62, every sum under 2**63
+_HASH_BLOCK = 64  # columns hashed at a time: the int64 copy is at most [rows, 64]
+_VERIFY_ELEMENTS = 1 << 22  # candidate pairs are compared exactly in chunks of this many values
+
+
+@lru_cache(maxsize=64)
+def _hash_weights(start: int, stop: int) -> Tensor:
+    """`r^(l+1) mod P` for columns l in [start, stop), r = 16807 (a primitive root mod P): a
+    polynomial (Rabin-Karp) hash, so swapped or shifted tokens do not collide systematically."""
+    w, out = pow(16807, start + 1, _HASH_P), []
+    for _ in range(start, stop):
+        out.append(w)
+        w = w * 16807 % _HASH_P
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def _row_hash(fields: List[Tensor]) -> Tensor:
+    """[n] int64: `sum_l (x_l mod P) r^(l+1) mod P` over the values of every field of a row
+    (the fields' values flattened and laid end to end; integers compared as int64)."""
+    n = fields[0].shape[0]
+    h = torch.zeros(n, dtype=torch.int64, device=fields[0].device)
+    col = 0
+    for x in fields:
+        x = x.reshape(n, math.prod(x.shape[1:]))
+        for a in range(0, x.shape[1], _HASH_BLOCK):
+            block = x[:, a : a + _HASH_BLOCK].to(torch.int64).remainder(_HASH_P)
+            w = _hash_weights(col + a, col + a + block.shape[1]).to(block.device)
+            h = (h + block.mul_(w).remainder_(_HASH_P).sum(dim=1)).remainder_(_HASH_P)
+        col += x.shape[1]
+    return h
+
+
+def matching_slots(rows: Mapping[str, Tensor], cache_fields: Mapping[str, Tensor], filled: Tensor) -> Tensor:
+    """M[i, j] = filled_j and rows[k][i] == cache_fields[k][j] for every field k (all values).
+
+    Exact, in O((n + C) m) memory rather than O(n C m) for rows of m values: rows and slots
+    are hashed (a polynomial hash mod 2^31 - 1), and only pairs with equal hashes are compared
+    value by value, so a hash collision costs time, never a wrong answer.
+
+    Args:
+      rows: {name: [n, *shape]} integer or bool.
+      cache_fields: {name: [C, *shape]} integer or bool, the same names and shapes.
+      filled: [C] bool; empty slots never match.
+
+    Returns:
+      [n, C] bool.
+    """
+    names = sorted(rows)
+    a = [rows[k] for k in names]
+    b = [cache_fields[k] for k in names]
+    n, c = a[0].shape[0], b[0].shape[0]
+    cand = (_row_hash(a)[:, None] == _row_hash(b)[None, :]) & filled[None, :]
+    i, j = cand.nonzero(as_tuple=True)
+    if i.numel() == 0:
+        return cand
+    width = max(1, sum(x[0].numel() for x in a))
+    step = max(1, _VERIFY_ELEMENTS // width)
+    same = []
+    for s in range(0, i.numel(), step):
+        ii, jj = i[s : s + step], j[s : s + step]
+        eq = torch.ones(ii.shape[0], dtype=torch.bool, device=ii.device)
+        for x, y in zip(a, b):
+            m = math.prod(x.shape[1:])
+            xs = x[ii].reshape(ii.shape[0], m).to(torch.int64)
+            ys = y[jj].reshape(jj.shape[0], m).to(torch.int64)
+            eq &= (xs == ys).all(dim=1)
+        same.append(eq)
+    out = torch.zeros(n, c, dtype=torch.bool, device=cand.device)
+    keep = torch.cat(same)
+    out[i[keep], j[keep]] = True
+    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import torch
 from torch import Tensor
 
-from ._cache import NegativeCache
+from ._cache import NegativeCache, matching_slots
 from ._sampling import Retrieval, gumbel_sample, no_retrieval
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ def retrieve_sharded(
     top_k: Optional[int],
     generator: Optional[torch.Generator],
     group: Optional[ProcessGroup],
+    exclude: Optional[Mapping[str, Tensor]] = None,
 ) -> Retrieval:
     """Collective: one slot per query of this rank, drawn from the softmax over every shard.
 
@@ -69,6 +70,12 @@ def retrieve_sharded(
     P(slot) = softmax over the union. `logits(queries, full)` gives `[n, cache_size]` scores
     with empty slots at -inf (`full`: every slot is filled). Slots are global,
     `owner_rank * cache_size + slot`.
+
+    `exclude` ({field: [b, *shape]}, the queries' positives): travels with the queries, and
+    each shard masks, per query, its slots equal to that query's positive on every field
+    before its top k and its draw. A query with no slot left on any shard (every filled slot
+    excluded) gets lse = -inf and, from a shard drawn by its unmasked log-sum-exp, that
+    shard's best-scoring filled slot.
     """
     dist = _dist()
     world, rank = dist.get_world_size(group), dist.get_rank(group)
@@ -92,6 +99,16 @@ def retrieve_sharded(
     queries = torch.cat(_all_gather(q_pad, group))  # [world * bmax, D], rank r's queries in block r
 
     s = logits(queries, bool(cache.filled.all()))
+    fallback = lse_full = None
+    if exclude is not None:
+        keys = {}
+        for k in sorted(exclude):
+            v = exclude[k]  # int64 on every rank, whatever integer dtype each was given
+            pad = torch.zeros((bmax, *v.shape[1:]), dtype=torch.int64, device=dev)
+            pad[:b] = v
+            keys[k] = torch.cat(_all_gather(pad, group))
+        fallback, lse_full = s.argmax(dim=1), torch.logsumexp(s, dim=1)
+        s = s.masked_fill(matching_slots(keys, cache.data, cache.filled), float("-inf"))
     cand = None
     if top_k is not None:
         # Exact top-k over the union: the global top k lie among the shards' local top k.
@@ -104,18 +121,27 @@ def retrieve_sharded(
         s = s.masked_fill(~keep, float("-inf"))
     j, lse = gumbel_sample(s, generator)
     slots = j if cand is None else cand.gather(1, j[:, None])[:, 0]
-
-    # Each shard's local sample and log-sum-exp travel back to the rank of the query.
-    lse_w = _all_to_all(lse, group).view(world, bmax)[:, :b].T  # [b, world]
+    if fallback is not None and lse_full is not None:
+        slots = torch.where(torch.isneginf(lse), fallback, slots)
+        both = _all_to_all(torch.stack([lse, lse_full], dim=1), group).view(world, bmax, 2)[:, :b]
+        lse_w, full_w = both[..., 0].T, both[..., 1].T  # [b, world] each
+    else:
+        # Each shard's local sample and log-sum-exp travel back to the rank of the query.
+        lse_w = full_w = _all_to_all(lse, group).view(world, bmax)[:, :b].T  # [b, world]
     slot_w = _all_to_all(slots, group).view(world, bmax)
     cached_w = _all_to_all(emb[slots], group).view(world, bmax, -1)
     data_w = {
         k: _all_to_all(cache.data[k][slots], group).view(world, bmax, *cache.data[k].shape[1:])
         for k in data_keys
     }
-    if b == 0 or not bool(torch.isfinite(lse_w).any()):
+    if b == 0 or not bool(torch.isfinite(full_w).any()):
         return no_retrieval(q, emb)
-    shard, lse = gumbel_sample(lse_w, generator)  # a second Gumbel draw over the shards
+    if exclude is None:
+        shard, lse = gumbel_sample(lse_w, generator)  # a second Gumbel draw over the shards
+    else:
+        none_left = torch.isneginf(lse_w).all(dim=1)
+        shard, lse = gumbel_sample(torch.where(none_left[:, None], full_w, lse_w), generator)
+        lse = lse.masked_fill(none_left, float("-inf"))
     row = torch.arange(b, device=dev)
     data = {k: v[shard, row] for k, v in data_w.items()}
     return Retrieval(lse, shard * c + slot_w[shard, row], data, cached_w[shard, row], True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 from torch import Tensor
@@ -20,10 +20,13 @@ class CacheLossHandler:
     Computes `cache_loss(doc_network, q, d_pos, cache)`, writes the refreshed embeddings
     back (to the owning rank when the loss is distributed), and enqueues the batch's
     positives, `pos_doc_data` plus their detached embeddings, into this rank's cache.
+    With the loss's `exclude_keys`, `pos_doc_data` also tells the loss which slots hold
+    each query's positive (left out of its negatives); the batch's own positives are
+    enqueued after the loss, so they are never among the current step's candidates.
 
     Args:
       cache_manager: lays out the cache; its specs hold the loss's embedding_key (a float
-        vector `(D,)`) and data_keys.
+        vector `(D,)`), data_keys and exclude_keys (integer or bool fields).
       cache_loss: the loss computed every step.
       device: where the cache lives.
     """
@@ -49,6 +52,16 @@ class CacheLossHandler:
         missing = [k for k in cache_loss.data_keys if k not in specs]
         if missing:
             raise ValueError(f"specs has no field for the data_keys {missing}; it has {sorted(specs)}")
+        excl = cache_loss.exclude_keys or ()
+        missing = [k for k in excl if k not in specs]
+        if missing:
+            raise ValueError(f"specs has no field for the exclude_keys {missing}; it has {sorted(specs)}")
+        floats = [k for k in excl if specs[k][1].is_floating_point]
+        if floats:
+            raise TypeError(
+                f"exclude_keys {floats} are float fields: documents are matched exactly, on "
+                "integer or bool fields (an id, token ids)"
+            )
         self.cache_manager = cache_manager
         self.cache_loss = cache_loss
         self.cache = cache_manager.init_cache(device)
@@ -59,14 +72,19 @@ class CacheLossHandler:
         query_embeddings: Tensor,
         pos_doc_embeddings: Tensor,
         pos_doc_data: Mapping[str, Tensor],
+        *,
+        positive_logits: Optional[Tensor] = None,
     ) -> CacheLossReturn:
         """One training step.
 
         Args:
           doc_network: `{data_key: Tensor[B, ...]} -> Tensor[B, D]`, the document tower.
           query_embeddings: [B, D] float.
-          pos_doc_embeddings: [B, D] float, the positives' embeddings.
+          pos_doc_embeddings: [B, D] float, the positives' embeddings (enqueued; scored
+            unless `positive_logits` is given).
           pos_doc_data: {name: Tensor[B, *shape]} for every spec field but the embedding.
+          positive_logits: [B] float, the positive class's logit given directly (see
+            `CacheClassificationLoss.__call__`); default `t(<q, d_pos>)`.
 
         Returns:
           The loss's `CacheLossReturn`; differentiate its `training_loss`.
@@ -77,7 +95,15 @@ class CacheLossHandler:
             if self.cache_loss.distributed:
                 refuse_step(self.cache, self.cache_loss.group)  # the other ranks raise too
             raise
-        out = self.cache_loss(doc_network, query_embeddings, pos_doc_embeddings, self.cache)
+        excl = self.cache_loss.exclude_keys
+        out = self.cache_loss(
+            doc_network,
+            query_embeddings,
+            pos_doc_embeddings,
+            self.cache,
+            positive_logits=positive_logits,
+            pos_doc_data=None if excl is None else {k: insert[k] for k in excl},
+        )
         idx, data = out.updated_item_indices, out.updated_item_data
         if self.cache_loss.distributed:
             idx, data = route_updates_to_owners(idx, data, self.cache.cache_size, self.cache_loss.group)

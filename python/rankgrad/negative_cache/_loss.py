@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from .._inputs import check_reduction
-from ._cache import NegativeCache, _check_cache, _check_dense, _check_int
+from ._cache import NegativeCache, _check_cache, _check_dense, _check_int, matching_slots
 from ._distributed import refuse_step, retrieve_sharded
 from ._sampling import Retrieval, gumbel_sample, no_retrieval
 
@@ -27,7 +27,10 @@ class CacheLossReturn(NamedTuple):
     interpretable_loss: `-log p`, the cross-entropy over the positive and the cache, reduced
     staleness:         `||e_cached - e_fresh||^2 / ||e_fresh||^2` of the sampled documents, reduced
     updated_item_indices: [B] int64 slots sampled ([0] when nothing could be sampled); with
-                       `distributed=True`, global indices `owner_rank * cache_size + slot`
+                       `distributed=True`, global indices `owner_rank * cache_size + slot`.
+                       A query with `exclude_keys` whose every filled slot is excluded has
+                       p = 1 (its losses are 0); its row holds one of those slots (a copy of
+                       its positive), re-embedded and refreshed like any other
     updated_item_data: {embedding_key: [B, D]} their fresh embeddings (detached)
     """
 
@@ -41,17 +44,29 @@ class CacheLossReturn(NamedTuple):
 class CacheClassificationLoss:
     """Softmax cross-entropy of the positive against the cache, trained by sampling.
 
-    With `t` = score_transform (identity by default), `s_pos = t(<q, d_pos>)` and
-    `s_j = t(<q, e_j>)` over the filled cached embeddings (the `top_k` best per query
-    when set), one slot J per query is drawn from softmax(s) by Gumbel-max and its
-    document re-embedded by `doc_network`, giving `s_neg`. With `p = softmax([s_pos, s])[0]`
-    held constant:
+    With `t` = score_transform (identity by default), `s_pos = t(<q, d_pos>)` (or the
+    `positive_logits` given to the call) and `s_j = t(<q, e_j>)` over the query's candidate
+    slots S_i (the filled ones, less its excluded ones; the `top_k` best of those when set),
+    one slot J per query is drawn from softmax(s) over S_i by Gumbel-max and its document
+    re-embedded by `doc_network`, giving `s_neg`. With
+    `p = exp(s_pos) / (exp(s_pos) + sum_{j in S_i} exp(s_j))` held constant:
 
         training_loss     = (1 - p) (s_neg - s_pos)
         interpretable_loss = -log p
         staleness         = ||e_J - doc_network(x_J)||^2 / ||doc_network(x_J)||^2
 
     E_J[grad training_loss] is the gradient of -log p when the cache is fresh.
+
+    Excluding the positive's copies (`exclude_keys`): a slot holding the same document as
+    query i's positive is a false negative. Drawn, it costs a pass through `doc_network`
+    for nothing (`s_neg = s_pos` when fresh, so its term and gradient are 0), and its mass
+    in the denominator caps p at 1/2 and biases -log p. With `exclude_keys` set, slot j
+    is left out of S_i when `cache[k][j] == pos_doc_data[k][i]` (every value) for every
+    field k of `exclude_keys` (e.g. a document id, or the token ids): it is neither drawn
+    nor counted in p or `interpretable_loss`, for that query only. (The TensorFlow
+    reference compares fields the same way, exactly on every key, in its
+    `IsInCacheFilterFn`, which filters insertions rather than draws.) A query whose S_i is
+    empty has p = 1: losses 0, no gradient.
 
     Args:
       embedding_key: the cache field holding the document embeddings `[cache_size, D]`.
@@ -60,6 +75,9 @@ class CacheClassificationLoss:
       top_k: sample only among each query's `top_k` best cached documents.
       reduction: "mean" (default), "sum" or "none" (per query, `[B]`) for the three losses.
       generator: the random source of the draws; None uses torch's global one.
+      exclude_keys: cache fields (integer or bool) identifying a document, e.g. `("id",)`;
+        None (default): nothing is excluded. The call then needs `pos_doc_data` with
+        these fields for the positives.
       distributed: the cache is sharded over the ranks of `group`; the sample and p are
         those of the union of the shards. Seed `generator` differently per rank.
       group: the process group, None for the default one.
@@ -74,6 +92,7 @@ class CacheClassificationLoss:
         reduction: str = "mean",
         generator: Optional[torch.Generator] = None,
         *,
+        exclude_keys: Optional[Sequence[str]] = None,
         distributed: bool = False,
         group: Optional[ProcessGroup] = None,
     ) -> None:
@@ -93,12 +112,25 @@ class CacheClassificationLoss:
         check_reduction(reduction)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        excl: Optional[Tuple[str, ...]] = None
+        if exclude_keys is not None:
+            if isinstance(exclude_keys, str) or not all(isinstance(k, str) for k in exclude_keys):
+                raise TypeError("exclude_keys must be None or a sequence of str, e.g. ('id',)")
+            excl = tuple(exclude_keys)
+            if not excl:
+                raise ValueError("exclude_keys must name at least one field (or be None)")
+            if embedding_key in excl:
+                raise ValueError(
+                    f"exclude_keys must not contain the embedding_key {embedding_key!r}: slots are "
+                    "matched exactly, on a document id or its tokens"
+                )
         self.embedding_key = embedding_key
         self.data_keys = keys
         self.score_transform = score_transform
         self.top_k = top_k
         self.reduction = reduction
         self.generator = generator
+        self.exclude_keys = excl
         self.distributed = bool(distributed)
         self.group = group
 
@@ -139,12 +171,21 @@ class CacheClassificationLoss:
         return s if self.score_transform is None else self.score_transform(s)
 
     def _check_inputs(
-        self, doc_network: DocNetwork, q: Tensor, pos: Tensor, cache: NegativeCache
-    ) -> torch.dtype:
+        self,
+        doc_network: DocNetwork,
+        q: Tensor,
+        pos: Optional[Tensor],
+        cache: NegativeCache,
+        positive_logits: Optional[Tensor],
+        pos_doc_data: Any,
+    ) -> Tuple[torch.dtype, Optional[Dict[str, Tensor]]]:
+        """(the dtype the losses are computed in, the positives' exclude_keys fields or None)."""
         if not callable(doc_network):
             raise TypeError("doc_network must be callable: {data_key: Tensor[B, ...]} -> Tensor[B, D]")
         _check_cache(cache)
-        for key, what in [(self.embedding_key, "embedding_key")] + [(k, "data_keys") for k in self.data_keys]:
+        fields = [(self.embedding_key, "embedding_key")] + [(k, "data_keys") for k in self.data_keys]
+        fields += [(k, "exclude_keys") for k in self.exclude_keys or ()]
+        for key, what in fields:
             if key not in cache.data:
                 raise ValueError(f"cache has no field {key!r} ({what}); it has {sorted(cache.data)}")
         emb = cache.data[self.embedding_key]
@@ -153,7 +194,11 @@ class CacheClassificationLoss:
                 f"cache field {self.embedding_key!r} must hold float vectors [cache_size, D], "
                 f"got {tuple(emb.shape)} {emb.dtype}"
             )
+        if pos is None and positive_logits is None:
+            raise TypeError("pos_doc_embeddings must be a tensor (it may be None only with positive_logits)")
         for name, x in (("query_embeddings", q), ("pos_doc_embeddings", pos)):
+            if x is None:
+                continue
             _check_dense(x, name)
             if not x.dtype.is_floating_point:
                 raise TypeError(f"{name} must be floating-point, got {x.dtype}")
@@ -163,19 +208,68 @@ class CacheClassificationLoss:
                 )
             if x.device != cache.device:
                 raise ValueError(f"{name} is on {x.device} but the cache is on {cache.device}")
-        if pos.shape[0] != q.shape[0]:
-            raise ValueError(f"pos_doc_embeddings has {pos.shape[0]} rows, query_embeddings {q.shape[0]}")
+        b = q.shape[0]
+        if pos is not None and pos.shape[0] != b:
+            raise ValueError(f"pos_doc_embeddings has {pos.shape[0]} rows, query_embeddings {b}")
+        dtype = torch.promote_types(torch.promote_types(q.dtype, emb.dtype), torch.float32)
+        if positive_logits is not None:
+            _check_dense(positive_logits, "positive_logits")
+            if not positive_logits.dtype.is_floating_point:
+                raise TypeError(f"positive_logits must be floating-point, got {positive_logits.dtype}")
+            if tuple(positive_logits.shape) != (b,):
+                raise ValueError(
+                    f"positive_logits has shape {tuple(positive_logits.shape)}, expected [B] = ({b},)"
+                )
+            if positive_logits.device != cache.device:
+                raise ValueError(
+                    f"positive_logits is on {positive_logits.device} but the cache is on {cache.device}"
+                )
+            dtype = torch.promote_types(dtype, positive_logits.dtype)
+        keys = self._check_pos_doc_data(pos_doc_data, cache, b)
         gen = self.generator
         if gen is not None and gen.device.type != cache.device.type:
             raise ValueError(f"generator is on {gen.device} but the cache is on {cache.device}")
-        return torch.promote_types(torch.promote_types(q.dtype, emb.dtype), torch.float32)
+        return dtype, keys
+
+    def _check_pos_doc_data(self, data: Any, cache: NegativeCache, b: int) -> Optional[Dict[str, Tensor]]:
+        """The positives' exclude_keys fields `{k: [B, *shape]}` (None without exclude_keys)."""
+        if self.exclude_keys is None:
+            return None
+        if not isinstance(data, Mapping):
+            raise TypeError(
+                f"pos_doc_data must be a dict {{name: Tensor[B, ...]}} holding the exclude_keys "
+                f"{list(self.exclude_keys)} of the positives, got {type(data).__name__}"
+            )
+        out: Dict[str, Tensor] = {}
+        for k in self.exclude_keys:
+            field = cache.data[k]
+            if field.dtype.is_floating_point or field.is_complex():
+                raise TypeError(
+                    f"cache field {k!r} (exclude_keys) is {field.dtype}: documents are matched exactly, "
+                    "on integer or bool fields (an id, token ids)"
+                )
+            if k not in data:
+                raise ValueError(f"pos_doc_data has no field {k!r} (exclude_keys); it has {sorted(data)}")
+            x, name = data[k], f"pos_doc_data[{k!r}]"
+            _check_dense(x, name)
+            if x.dtype.is_floating_point or x.is_complex():
+                raise TypeError(f"{name} must be integer or bool like the cache field, got {x.dtype}")
+            want = (b, *field.shape[1:])
+            if tuple(x.shape) != want:
+                raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {want}")
+            if x.device != cache.device:
+                raise ValueError(f"{name} is on {x.device} but the cache is on {cache.device}")
+            out[k] = x.detach()
+        return out
 
     def _logits(self, q: Tensor, cache: NegativeCache, dtype: torch.dtype, full: bool) -> Tensor:
         """`t(<q_i, e_j>)` `[n, cache_size]`, -inf at empty slots unless `full`."""
         s = self._t(q.to(dtype) @ cache.data[self.embedding_key].to(dtype).T)
         return s if full else s.masked_fill(~cache.filled, float("-inf"))
 
-    def _retrieve(self, q: Tensor, cache: NegativeCache, dtype: torch.dtype) -> Retrieval:
+    def _retrieve(
+        self, q: Tensor, cache: NegativeCache, dtype: torch.dtype, keys: Optional[Dict[str, Tensor]]
+    ) -> Retrieval:
         emb = cache.data[self.embedding_key]
         if self.distributed:
             return retrieve_sharded(
@@ -187,16 +281,24 @@ class CacheClassificationLoss:
                 self.top_k,
                 self.generator,
                 self.group,
+                keys,
             )
         filled = int(cache.filled.sum())
         if filled == 0:
             return no_retrieval(q, emb)
         s = self._logits(q, cache, dtype, full=filled == cache.cache_size)
+        fallback = None
+        if keys is not None:
+            # a query whose every filled slot is excluded draws its best one (p = 1: no loss)
+            fallback = s.argmax(dim=1)
+            s = s.masked_fill(matching_slots(keys, cache.data, cache.filled), float("-inf"))
         cand = None
         if self.top_k is not None:
             s, cand = s.topk(min(self.top_k, cache.cache_size), dim=1)
         j, lse = gumbel_sample(s, self.generator)
         slots = j if cand is None else cand.gather(1, j[:, None])[:, 0]
+        if fallback is not None:
+            slots = torch.where(torch.isneginf(lse), fallback, slots)
         data = {k: cache.data[k][slots] for k in self.data_keys}
         return Retrieval(lse, slots, data, emb[slots], True)
 
@@ -211,16 +313,26 @@ class CacheClassificationLoss:
         self,
         doc_network: DocNetwork,
         query_embeddings: Tensor,
-        pos_doc_embeddings: Tensor,
+        pos_doc_embeddings: Optional[Tensor],
         cache: NegativeCache,
+        *,
+        positive_logits: Optional[Tensor] = None,
+        pos_doc_data: Optional[Mapping[str, Tensor]] = None,
     ) -> CacheLossReturn:
         """One step's loss against `cache` (which it does not change).
 
         Args:
           doc_network: `{data_key: Tensor[B, ...]} -> Tensor[B, D]`, the document tower.
           query_embeddings: [B, D] float, differentiable.
-          pos_doc_embeddings: [B, D] float, the positives' embeddings, differentiable.
+          pos_doc_embeddings: [B, D] float, the positives' embeddings, differentiable; may
+            be None when `positive_logits` is given (it is not read then).
           cache: the `NegativeCache` (with `distributed=True`, this rank's shard).
+          positive_logits: [B] float, differentiable: the positive class's logit `s_pos`
+            itself, in place of `t(<q_i, d_pos_i>)` (e.g. a log-sum-exp over several
+            positives or in-batch candidates, which then compete with the cache as one
+            class); `score_transform` is not applied to it. Default: `t(<q, d_pos>)`.
+          pos_doc_data: {name: Tensor[B, *shape]} holding the `exclude_keys` fields of the
+            positives (other fields are ignored); needed, and read, only with `exclude_keys`.
 
         Returns:
           `CacheLossReturn`; the losses are scalars (or `[B]` with reduction="none") in
@@ -228,15 +340,21 @@ class CacheClassificationLoss:
           slot the losses are 0 and `updated_item_indices` is empty.
         """
         try:
-            dtype = self._check_inputs(doc_network, query_embeddings, pos_doc_embeddings, cache)
+            dtype, keys = self._check_inputs(
+                doc_network, query_embeddings, pos_doc_embeddings, cache, positive_logits, pos_doc_data
+            )
         except (TypeError, ValueError):
             if self.distributed and isinstance(cache, NegativeCache):
                 refuse_step(cache, self.group)  # the other ranks raise too, rather than wait
             raise
         q = query_embeddings.to(dtype)
-        s_pos = self._t((q * pos_doc_embeddings.to(dtype)).sum(dim=1))
+        if positive_logits is not None:
+            s_pos = positive_logits.to(dtype)
+        else:
+            assert pos_doc_embeddings is not None
+            s_pos = self._t((q * pos_doc_embeddings.to(dtype)).sum(dim=1))
         with torch.no_grad():
-            r = self._retrieve(q.detach(), cache, dtype)
+            r = self._retrieve(q.detach(), cache, dtype, keys)
 
         if not r.valid:
             zeros = s_pos.detach() * 0.0
