@@ -213,8 +213,8 @@ def test_in_batch_part_is_multiple_negatives_ranking_loss(tiny_dir: Path, hard_n
     assert not stored[:, tokens.shape[1] :].any()  # the pad id, 0
     assert torch.equal(cache.age[slots], torch.zeros(6, dtype=torch.int64))
     emb = model.encode(docs, convert_to_tensor=True, normalize_embeddings=True)
-    torch.testing.assert_close(cache.data["embedding"][slots, :-1], emb, rtol=1e-4, atol=1e-5)
-    assert not cache.data["embedding"][:, -1].any()
+    assert cache.data["embedding"].shape == (16, emb.shape[1])  # no extra column (positive_logits)
+    torch.testing.assert_close(cache.data["embedding"][slots], emb, rtol=1e-4, atol=1e-5)
 
 
 def test_cache_term_is_the_full_softmax_with_a_fresh_cache(tiny_dir: Path):
@@ -263,6 +263,152 @@ def test_cache_term_is_the_full_softmax_with_a_fresh_cache(tiny_dir: Path):
         hits = (stored[:, : tokens.shape[1]] == row).all(dim=1).nonzero().flatten()
         assert hits.numel() and int(after["cache"]["age"][hits[0]]) == 0
     assert bool(before["cache"]["age"].eq(0).all())
+
+
+def test_cache_term_is_unchanged_from_the_extra_column_formulation(tiny_dir: Path):
+    """Passing lse_i as positive_logits gives what the earlier formulation gave (an embedding
+    column of 0 in the cache and of 1 in the queries, through which lse_i entered as
+    <q_x, pos_x> * scale): the same value and, from the same generator state, the same draws
+    and gradients."""
+    import torch
+    import torch.nn.functional as F
+
+    from rankgrad.negative_cache import CacheClassificationLoss, NegativeCache
+    from rankgrad.sentence_transformers import NegativeCacheRankingLoss
+
+    model = make_encoder(tiny_dir)
+    q1, d1 = corpus(10, seed=3)
+    q2, d2 = corpus(6, seed=4)
+    loss = NegativeCacheRankingLoss(model, cache_size=16, generator=torch.Generator().manual_seed(7))
+    loss([features(model, q1), features(model, d1)], None)
+    model.zero_grad()
+    cache, state = loss.cache.clone(), loss.generator.get_state()
+    value = loss([features(model, q2), features(model, d2)], None)
+    value.backward()
+    g_new = grads(model)
+    model.zero_grad()
+
+    emb = cache.data["embedding"]
+    old = NegativeCache({**cache.data, "embedding": F.pad(emb, (0, 1))}, cache.age, cache.filled)
+    gen = torch.Generator()
+    gen.set_state(state)
+    old_loss = CacheClassificationLoss(
+        "embedding",
+        tuple(k for k in cache.data if k != "embedding"),
+        score_transform=lambda s: 20.0 * s,
+        generator=gen,
+    )
+    a = F.normalize(model(features(model, q2))["sentence_embedding"], dim=1)
+    p = F.normalize(model(features(model, d2))["sentence_embedding"], dim=1)
+    logits = 20.0 * a @ p.T
+    lse = torch.logsumexp(logits, dim=1)
+    q_x = torch.cat([a, a.new_ones(6, 1)], dim=1)
+    pos_x = torch.cat([a.new_zeros(6, a.shape[1]), (lse / 20.0)[:, None]], dim=1)
+    out = old_loss(lambda d: F.pad(loss._embed_cached(d, {}), (0, 1)), q_x, pos_x, old)
+    ref = (
+        (lse - logits.diag()).mean()
+        + out.interpretable_loss.detach()
+        + out.training_loss
+        - out.training_loss.detach()
+    )
+    ref.backward()
+    g_old = grads(model)
+    torch.testing.assert_close(value, ref, rtol=1e-6, atol=1e-6)
+    assert g_new.keys() == g_old.keys()
+    for name in g_old:
+        torch.testing.assert_close(g_new[name], g_old[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert float(loss.last_step["cache"]) > 0
+
+
+def test_copies_of_the_positive_are_not_its_negatives(tiny_dir: Path):
+    """The cache holds this batch's own positives (an earlier step saw the same pairs). With
+    top_k=1, each anchor's best cached document is then usually its positive's copy: drawn
+    without exclusion, never with it. Excluded, the value and gradient are the cross-entropy
+    over positive + in-batch + the best cached document that is not the copy (fresh cache),
+    and evaluation leaves the copies out of the read-only value as well."""
+    import torch
+    import torch.nn.functional as F
+
+    from rankgrad.sentence_transformers import NegativeCacheRankingLoss
+
+    q, d = corpus(6, seed=12)
+    drawn = {}
+    for exclude in (False, True):
+        model = make_encoder(tiny_dir)
+        loss = NegativeCacheRankingLoss(model, cache_size=8, top_k=1, exclude_positive_copies=exclude)
+        loss([features(model, q), features(model, d)], None)  # caches d in slots 0..5
+        model.zero_grad()
+        seen = []
+        embed = loss._embed_cached
+        loss._embed_cached = lambda data, meta: (
+            seen.append(data["input:input_ids"].clone()),
+            embed(data, meta),
+        )[1]
+        value = loss([features(model, q), features(model, d)], None)
+        value.backward()
+        ids = F.pad(features(model, d)["input_ids"], (0, 16 - features(model, d)["input_ids"].shape[1]))
+        drawn[exclude] = (seen[0].long() == ids).all(dim=1)
+        if not exclude:
+            continue
+        g_ours = grads(model)
+        model.zero_grad()
+        a = F.normalize(model(features(model, q))["sentence_embedding"], dim=1)
+        p = F.normalize(model(features(model, d))["sentence_embedding"], dim=1)
+        with torch.no_grad():
+            s = (a @ p.T).fill_diagonal_(float("-inf"))  # the cache holds d, in order; no copies
+            best = s.argmax(dim=1)
+        fresh = F.normalize(
+            model(features(model, [d[i] for i in best.tolist()]))["sentence_embedding"], dim=1
+        )
+        logits = 20.0 * torch.cat([a @ p.T, (a * fresh).sum(1, keepdim=True)], dim=1)
+        ref = F.cross_entropy(logits, torch.arange(6))
+        ref.backward()
+        torch.testing.assert_close(value, ref, rtol=1e-5, atol=1e-5)
+        for name, g in grads(model).items():
+            torch.testing.assert_close(g_ours[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+        model.eval()
+        with torch.no_grad():
+            value = loss([features(model, q), features(model, d)], None)
+            a, p = a.detach(), p.detach()
+            cached = (a @ p.T).fill_diagonal_(float("-inf"))
+            full = 20.0 * torch.cat([a @ p.T, cached.max(dim=1, keepdim=True).values], dim=1)
+        torch.testing.assert_close(value, F.cross_entropy(full, torch.arange(6)), rtol=1e-4, atol=1e-5)
+    assert bool(drawn[False].any()), "without exclusion some anchor draws its positive's copy"
+    assert not bool(drawn[True].any())
+
+
+def test_exclusion_option_config_and_earlier_checkpoints(tiny_dir: Path):
+    """exclude_positive_copies=False goes into the config (the default is left out, so a default
+    config is unchanged); a cache saved with the earlier [cache_size, D + 1] embedding layout
+    loads as today's."""
+    import torch
+    import torch.nn.functional as F
+
+    from rankgrad.sentence_transformers import NegativeCacheRankingLoss
+
+    model = make_encoder(tiny_dir)
+    off = NegativeCacheRankingLoss(model, 16, exclude_positive_copies=False)
+    assert off.get_config_dict()["exclude_positive_copies"] is False
+    assert NegativeCacheRankingLoss(model, **off.get_config_dict()).exclude_positive_copies is False
+    assert "exclude_positive_copies" not in NegativeCacheRankingLoss(model, 16).get_config_dict()
+
+    loss = NegativeCacheRankingLoss(model, 16)
+    q, d = corpus(6, seed=13)
+    loss([features(model, q), features(model, d)], None)
+    state = copy.deepcopy(loss.cache_state_dict())
+    old = copy.deepcopy(state)
+    dim = state["layout"]["dim"]
+    old["cache"]["specs"]["embedding"]["shape"] = [dim + 1]
+    old["cache"]["data"]["embedding"] = F.pad(state["cache"]["data"]["embedding"], (0, 1))
+    fresh = NegativeCacheRankingLoss(make_encoder(tiny_dir), 16)
+    fresh.load_cache_state_dict(old)
+    assert_same_cache(fresh.cache_state_dict(), state)
+    old["cache"]["data"]["embedding"][0, -1] = 1.0  # not the earlier layout: refused
+    with pytest.raises(ValueError, match="specs"):
+        fresh.load_cache_state_dict(old)
+    assert_same_cache(fresh.cache_state_dict(), state)  # unchanged
+    assert torch.equal(fresh.cache.age, loss.cache.age)
 
 
 def test_evaluation_reads_the_cache_and_leaves_it(tiny_dir: Path):

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from transformers import TrainerCallback
 
 from ..negative_cache import CacheClassificationLoss, CacheManager, NegativeCache
-from ..negative_cache._cache import _check_int
+from ..negative_cache._cache import _check_int, matching_slots
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -79,7 +79,8 @@ class NegativeCacheRankingLoss(nn.Module):
 
     where ``lse_i = logsumexp_j z_ij``. The second term is ``rankgrad.negative_cache``'s
     ``CacheClassificationLoss`` with the in-batch block as its "positive" class, of logit
-    ``lse_i``: one cached document per anchor is drawn from ``softmax_k(u_ik)`` (Gumbel-max),
+    ``lse_i`` (its ``positive_logits``): one cached document per anchor is drawn from
+    ``softmax_k(u_ik)`` (Gumbel-max),
     re-embedded by the model (the gradient flows through it), giving ``u'_i``, and with
     ``Q_i = softmax([lse_i, lse_cache_i])[1]`` held constant, the surrogate
     ``Q_i (u'_i - lse_i)`` has, in expectation, the gradient of ``CE_i``. So the gradient of the
@@ -95,14 +96,23 @@ class NegativeCacheRankingLoss(nn.Module):
     gradient. When the model is not training (``model.eval()`` or no grad, as in the trainer's
     evaluation) the cache is read but never changed, and nothing is sampled.
 
+    Copies of an anchor's own positive (``exclude_positive_copies=True``, the default): a
+    document seen in an earlier batch (a later epoch, or a dataset that repeats it) may still
+    be cached when it comes back as a positive; as a negative of its own anchor it is a false
+    negative. The cached documents whose stored ``input_ids`` equal the positive's (after
+    padding to ``max_length``) are left out of that anchor's sum over k, in training (not
+    drawn) and in evaluation alike: the token ids are what the cache stores and what the
+    model embeds, so equal ids are the same document to the model, and no id column is
+    needed in the dataset. (Without ``input_ids``, every integer field of the positive
+    column is compared.) An anchor left with no cached document has a cache term of 0.
+
     What the cache stores, per document: every per-row tensor the model's tokenizer produced
     for the positive column (``input_ids``, ``attention_mask``, ``token_type_ids``, ...), the
     ``[B, L]`` ones padded to ``max_length`` (default the model's ``max_seq_length``) on the
     tokenizer's padding side with its pad token id (0 for the other fields), int64 kept as
-    int32; and its embedding (normalised for ``cos_sim``) with one trailing 0, the column
-    through which ``lse_i`` enters the cache loss. A re-embedded batch is cut to its longest
-    real sequence first. Other features (e.g. a ``"modality"`` string) are passed through from
-    the current batch.
+    int32; and its embedding (normalised for ``cos_sim``). A re-embedded batch is cut to its
+    longest real sequence first. Other features (e.g. a ``"modality"`` string) are passed
+    through from the current batch.
 
     This is not sentence-transformers' ``CachedMultipleNegativesRankingLoss``: that is GradCache
     (a larger batch computed in chunks), not a memory of earlier batches.
@@ -125,6 +135,9 @@ class NegativeCacheRankingLoss(nn.Module):
       use_lru: a refreshed slot becomes the youngest (True) or keeps its age (FIFO).
       generator: the random source of the draws; None: torch's global RNG (which the
         trainer saves and restores in its checkpoints).
+      exclude_positive_copies: leave the cached copies of each anchor's own positive (equal
+        ``input_ids``) out of its negatives (default True); False: every cached document
+        is a negative, as in the paper.
 
     Inputs:
       (anchor, positive) pairs, or (anchor, positive, negative_1, ..., negative_n) tuples; no labels.
@@ -156,6 +169,7 @@ class NegativeCacheRankingLoss(nn.Module):
         top_k: Optional[int] = None,
         use_lru: bool = True,
         generator: Optional[torch.Generator] = None,
+        exclude_positive_copies: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
@@ -174,6 +188,7 @@ class NegativeCacheRankingLoss(nn.Module):
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
+        self.exclude_positive_copies = bool(exclude_positive_copies)
         # Made at the first training step, when the batch shows the model's input fields
         # (or by load_cache_state_dict).
         self._layout: Optional[Dict[str, Any]] = None
@@ -186,8 +201,10 @@ class NegativeCacheRankingLoss(nn.Module):
     # ------------------------------------------------------------------ sentence-transformers
 
     def get_config_dict(self) -> Dict[str, Any]:
-        """The options, as the constructor takes them (``type(loss)(model, **config)``)."""
-        return {
+        """The options, as the constructor takes them (``type(loss)(model, **config)``).
+        ``exclude_positive_copies`` appears only when it is off (not the default), so the
+        config of a default loss is the one earlier versions wrote."""
+        config: Dict[str, Any] = {
             "cache_size": self.cache_size,
             "scale": self.scale,
             "similarity_fct": self._similarity,
@@ -195,6 +212,9 @@ class NegativeCacheRankingLoss(nn.Module):
             "top_k": self.top_k,
             "use_lru": self.use_lru,
         }
+        if not self.exclude_positive_copies:
+            config["exclude_positive_copies"] = False
+        return config
 
     @property
     def citation(self) -> str:
@@ -239,7 +259,7 @@ class NegativeCacheRankingLoss(nn.Module):
 
         q = self._normalise(anchors)
         if not (self.model.training and torch.is_grad_enabled()):
-            cache_term = self._read_only_term(q.detach(), lse.detach())
+            cache_term = self._read_only_term(q.detach(), lse.detach(), doc_inputs, b)
             self.last_step = {"in_batch": in_batch.detach(), "cache": cache_term.detach()}
             return in_batch + cache_term
 
@@ -251,13 +271,16 @@ class NegativeCacheRankingLoss(nn.Module):
         rows, meta = self._rows(doc_inputs, b)
         self._ensure_cache(rows, embeddings[1].shape[1], anchors.device)
         assert self._manager is not None and self._cache_loss is not None and self.cache is not None
-        ones = q.new_ones(b, 1)
-        q_x = torch.cat([q, ones], dim=1)
-        # the in-batch block as the cache loss's "positive": <q_x, pos_x> * scale = lse
-        pos_x = torch.cat([q.new_zeros(b, q.shape[1]), (lse / self.scale)[:, None]], dim=1)
-        out = self._cache_loss(lambda data: self._embed_cached(data, meta), q_x, pos_x, self.cache)
-        new_embeddings = self._normalise(embeddings[1].detach())
-        new_items = {**rows, _EMBEDDING: torch.cat([new_embeddings, ones * 0.0], dim=1).float()}
+        # the in-batch block is the cache loss's "positive" class, of logit lse
+        out = self._cache_loss(
+            lambda data: self._embed_cached(data, meta),
+            q,
+            None,
+            self.cache,
+            positive_logits=lse,
+            pos_doc_data=rows,
+        )
+        new_items = {**rows, _EMBEDDING: self._normalise(embeddings[1].detach()).float()}
         self._manager.update_cache(
             self.cache,
             new_items=new_items,
@@ -278,16 +301,38 @@ class NegativeCacheRankingLoss(nn.Module):
     def _normalise(self, x: Tensor) -> Tensor:
         return F.normalize(x, p=2, dim=1) if self._similarity == "cos_sim" else x
 
-    def _read_only_term(self, q: Tensor, lse: Tensor) -> Tensor:
-        """``mean_i log(1 + exp(lse_cache_i - lse_i))`` with the cached embeddings, or 0."""
+    def _read_only_term(self, q: Tensor, lse: Tensor, doc_inputs: Mapping[str, Any], b: int) -> Tensor:
+        """``mean_i log(1 + exp(lse_cache_i - lse_i))`` with the cached embeddings, or 0; the
+        copies of anchor i's positive left out of ``lse_cache_i`` as in training."""
         cache = self.cache
         if cache is None or not bool(cache.filled.any()):
             return lse.new_zeros(())
-        emb = cache.data[_EMBEDDING][:, :-1]
+        emb = cache.data[_EMBEDDING]
         s = (self.scale * (q.float() @ emb.float().T)).masked_fill(~cache.filled, float("-inf"))
+        keys = self._positive_keys(doc_inputs, b)
+        if keys is not None:
+            s = s.masked_fill(matching_slots(keys, cache.data, cache.filled), float("-inf"))
         if self.top_k is not None:
             s = s.topk(min(self.top_k, s.shape[1]), dim=1).values
         return F.softplus(torch.logsumexp(s, dim=1) - lse.float()).mean().to(lse.dtype)
+
+    def _positive_keys(self, inputs: Mapping[str, Any], b: int) -> Optional[Dict[str, Tensor]]:
+        """The positives' exclusion fields as the cache stores them, or None: exclusion off, or
+        positives that cannot equal any cached row (another layout, longer than max_length)."""
+        if self._cache_loss is None or self._cache_loss.exclude_keys is None:
+            return None
+        try:
+            rows, _ = self._rows(inputs, b)
+        except ValueError:
+            return None
+        keys = {}
+        for k in self._cache_loss.exclude_keys:
+            x = rows.get(k)
+            field = self.cache.data[k] if self.cache is not None else None
+            if x is None or field is None or tuple(x.shape[1:]) != tuple(field.shape[1:]):
+                return None
+            keys[k] = x.to(field.device)
+        return keys
 
     def _sequence_length(self, inputs: Mapping[str, Any], b: int) -> Optional[int]:
         for key in ("input_ids", "attention_mask"):
@@ -360,7 +405,17 @@ class NegativeCacheRankingLoss(nn.Module):
         for name, f in layout["fields"].items():
             dtype = getattr(torch, f["dtype"])
             specs[_INPUT + name] = (tuple(f["shape"]), _storage_dtype(dtype))
-        specs[_EMBEDDING] = ((layout["dim"] + 1,), torch.float32)
+        specs[_EMBEDDING] = ((layout["dim"],), torch.float32)
+        exclude: Optional[Tuple[str, ...]] = None
+        if self.exclude_positive_copies:
+            ids = _INPUT + "input_ids"
+            if ids in specs:
+                exclude = (ids,)
+            else:  # no token ids: every integer (or bool) input field
+                ints = tuple(
+                    k for k, (_, dt) in specs.items() if k != _EMBEDDING and not dt.is_floating_point
+                )
+                exclude = ints or None
         self._layout = layout
         self._manager = CacheManager(specs, self.cache_size, use_lru=self.use_lru)
         self._cache_loss = CacheClassificationLoss(
@@ -369,6 +424,7 @@ class NegativeCacheRankingLoss(nn.Module):
             score_transform=self._scaled,
             top_k=self.top_k,
             generator=self.generator,
+            exclude_keys=exclude,
         )
         self.cache = self._manager.init_cache(device)
 
@@ -376,7 +432,7 @@ class NegativeCacheRankingLoss(nn.Module):
         return self.scale * s
 
     def _embed_cached(self, data: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Tensor:
-        """The model's embedding of sampled cached documents, as the cache stores them ``[n, D + 1]``."""
+        """The model's embedding of sampled cached documents, as the cache stores them ``[n, D]``."""
         assert self._layout is not None
         features: Dict[str, Any] = {}
         for name, f in self._layout["fields"].items():
@@ -392,8 +448,7 @@ class NegativeCacheRankingLoss(nn.Module):
                     if x.dim() == 2 and x.shape[1] == width:
                         features[name] = x[:, start:stop]
         features.update(meta)
-        emb = self._normalise(self.model(features)["sentence_embedding"])
-        return torch.cat([emb, emb.new_zeros(emb.shape[0], 1)], dim=1)
+        return self._normalise(self.model(features)["sentence_embedding"])
 
     # ---------------------------------------------------------------------- checkpoints
 
@@ -417,7 +472,8 @@ class NegativeCacheRankingLoss(nn.Module):
 
     def load_cache_state_dict(self, state: Optional[Mapping[str, Any]]) -> None:
         """Restores what ``cache_state_dict`` returned, on the model's device (None: no cache
-        yet). Its cache_size must be this loss's."""
+        yet). Its cache_size must be this loss's. A cache saved by earlier versions, whose
+        embedding field had a trailing column of 0 (``[cache_size, D + 1]``), is read too."""
         if state is None:
             self._layout = self._manager = self._cache_loss = self.cache = None
             return
@@ -433,11 +489,29 @@ class NegativeCacheRankingLoss(nn.Module):
         try:
             self._build(layout, device)
             assert self._manager is not None and self._cache_loss is not None
-            self.cache = self._manager.load_state_dict(state["cache"], device=device)
+            cache_state = _without_trailing_column(state["cache"], layout.get("dim"))
+            self.cache = self._manager.load_state_dict(cache_state, device=device)
             self._cache_loss.load_state_dict(state["loss"])
         except Exception:
             self._layout, self._manager, self._cache_loss, self.cache = saved
             raise
+
+
+def _without_trailing_column(cache_state: Any, dim: Any) -> Any:
+    """A cache state of the earlier layout, whose embedding field was ``[cache_size, D + 1]``
+    with a last column of 0 (the in-batch log-sum-exp entered the cache loss through it), in
+    today's layout ``[cache_size, D]``; any other state as it is (checked by the manager)."""
+    try:
+        spec = cache_state["specs"][_EMBEDDING]
+        emb = cache_state["data"][_EMBEDDING]
+        old = isinstance(dim, int) and spec["shape"] == [dim + 1] and isinstance(emb, Tensor)
+    except (KeyError, TypeError):
+        return cache_state
+    if not (old and emb.dim() == 2 and emb.shape[1] == dim + 1 and not bool(emb[:, -1].any())):
+        return cache_state
+    specs = {**cache_state["specs"], _EMBEDDING: {**spec, "shape": [dim]}}
+    data = {**cache_state["data"], _EMBEDDING: emb[:, :-1]}
+    return {**cache_state, "specs": specs, "data": data}
 
 
 class NegativeCacheCheckpointCallback(TrainerCallback):
