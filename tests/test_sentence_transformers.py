@@ -379,9 +379,8 @@ def test_copies_of_the_positive_are_not_its_negatives(tiny_dir: Path):
 
 
 def test_exclusion_option_config_and_earlier_checkpoints(tiny_dir: Path):
-    """exclude_positive_copies=False goes into the config (the default is left out, so a default
-    config is unchanged); a cache saved with the earlier [cache_size, D + 1] embedding layout
-    loads as today's."""
+    """exclude_positive_copies goes into the config and round-trips; a cache saved with the
+    earlier [cache_size, D + 1] embedding layout loads as today's."""
     import torch
     import torch.nn.functional as F
 
@@ -391,7 +390,7 @@ def test_exclusion_option_config_and_earlier_checkpoints(tiny_dir: Path):
     off = NegativeCacheRankingLoss(model, 16, exclude_positive_copies=False)
     assert off.get_config_dict()["exclude_positive_copies"] is False
     assert NegativeCacheRankingLoss(model, **off.get_config_dict()).exclude_positive_copies is False
-    assert "exclude_positive_copies" not in NegativeCacheRankingLoss(model, 16).get_config_dict()
+    assert NegativeCacheRankingLoss(model, 16).get_config_dict()["exclude_positive_copies"] is True
 
     loss = NegativeCacheRankingLoss(model, 16)
     q, d = corpus(6, seed=13)
@@ -451,6 +450,7 @@ def test_options_config_citation_and_errors(tiny_dir: Path):
         "max_length": None,
         "top_k": 3,
         "use_lru": False,
+        "exclude_positive_copies": True,
     }
     assert NegativeCacheRankingLoss(model, **config).get_config_dict() == config
     assert "lindgren2021" in loss.citation and "Negative Cache" in loss.citation

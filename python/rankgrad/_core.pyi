@@ -18,9 +18,18 @@ __all__ = [
     "MAX_THREADS",
     "set_num_threads",
     "get_num_threads",
+    "FAST_CELL",
+    "FAST_NODES",
+    "FAST_SATURATION",
+    "FAST_WINDOW",
+    "FAST_MIN_SEGMENT",
+    "FAST_MIN_OCCUPANCY",
+    "FAST_MIN_N",
     "approx_ranks",
     "approx_ranks_backward",
+    "approx_ranks_double_backward",
     "approx_loss",
+    "approx_loss_hvp",
     "ranknet_loss",
     "ranking_metric",
     "ranking_metric_ragged",
@@ -51,12 +60,46 @@ def set_num_threads(n: Optional[SupportsIndex]) -> None:
 def get_num_threads() -> int: ...
 
 # -- approximate ranks (src/py/approx.rs) -----------------------------------------------------
+# method: "exact" sums every pair (O(N^2) per list, in the input dtype); "fast" evaluates the same
+# sums by 1-D fast summation (O(N log N + N p) per list, in float64, outputs rounded once);
+# "auto" takes "fast" for lists of at least FAST_MIN_N real items. Any other string: ValueError.
 
-def approx_ranks(scores: _Float, mask: _Mask, temperature: float) -> _Float:
+_Method = Literal["exact", "fast", "auto"]
+
+FAST_CELL: float
+"""Fast summation: cell width h, in units of `s / T`."""
+
+FAST_NODES: int
+"""Fast summation: Chebyshev nodes p per cell."""
+
+FAST_SATURATION: float
+"""Fast summation: D; pairs farther apart than D (in units of T) are saturated."""
+
+FAST_WINDOW: int
+"""Fast summation: W = ceil(D / h) + 1 cells each side are interpolated, beyond is saturated."""
+
+FAST_MIN_SEGMENT: int
+"""Fast summation: a segment with fewer items sums its pairs within D directly."""
+
+FAST_MIN_OCCUPANCY: int
+"""Fast summation: a segment with fewer items per occupied cell sums its pairs within D directly."""
+
+FAST_MIN_N: int
+"""`method="auto"` uses fast summation for lists with at least this many real items."""
+
+def approx_ranks(scores: _Float, mask: _Mask, temperature: float, method: _Method = "exact") -> _Float:
     """`r_i = 1 + sum_{j != i} sigmoid((s_j - s_i) / T)` over real items; 0 at padded ones."""
 
-def approx_ranks_backward(scores: _Float, mask: _Mask, temperature: float, grad_ranks: _Float) -> _Float:
-    """`dL/ds` given `dL/dr` (the closed form, O(N^2) time, O(N) memory per list)."""
+def approx_ranks_backward(
+    scores: _Float, mask: _Mask, temperature: float, grad_ranks: _Float, method: _Method = "exact"
+) -> _Float:
+    """`dL/ds` given `dL/dr` (the closed form, O(N) memory per list)."""
+
+def approx_ranks_double_backward(
+    scores: _Float, mask: _Mask, temperature: float, grad_ranks: _Float, v: _Float, method: _Method = "exact"
+) -> _Float:
+    """The gradient of `sum(v * approx_ranks_backward(scores, grad_ranks))` w.r.t. scores,
+    `grad_ranks` held fixed: `(1/T^2) sum_k sigmoid''((s_l - s_k)/T) (c_k - c_l) (v_l - v_k)`."""
 
 def approx_loss(
     kind: Literal["ndcg", "mrr", "rank_mse"],
@@ -67,8 +110,23 @@ def approx_loss(
     need_grad: bool,
     scale_gains: bool = True,
     discount: Optional[Literal["log2", "reciprocal", "none"]] = None,
+    method: _Method = "exact",
 ) -> Tuple[_Float, _Bool, Optional[_Float]]:
     """`(losses [B], counts [B], d losses / d scores [B, N] or None)`."""
+
+def approx_loss_hvp(
+    kind: Literal["ndcg", "mrr", "rank_mse"],
+    scores: _Float,
+    targets: _Float,
+    mask: _Mask,
+    temperature: float,
+    v: _Float,
+    scale_gains: bool = True,
+    discount: Optional[Literal["log2", "reciprocal", "none"]] = None,
+    method: _Method = "exact",
+) -> _Float:
+    """Per list, the Hessian of its loss w.r.t. its scores times `v`: `[B, N]`, zero for lists
+    that do not count and at padded positions."""
 
 # -- RankNet (src/py/ranknet.rs) ----------------------------------------------------------------
 

@@ -201,9 +201,7 @@ class NegativeCacheRankingLoss(nn.Module):
     # ------------------------------------------------------------------ sentence-transformers
 
     def get_config_dict(self) -> Dict[str, Any]:
-        """The options, as the constructor takes them (``type(loss)(model, **config)``).
-        ``exclude_positive_copies`` appears only when it is off (not the default), so the
-        config of a default loss is the one earlier versions wrote."""
+        """The options, as the constructor takes them (``type(loss)(model, **config)``)."""
         config: Dict[str, Any] = {
             "cache_size": self.cache_size,
             "scale": self.scale,
@@ -211,9 +209,8 @@ class NegativeCacheRankingLoss(nn.Module):
             "max_length": self.max_length,
             "top_k": self.top_k,
             "use_lru": self.use_lru,
+            "exclude_positive_copies": self.exclude_positive_copies,
         }
-        if not self.exclude_positive_copies:
-            config["exclude_positive_copies"] = False
         return config
 
     @property
