@@ -192,20 +192,25 @@ def _sums(
     item_interp = _at(interp, seg)
     n_interp = int(item_interp.sum())
 
+    direct = None
+    if n_interp < count:  # the directly summed items' own arrays (whole segments, ascending)
+        di = (~item_interp).nonzero()[:, 0]
+        wdi = torch.ones(di.numel(), 1, dtype=wd, device=dev) if ws is None else _at(ws, di)
+        direct = (di, _at(y, di), _at(seg, di), wdi, n_seg[~interp].max())
+    del y, brk, item_interp
     f = torch.zeros(count, q, dtype=wd, device=dev)
     end = torch.empty(count, dtype=torch.long, device=dev) if kind == SIGMOID else None
     if n_interp == count:
         _interpolated(kind, f, end, None, u, cell, seg, ws, newc, seg_end)
     elif n_interp > 0:
-        ii = item_interp.nonzero()[:, 0]
+        ii = interp.repeat_interleave(n_seg).nonzero()[:, 0]
         wi = None if ws is None else _at(ws, ii)
         _interpolated(kind, f, end, ii, _at(u, ii), _at(cell, ii), _at(seg, ii), wi, _at(newc, ii), seg_end)
-    del u, cell, newc
-    if n_interp < count:
-        di = (~item_interp).nonzero()[:, 0]
-        wdi = torch.ones(di.numel(), 1, dtype=wd, device=dev) if ws is None else _at(ws, di)
-        _direct(kind, f, end, di, _at(y, di), _at(seg, di), wdi, seg_end, n_seg[~interp].max())
-    del y
+    del u, cell, newc, seg
+    if direct is not None:
+        di, yd, sd, wdi, longest = direct
+        _direct(kind, f, end, di, yd, sd, wdi, seg_end, longest)
+        del di, yd, sd, wdi, direct
     if kind == SIGMOID:  # saturated sources above the window: their weights, by prefix sums
         assert end is not None
         item_end = torch.repeat_interleave(list_end, n_list, output_size=count)
@@ -249,11 +254,14 @@ def _interpolated(
     # anterpolation: Q[cell, k, b] = sum_j w_jk L_b(u_j)
     qmat = torch.zeros(n_cells + 1, q, p, dtype=wd, device=dev)  # the last row stays 0 (no cell)
     step = max(1, _budget(dev) // (p * q))
+    kept = [] if m * p <= 16 * _budget(dev) else None  # small inputs: keep L for the way back
     for a in range(0, m, step):
         e = min(m, a + step)
         basis = _lagrange(u[a:e], tau, lam)
         src = basis[:, None, :] if ws is None else ws[a:e, :, None] * basis[:, None, :]
         qmat.index_add_(0, cid[a:e], src)
+        if kept is not None:
+            kept.append(basis)
     qt = qmat.permute(1, 0, 2).contiguous()  # [q, C + 1, p]
     del qmat
 
@@ -263,21 +271,21 @@ def _interpolated(
     stacked = mats.reshape(n_off * p, p)  # [(o, b), a]
     offs = torch.arange(-wu, wu + 1, device=dev)
     phi = torch.empty(n_cells, q, p, dtype=wd, device=dev)
-    cstep = max(1, _budget(dev) // (n_off * p * q))
+    cstep = max(1, 2 * _budget(dev) // (n_off * p * q))
     for a in range(0, n_cells, cstep):
         e = min(n_cells, a + cstep)
         tgt = ckey[a:e, None] + offs
         idx = torch.searchsorted(ckey, tgt)
-        found = ckey[idx.clamp(max=n_cells - 1)] == tgt
-        idx = torch.where(found, idx, n_cells)
-        g = qt[:, idx].reshape(q * (e - a), n_off * p)
+        found = _at(ckey, idx.view(-1).clamp(max=n_cells - 1)).view_as(tgt) == tgt
+        idx.masked_fill_(~found, n_cells)  # Q's zero row
+        g = qt.index_select(1, idx.view(-1)).view(q * (e - a), n_off * p)
         phi[a:e] = (g @ stacked).view(q, e - a, p).permute(1, 0, 2)
     del qt
 
     # back to the items: F_i = sum_a L_a(u_i) Phi[cell(i), a]
-    for a in range(0, m, step):
+    for k, a in enumerate(range(0, m, step)):
         e = min(m, a + step)
-        basis = _lagrange(u[a:e], tau, lam)
+        basis = kept[k] if kept is not None else _lagrange(u[a:e], tau, lam)
         fi = torch.bmm(_at(phi, cid[a:e]), basis[:, :, None])[..., 0]
         if ii is None:
             f[a:e] += fi
