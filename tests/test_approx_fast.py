@@ -28,7 +28,7 @@ RTOL = 1e-10
 # sigmoid'' has triple poles at +-i pi: with p = 12 nodes on cells of width T its interpolation is
 # off by up to ~2.5e-12 absolutely and, near the diagonal at a cell's edge, ~2.3e-9 relative to
 # sigmoid'' itself, which is what S measures when a whole list spans much less than T. p >= 14
-# brings that under 2e-11 (see the report / design notes).
+# brings that under 2e-11 (see the docstring of rankgrad.approx._fast).
 VJP_GRAD_RTOL = RTOL if _fast.FAST_NODES >= 14 else 5e-9
 FLOOR = 1e-15  # rounding floor, times n max|c| (max|v|) / T (T^2): where S is 0 (exact ties)
 

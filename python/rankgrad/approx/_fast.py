@@ -29,18 +29,26 @@ and device-agnostic (torch ops only; data-dependent shapes, one host sync per sh
    saturated (prefix sums again); back `F_i = sum_a L_a(u_i) Phi[cell(i), a]`.
 
 Memory is O(B N p) (item chunks bound the `[items, q, p]` temporaries and cell chunks the
-`[cells, q, (2W+1) p]` gather); there is no N x N tensor and no grid over the score range.
-Everything is computed in float64 (float32 on MPS) and rounded once to the scores' dtype.
+`[cells, q, (2W+1) p]` gather); there is no N x N tensor and no grid over the score range. Work
+is O(N log N + N p + C (2W+1) p^2) per list (C occupied cells): most for dense runs of cells
+holding few items each. Everything is computed in float64 (float32 on MPS) and rounded once
+to the scores' dtype.
 
 Constants (the Rust kernels' when the compiled module has them): `FAST_CELL = 1.0`,
 `FAST_NODES = 12`, `FAST_SATURATION = 44.0`, `FAST_MIN_OCCUPANCY = 3`, `FAST_MIN_SEGMENT = 32`.
 
 Error: sigmoid and its derivatives are analytic in the strip |Im d| < pi, so the tensor-product
 Chebyshev interpolation on cells of width h = 1 converges like rho^-p, rho = 2 pi / h +
-sqrt(4 pi^2 / h^2 + 1) ~ 12.6 (p = 12: ~1e-13 per pair, relative to the kernel's size near the
-pair), and a saturated pair is off by at most e^-D ~ 8e-20. In float64 the ranks are within
-1e-10 max(1, |r|) of the exact pair sums and vjp / vjp_grad within 1e-10 of the largest sum of
-the absolute values of their terms (tested in tests/test_approx_fast.py).
+sqrt(4 pi^2 / h^2 + 1) ~ 12.6, and a saturated pair is off by at most e^-D ~ 8e-20. Measured
+per pair with p = 12: ~1.4e-13 (sigmoid), ~6e-13 (sigmoid'), ~2.5e-12 (sigmoid'') absolutely,
+less where the kernel is small. In float64 the ranks are within 1e-10 max(1, |r|) of the exact
+pair sums and vjp within 1e-10 max_k S_k (S_k: the same sum over the absolute values of its
+terms). vjp_grad is too, except for lists much narrower than T: there S ~ |sigmoid''| ~ |d| / 8
+is tiny, and the interpolation error of sigmoid'' relative to it reaches ~2.3e-9 near a cell's
+edge (the tests assert 5e-9 for p = 12; p = 14 brings it under 2e-11). float32 results are the
+float64 sums rounded once (~6e-8 relative), well inside the exact float32 kernel's own error.
+Local coordinates resolve score differences down to an ulp of `(s - s_seg0) / T`. Tested in
+tests/test_approx_fast.py.
 """
 
 from __future__ import annotations
@@ -254,7 +262,7 @@ def _interpolated(
     # anterpolation: Q[cell, k, b] = sum_j w_jk L_b(u_j)
     qmat = torch.zeros(n_cells + 1, q, p, dtype=wd, device=dev)  # the last row stays 0 (no cell)
     step = max(1, _budget(dev) // (p * q))
-    kept = [] if m * p <= 16 * _budget(dev) else None  # small inputs: keep L for the way back
+    kept = [] if m * p <= 1 << 22 else None  # small inputs: keep L for the way back
     for a in range(0, m, step):
         e = min(m, a + step)
         basis = _lagrange(u[a:e], tau, lam)
@@ -360,36 +368,39 @@ def _direct(
 # ---------------------------------------------------------------- the three sums
 def _prep(
     s: torch.Tensor, m: Optional[torch.Tensor], *vecs: torch.Tensor
-) -> Tuple[torch.dtype, torch.Tensor, Tuple[torch.Tensor, ...]]:
-    """(wide dtype, the mask as 0/1 in it, the vectors in it with padded entries 0)."""
+) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]:
+    """(the mask as 0/1 in the wide dtype, the vectors in it with padded entries 0)."""
     wd = wide_dtype(s.device)
     mf = torch.ones(s.shape, dtype=wd, device=s.device) if m is None else m.to(wd)
     zero = torch.zeros((), dtype=wd, device=s.device)
     out = tuple(v.to(wd) if m is None else torch.where(m, v.to(wd), zero) for v in vecs)
-    return wd, mf, out
+    return mf, out
+
+
+def _out(x: torch.Tensor, s: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
+    """Rounded once to s's dtype; exactly 0 at padded positions."""
+    x = x.to(s.dtype)
+    return x if m is None else torch.where(m, x, torch.zeros((), dtype=s.dtype, device=s.device))
 
 
 def ranks(s: torch.Tensor, m: Optional[torch.Tensor], temperature: float) -> torch.Tensor:
     """`r_i = 1/2 + sum_j sigmoid(x_j - x_i)` `[B, N]` in s's dtype, 0 at padded positions."""
-    _, mf, _ = _prep(s, m)
-    f = _sums(s, m, temperature, SIGMOID, mf[..., None])[..., 0]
-    return ((0.5 + f) * mf).to(s.dtype)
+    return _out(0.5 + _sums(s, m, temperature, SIGMOID, None)[..., 0], s, m)
 
 
 def vjp(s: torch.Tensor, m: Optional[torch.Tensor], temperature: float, c: torch.Tensor) -> torch.Tensor:
     """`(J^T c)_k = (1/T)[sum_i sigmoid'(x_i - x_k) c_i - c_k sum_i sigmoid'(x_i - x_k)]` `[B, N]`."""
-    _, mf, (c,) = _prep(s, m, c)
+    mf, (c,) = _prep(s, m, c)
     fc, f1 = _sums(s, m, temperature, D1, torch.stack((c, mf), -1)).unbind(-1)
-    return ((fc - c * f1) * (mf / temperature)).to(s.dtype)
+    return _out((fc - c * f1) / temperature, s, m)
 
 
 def vjp_grad(
     s: torch.Tensor, m: Optional[torch.Tensor], temperature: float, c: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
     """`h_l = (1/T^2) sum_{k != l} sigmoid''(x_l - x_k)(c_k - c_l)(v_l - v_k)` `[B, N]`."""
-    _, mf, (c, v) = _prep(s, m, c, v)
+    mf, (c, v) = _prep(s, m, c, v)
     w = torch.stack((c, c * v, mf, v), -1)
     fc, fcv, f1, fv = _sums(s, m, temperature, D2, w).unbind(-1)
     # sigmoid''(x_l - x_k) = -sigmoid''(x_k - x_l): h = -(v F[c] - F[cv] - c v F[1] + c F[v]) / T^2
-    h = (fcv - v * fc + c * v * f1 - c * fv) * (mf / (temperature * temperature))
-    return h.to(s.dtype)
+    return _out((fcv - v * fc + c * v * f1 - c * fv) / (temperature * temperature), s, m)
