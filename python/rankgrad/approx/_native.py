@@ -51,6 +51,11 @@ def _prep(s: torch.Tensor, m: Optional[torch.Tensor]) -> Tuple[torch.Tensor, tor
     return torch.where(m, s, torch.zeros((), dtype=s.dtype, device=s.device)), m.to(s.dtype)
 
 
+def _zero_padded(x: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
+    """`x` with padded entries 0 (not `x * mask`: a NaN/inf there would stay NaN)."""
+    return x if m is None else torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 def _pair_rows(s: torch.Tensor, a: int, e: int, inv_t: float) -> torch.Tensor:
     """sigmoid((s_i - s_j) / T) for rows i in [a, e): `[B, e - a, N]`."""
     return (s[:, a:e, None] - s[:, None, :]).mul_(inv_t).sigmoid_()
@@ -74,7 +79,7 @@ def exact_vjp(
     s, mf = _prep(s, m)
     b, n = s.shape
     inv_t = 1.0 / temperature
-    c = c.to(s.dtype) * mf
+    c = _zero_padded(c.to(s.dtype), m)
     rhs = torch.stack((c, mf), dim=-1)  # [B, N, 2]
     g = torch.empty_like(s)
     step = chunk_rows(b, n, s.device)
@@ -93,7 +98,7 @@ def exact_vjp_grad(
     s, mf = _prep(s, m)
     b, n = s.shape
     inv_t = 1.0 / temperature
-    c, v = c.to(s.dtype) * mf, v.to(s.dtype) * mf
+    c, v = _zero_padded(c.to(s.dtype), m), _zero_padded(v.to(s.dtype), m)
     # sum_k W_lk (c_k - c_l)(v_l - v_k) = v_l (Wc)_l - (W cv)_l - c_l v_l (W1)_l + c_l (Wv)_l
     rhs = torch.stack((c, c * v, mf, v), dim=-1)  # [B, N, 4]
     h = torch.empty_like(s)
