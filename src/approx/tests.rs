@@ -109,7 +109,7 @@ fn losses_and_gradients_match_reference_f64() {
                     let mask: Vec<bool> = (0..b * n).map(|k| k % n == 0 || rng.next() < 0.8).collect();
                     let batch = Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap();
                     let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
-                    approx_loss(&batch, t, kind, &mut l, &mut v, Some(&mut g)).unwrap();
+                    approx_loss(&batch, t, kind, Method::Exact, &mut l, &mut v, Some(&mut g)).unwrap();
                     for bi in 0..b {
                         let idx: Vec<usize> = (0..n).filter(|&j| mask[bi * n + j]).collect();
                         let sr: Vec<f64> = idx.iter().map(|&j| s[bi * n + j]).collect();
@@ -145,13 +145,22 @@ fn f32_agrees_with_f64() {
         (s.iter().map(|&v| v as f32).collect(), y.iter().map(|&v| v as f32).collect());
     for &kind in &KINDS {
         let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
-        approx_loss(&Padded::new(&s, Some(&y), None, b, n).unwrap(), 1.0, kind, &mut l, &mut v, Some(&mut g))
-            .unwrap();
+        approx_loss(
+            &Padded::new(&s, Some(&y), None, b, n).unwrap(),
+            1.0,
+            kind,
+            Method::Exact,
+            &mut l,
+            &mut v,
+            Some(&mut g),
+        )
+        .unwrap();
         let (mut l32, mut v32, mut g32) = (vec![0.0f32; b], vec![false; b], vec![0.0f32; b * n]);
         approx_loss(
             &Padded::new(&s32, Some(&y32), None, b, n).unwrap(),
             1.0,
             kind,
+            Method::Exact,
             &mut l32,
             &mut v32,
             Some(&mut g32),
@@ -179,9 +188,9 @@ fn ranks_and_their_vjp_match_reference() {
         let mask: Vec<bool> = (0..b * n).map(|k| k / n != 3 && rng.next() < 0.9).collect(); // list 3 empty
         let batch = Padded::new(&s, None, Some(&mask), b, n).unwrap();
         let mut r = vec![0.0; b * n];
-        approx_ranks(&batch, 0.7, &mut r).unwrap();
+        approx_ranks(&batch, 0.7, Method::Exact, &mut r).unwrap();
         let mut g = vec![0.0; b * n];
-        approx_ranks_backward(&batch, 0.7, &c, &mut g).unwrap();
+        approx_ranks_backward(&batch, 0.7, Method::Exact, &c, &mut g).unwrap();
         for bi in 0..b {
             let idx: Vec<usize> = (0..n).filter(|&j| mask[bi * n + j]).collect();
             for &i in &idx {
@@ -222,8 +231,16 @@ fn same_bits_with_one_and_two_threads() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             let (mut l, mut v, mut g) = (vec![0.0f32; b], vec![false; b], vec![0.0f32; b * n]);
-            approx_loss(&batch, 0.5, ApproxLoss::Ndcg { scale_gains: true }, &mut l, &mut v, Some(&mut g))
-                .unwrap();
+            approx_loss(
+                &batch,
+                0.5,
+                ApproxLoss::Ndcg { scale_gains: true },
+                Method::Exact,
+                &mut l,
+                &mut v,
+                Some(&mut g),
+            )
+            .unwrap();
             (l, g)
         })
     };
@@ -240,7 +257,7 @@ fn degenerate_lists_give_zero() {
     let batch = Padded::new(&s, Some(&y), Some(&mask), 2, 3).unwrap();
     for kind in [ApproxLoss::Ndcg { scale_gains: true }, ApproxLoss::Mrr] {
         let (mut l, mut v, mut g) = (vec![9.0; 2], vec![true; 2], vec![9.0; 6]);
-        approx_loss(&batch, 1.0, kind, &mut l, &mut v, Some(&mut g)).unwrap();
+        approx_loss(&batch, 1.0, kind, Method::Exact, &mut l, &mut v, Some(&mut g)).unwrap();
         // list 0: nothing relevant; list 1: a single real item.
         assert_eq!((l, v, g), (vec![0.0; 2], vec![false; 2], vec![0.0; 6]));
     }
@@ -254,18 +271,22 @@ fn bad_input_names_the_argument() {
     let (mut l, mut v) = (vec![0.0; 2], vec![false; 2]);
     let kind = ApproxLoss::Mrr;
     assert_eq!(
-        approx_loss(&batch, 1.0, kind, &mut l, &mut v, None),
+        approx_loss(&batch, 1.0, kind, Method::Exact, &mut l, &mut v, None),
         Err(Error::NonFinite { arg: "scores", list: 0 })
     );
     let ok = [1.0f64, 2.0, 0.0, 1.0];
     let batch = Padded::new(&ok, Some(&y), None, 2, 2).unwrap();
     for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        assert_eq!(approx_loss(&batch, t, kind, &mut l, &mut v, None).unwrap_err().arg(), "temperature");
+        assert_eq!(
+            approx_loss(&batch, t, kind, Method::Exact, &mut l, &mut v, None).unwrap_err().arg(),
+            "temperature"
+        );
     }
     let big = [1.0f64, 2000.0, 0.0, 1.0];
     let batch = Padded::new(&ok, Some(&big), None, 2, 2).unwrap();
     let err =
-        approx_loss(&batch, 1.0, ApproxLoss::Ndcg { scale_gains: true }, &mut l, &mut v, None).unwrap_err();
+        approx_loss(&batch, 1.0, ApproxLoss::Ndcg { scale_gains: true }, Method::Exact, &mut l, &mut v, None)
+            .unwrap_err();
     assert_eq!(err.arg(), "targets");
 }
 
@@ -277,7 +298,7 @@ fn extreme_temperatures_and_scores_give_no_nan() {
     let t = f32::scale_range().0;
     let batch = Padded::new(&s, Some(&y), None, 1, 6).unwrap();
     let mut r = vec![0.0f32; 6];
-    approx_ranks(&batch, t, &mut r).unwrap();
+    approx_ranks(&batch, t, Method::Exact, &mut r).unwrap();
     // Ties count 1/2 each way; the rest is a hard step at such a small temperature.
     assert_eq!(r, vec![4.5, 4.5, 1.0, 6.0, 2.5, 2.5]);
     for kind in [
@@ -287,16 +308,16 @@ fn extreme_temperatures_and_scores_give_no_nan() {
     ] {
         for temperature in [t, 1.0, f32::scale_range().1] {
             let (mut l, mut v, mut g) = (vec![0.0f32; 1], vec![false; 1], vec![0.0f32; 6]);
-            approx_loss(&batch, temperature, kind, &mut l, &mut v, Some(&mut g)).unwrap();
+            approx_loss(&batch, temperature, kind, Method::Exact, &mut l, &mut v, Some(&mut g)).unwrap();
             assert!(l[0].is_finite() && g.iter().all(|x| !x.is_nan()), "{kind:?} {temperature} {l:?} {g:?}");
         }
     }
     let mut back = vec![0.0f32; 6];
-    approx_ranks_backward(&batch, t, &[1.0; 6], &mut back).unwrap();
+    approx_ranks_backward(&batch, t, Method::Exact, &[1.0; 6], &mut back).unwrap();
     assert!(back.iter().all(|x| !x.is_nan()), "{back:?}");
     // Subnormal (and other out-of-range) temperatures are rejected, naming the argument.
     for bad in [1e-40f32, 1e-20, 1e20, 0.0] {
-        assert_eq!(approx_ranks(&batch, bad, &mut r).unwrap_err().arg(), "temperature");
+        assert_eq!(approx_ranks(&batch, bad, Method::Exact, &mut r).unwrap_err().arg(), "temperature");
     }
     let s64 = [1e308f64, -1e308, 0.0, 0.0];
     let batch = Padded::new(&s64, Some(&[1.0, 0.0, 2.0, 1.0]), None, 1, 4).unwrap();
@@ -305,6 +326,7 @@ fn extreme_temperatures_and_scores_give_no_nan() {
         &batch,
         f64::scale_range().0,
         ApproxLoss::Ndcg { scale_gains: true },
+        Method::Exact,
         &mut l,
         &mut v,
         Some(&mut g),
