@@ -12,6 +12,7 @@ pub mod gains;
 pub mod lambdarank;
 pub mod listwise;
 pub mod metrics;
+pub mod pad;
 pub mod ragged;
 pub mod ranknet;
 pub mod xendcg;

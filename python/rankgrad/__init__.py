@@ -18,6 +18,7 @@ from . import lightgbm, xgboost  # the adapters import lightgbm / xgboost lazily
 from ._core import get_num_threads, set_num_threads
 from .lambdarank import lambdarank_gradients
 from .metrics import average_precision, mrr, ndcg, precision, recall
+from .pad import pad, unpad
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers
     from . import negative_cache, nn
@@ -62,6 +63,8 @@ __all__ = [
     "average_precision",
     "recall",
     "precision",
+    "pad",
+    "unpad",
     "get_num_threads",
     "set_num_threads",
     "lightgbm",

@@ -8,7 +8,7 @@ argument (and the list); wrong types raise TypeError. The GIL is released while 
 on rankgrad's own thread pool (rebuilt in a forked child).
 """
 
-from typing import Literal, Optional, SupportsIndex, Tuple
+from typing import Literal, Optional, SupportsIndex, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,8 @@ __all__ = [
     "lambdarank_loss",
     "lambda_loss",
     "xendcg_gradients",
+    "pad_index_groups",
+    "pad_index_qid",
 ]
 
 _Float = npt.NDArray[np.floating]
@@ -45,6 +47,7 @@ _Bool = npt.NDArray[np.bool_]
 _Mask = Optional[_Bool]
 _Int = npt.NDArray[np.integer]
 _U32 = npt.NDArray[np.uint32]
+_I64 = npt.NDArray[np.int64]
 _Count = SupportsIndex  # any int >= 1; larger than every list means the whole list
 
 GAIN_CAP: float
@@ -222,3 +225,14 @@ def xendcg_gradients(
 ) -> Tuple[_F64, _F64]:
     """`(grad, hess)` float64 `[n]`; gammas None: drawn from `states` (one uint32 generator state
     per list, advanced in place)."""
+
+# -- ragged <-> padded index (src/py/pad.rs) ----------------------------------------------------
+
+def pad_index_groups(group: _Int, n: int) -> Tuple[_I64, _I64]:
+    """`(index [n], sizes [B])` int64 for lists of sizes `group` over `n` rows: row `r` of list `g`
+    at position `p` goes to slot `g * N + p` of the padded batch (`N = max(sizes)`)."""
+
+def pad_index_qid(qid: npt.NDArray[Union[np.integer, np.floating]], padded: bool) -> Tuple[_I64, _I64]:
+    """`(index [n], sizes [B])` int64 for lists by query id `qid [n]` (integers, float32 or
+    float64; NaN refused), lists in order of first appearance: `index` is `list * N + position`
+    (`padded`) or the row's position in list order (`padded=False`)."""

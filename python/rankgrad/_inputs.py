@@ -1,7 +1,8 @@
 """Checks and conversions shared by every public function (SPEC section 2): each rule once.
 
 - padded batches: `lists()` (shapes, dtypes, layouts, devices, sparse/quantized tensors refused)
-  and `check_finite()`; ragged GBDT inputs: `flat()`, `group_sizes()`, `ragged()`;
+  and `check_finite()`; ragged GBDT inputs: `flat()`, `group_sizes()`, `ragged()`; lists by query
+  id: `query_ids()`;
 - options: `check_reduction`, `check_backend`, `check_method`, `check_count` (k, truncation
   levels), `check_scale` (temperature and sigma: one range per dtype on every backend and in the
   kernels), `check_nonnegative`;
@@ -462,9 +463,10 @@ def flat(x: Any, name: str, n: Optional[int] = None, *, keep_float: bool = False
     return np.ascontiguousarray(native_array(a) if keep else a, dtype=None if keep else np.float64)
 
 
-def group_sizes(group: Any, n: int) -> np.ndarray:
-    """List sizes `[G]` as int64: integers >= 0 summing to `n` (a size-0 group is an empty list,
-    the rule of `src/ragged.rs`); a ValueError naming `group` otherwise."""
+def group_sizes(group: Any, n: int, rows: str = "preds") -> np.ndarray:
+    """List sizes `[G]` as int64: integers >= 0 summing to `n`, the length of the argument `rows`
+    (a size-0 group is an empty list, the rule of `src/ragged.rs`); a ValueError naming `group`
+    otherwise."""
     if group is None:
         raise ValueError("group: ranking needs the query groups (list sizes), got None")
     g = np.asarray(group.detach().cpu().numpy() if is_tensor(group) else group)
@@ -482,8 +484,57 @@ def group_sizes(group: Any, n: int) -> np.ndarray:
         raise ValueError(f"group: the size of group {int(np.argmax(g < 0))} is negative")
     total = int(g.sum(dtype=np.float64)) if g.size else 0
     if total != n:
-        raise ValueError(f"group: sizes sum to {total}, but preds has {n} rows")
+        raise ValueError(f"group: sizes sum to {total}, but {rows} has {n} rows")
     return g
+
+
+def query_ids(qid: Any, n: Optional[int] = None, rows: str = "values") -> np.ndarray:
+    """Query ids `[n]` (one per row; a row's list is the rows sharing its id) as a 1-D numpy array
+    of a dtype `_core.pad_index_qid` takes (integers, float32, float64), equal ids staying equal
+    and distinct ones distinct: tensors are moved to the CPU; bool becomes uint8, float16 and
+    bfloat16 float32, datetime64 / timedelta64 int64; strings, bytes, complex numbers and other
+    sortable dtypes their rank in `np.unique`; objects (any hashable) a code per distinct value
+    (Python equality, a dict). ValueError naming `qid` for NaN / NaT ids (equal to nothing), a
+    shape other than 1-D or (with `n`) a length other than `n`, the rows of argument `rows`;
+    TypeError naming `qid` for ids numpy cannot compare or Python cannot hash."""
+    if qid is None:
+        raise ValueError("qid: got None")
+    if is_tensor(qid):
+        q = qid.detach()
+        if q.dtype in (sys.modules["torch"].bfloat16, sys.modules["torch"].float16):
+            q = q.float()
+        q = q.cpu().numpy()
+    else:
+        q = np.asarray(qid)
+    if q.ndim != 1:
+        raise ValueError(f"qid must be 1-D (one id per row), got shape {q.shape}")
+    if n is not None and q.shape[0] != n:
+        raise ValueError(f"qid has {q.shape[0]} ids, but {rows} has {n} rows")
+    kind = q.dtype.kind
+    if kind == "b":
+        return q.view(np.uint8)
+    if kind in "fc" and np.isnan(q).any():
+        raise ValueError(f"qid: row {int(np.flatnonzero(np.isnan(q))[0])} is NaN (ids must equal themselves)")
+    if kind in "iu" or (kind == "f" and q.dtype.itemsize in (4, 8)):
+        return q
+    if kind == "f" and q.dtype.itemsize < 4:
+        return q.astype(np.float32)
+    if kind in "mM":
+        if np.isnat(q).any():
+            raise ValueError(
+                f"qid: row {int(np.flatnonzero(np.isnat(q))[0])} is NaT (ids must equal themselves)"
+            )
+        return native_array(q).view(np.int64)
+    if kind == "O":
+        codes: dict[Any, int] = {}
+        try:
+            return np.fromiter((codes.setdefault(k, len(codes)) for k in q), dtype=np.int64, count=q.shape[0])
+        except TypeError as e:
+            raise TypeError(f"qid must hold hashable ids: {e}") from None
+    try:
+        return np.unique(q, return_inverse=True)[1].reshape(-1)
+    except TypeError:
+        raise TypeError(f"qid must hold ids numpy can compare, got dtype {q.dtype}") from None
 
 
 def ragged(

@@ -14,6 +14,7 @@ mod arrays;
 mod lambdarank;
 mod listwise;
 mod metrics;
+mod pad;
 mod pool;
 mod ranknet;
 mod xendcg;
@@ -56,6 +57,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metrics::register(m)?;
     lambdarank::register(m)?;
     listwise::register(m)?;
+    pad::register(m)?;
     m.add_function(wrap_pyfunction!(xendcg::xendcg_gradients, m)?)?;
     Ok(())
 }

@@ -59,6 +59,17 @@ def numpy_api() -> None:
     h: np.ndarray = hess
     print(ranks.shape, l1, l2.shape, l3, l4, l5, n.shape, m.shape, g.shape, h.shape)
 
+    # ragged <-> padded: the padded scores keep their dtype in the types too
+    flat_scores: F64 = rng.normal(size=10)
+    qid = np.array([3, 1, 3, 2, 1, 3, 2, 2, 1, 3])
+    padded, pmask = rankgrad.pad(flat_scores, qid=qid)
+    padded_scores: F64 = padded
+    real: npt.NDArray[np.bool_] = pmask
+    back: F64 = rankgrad.unpad(padded, pmask, qid=qid)
+    by_group, _ = rankgrad.pad(np.arange(10), group=[4, 0, 6], fill=-1)
+    ints: npt.NDArray[np.int64] = by_group
+    print(padded_scores.shape, real.shape, back.shape, ints.shape)
+
     threads: int = rankgrad.get_num_threads()
     rankgrad.set_num_threads(threads)
 
@@ -84,6 +95,16 @@ def torch_api() -> None:
     l8: torch.Tensor = rankgrad.listmle_loss(s, y)
     torch.autograd.backward(l1 + l2 + l3 + l4 + l5 + l6 + l7 + l8)
     print(ranks.shape, n.mean().item(), m.mean().item(), ap.shape, rec.shape, prec.shape)
+
+    flat = torch.randn(10, requires_grad=True)
+    qid = torch.tensor([3, 1, 3, 2, 1, 3, 2, 2, 1, 3])
+    padded, pmask = rankgrad.pad(flat, qid=qid, fill=0.0)
+    padded_scores: torch.Tensor = padded
+    real: torch.Tensor = pmask
+    back: torch.Tensor = rankgrad.unpad(padded, pmask, qid=qid)
+    torch.autograd.backward(
+        rankgrad.approx_ndcg_loss(padded_scores, (padded > 0).double(), mask=real) + back.sum()
+    )
 
     criteria: Tuple[torch.nn.Module, ...] = (
         rankgrad.nn.ApproxNDCGLoss(temperature=0.5),
