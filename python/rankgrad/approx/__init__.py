@@ -52,13 +52,6 @@ def check_discount(discount: Any) -> Optional[str]:
     return discount  # type: ignore[no-any-return]
 
 
-_TEMP_HAS_METHOD = hasattr(_core, "FAST_MIN_N")  # TEMP: until the fast Rust kernels land
-
-
-def _m(method):  # type: ignore[no-untyped-def]  # TEMP
-    return (method,) if _TEMP_HAS_METHOD else ()
-
-
 # The Rust kernels (src/approx), called by the numpy path here and by the ops on CPU tensors.
 
 
@@ -70,7 +63,7 @@ def _loss_op():  # type: ignore[no-untyped-def]
 
 def _rust_loss(s, y, m, w, temperature, kind, scale_gains, discount, method, need_grad):  # type: ignore[no-untyped-def]
     disc = None if discount == "none" else discount
-    return _core.approx_loss(kind, s, y, m, temperature, need_grad, scale_gains, disc, *_m(method))
+    return _core.approx_loss(kind, s, y, m, temperature, need_grad, scale_gains, disc, method)
 
 
 def _rust_hvp(s, y, m, w, temperature, kind, scale_gains, discount, method, v):  # type: ignore[no-untyped-def]
@@ -167,7 +160,7 @@ def approx_ranks(
         r = ranks(x.scores, x.mask, t, method, not use_rust(x, backend), validate).to(x.dtype)
     elif backend != "torch":
         s, _, m = x.numpy()
-        r = _core.approx_ranks(s, m, t, *_m(method)).astype(x.dtype)
+        r = _core.approx_ranks(s, m, t, method).astype(x.dtype)
     else:
         import torch
 

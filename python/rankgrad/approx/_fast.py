@@ -34,8 +34,8 @@ is O(N log N + N p + C (2W+1) p^2) per list (C occupied cells): most for dense r
 holding few items each. Everything is computed in float64 (float32 on MPS) and rounded once
 to the scores' dtype.
 
-Constants (the Rust kernels' when the compiled module has them): `FAST_CELL = 1.0`,
-`FAST_NODES = 12`, `FAST_SATURATION = 44.0`, `FAST_MIN_OCCUPANCY = 3`, `FAST_MIN_SEGMENT = 32`.
+Constants: the Rust kernels' (`rankgrad._core`): `FAST_CELL = 1.0`, `FAST_NODES = 12`,
+`FAST_SATURATION = 44.0`, `FAST_MIN_OCCUPANCY = 4`, `FAST_MIN_SEGMENT = 16`.
 
 Error: sigmoid and its derivatives are analytic in the strip |Im d| < pi, so the tensor-product
 Chebyshev interpolation on cells of width h = 1 converges like rho^-p, rho = 2 pi / h +
@@ -43,9 +43,10 @@ sqrt(4 pi^2 / h^2 + 1) ~ 12.6, and a saturated pair is off by at most e^-D ~ 8e-
 per pair with p = 12: ~1.4e-13 (sigmoid), ~6e-13 (sigmoid'), ~2.5e-12 (sigmoid'') absolutely,
 less where the kernel is small. In float64 the ranks are within 1e-10 max(1, |r|) of the exact
 pair sums and vjp within 1e-10 max_k S_k (S_k: the same sum over the absolute values of its
-terms). vjp_grad is too, except for lists much narrower than T: there S ~ |sigmoid''| ~ |d| / 8
-is tiny, and the interpolation error of sigmoid'' relative to it reaches ~2.3e-9 near a cell's
-edge (the tests assert 5e-9 for p = 12; p = 14 brings it under 2e-11). float32 results are the
+terms). vjp_grad (second derivatives) is within 1e-10 of the same scale taken with the envelope
+sigmoid' >= |sigmoid''| (the Rust kernels' bound), and within 5e-9 of its own absolute-term scale:
+for lists much narrower than T that scale, ~|d| / 8, is tiny and the interpolation error of
+sigmoid'' relative to it reaches ~2.3e-9 near a cell's edge. float32 results are the
 float64 sums rounded once (~6e-8 relative), well inside the exact float32 kernel's own error.
 Local coordinates resolve score differences down to an ulp of `(s - s_seg0) / T`. Tested in
 tests/test_approx_fast.py.
@@ -61,11 +62,12 @@ import torch
 from .. import _core
 from .._torch_ops import wide_dtype
 
-FAST_CELL: float = float(getattr(_core, "FAST_CELL", 1.0))
-FAST_NODES: int = int(getattr(_core, "FAST_NODES", 12))
-FAST_SATURATION: float = float(getattr(_core, "FAST_SATURATION", 44.0))
-FAST_MIN_OCCUPANCY: float = float(getattr(_core, "FAST_MIN_OCCUPANCY", 3))
-FAST_MIN_SEGMENT: int = int(getattr(_core, "FAST_MIN_SEGMENT", 32))
+# The Rust kernels' constants (src/approx/fast.rs), one owner: the twins take the same choices.
+FAST_CELL: float = float(_core.FAST_CELL)
+FAST_NODES: int = int(_core.FAST_NODES)
+FAST_SATURATION: float = float(_core.FAST_SATURATION)
+FAST_MIN_OCCUPANCY: float = float(_core.FAST_MIN_OCCUPANCY)
+FAST_MIN_SEGMENT: int = int(_core.FAST_MIN_SEGMENT)
 
 SIGMOID, D1, D2 = "sigmoid", "sigmoid'", "sigmoid''"
 

@@ -35,7 +35,7 @@ from .._torch_ops import chunk_rows
 
 # The rule of `method="auto"` (the Rust kernels' constant): fast summation for lists of at least
 # this many real items.
-FAST_MIN_N: int = int(getattr(_core, "FAST_MIN_N", 256))
+FAST_MIN_N: int = int(_core.FAST_MIN_N)
 
 _LN2 = math.log(2.0)
 

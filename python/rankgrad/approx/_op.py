@@ -21,7 +21,7 @@ import torch
 from .. import _core
 from .._inputs import check_finite
 from .._torch_ops import LossOp, derivative_error, entry, np_in, rows_op, tangent, use_native
-from . import _m, _native, _rust_hvp, _rust_loss
+from . import _native, _rust_hvp, _rust_loss
 
 OP = LossOp(
     "approx_loss",
@@ -29,7 +29,7 @@ OP = LossOp(
     rust=_rust_loss,
     native=_native.loss,
     check=_native.check_targets,
-    hvp=(_rust_hvp if hasattr(_core, "approx_loss_hvp") else None, _native.hvp),  # TEMP hasattr
+    hvp=(_rust_hvp, _native.hvp),
 )
 
 
@@ -43,7 +43,7 @@ def _approx_ranks(
 ) -> torch.Tensor:
     """Approximate ranks `[B, N]`, 0 at padded positions."""
     if not use_native(s, native):
-        return torch.from_numpy(_core.approx_ranks(np_in(s), np_in(m), temperature, *_m(method)))
+        return torch.from_numpy(_core.approx_ranks(np_in(s), np_in(m), temperature, method))
     if validate:  # the Rust kernel always checks; here it may cost a device sync
         check_finite(s, m, "scores")
     return _native.ranks(s, m, temperature, method)
@@ -60,7 +60,7 @@ def _approx_ranks_backward(
     """`J^T grad_ranks` `[B, N]` (0 at padded positions)."""
     if not use_native(s, native):
         g = np_in(grad_ranks.to(s.dtype))
-        return torch.from_numpy(_core.approx_ranks_backward(np_in(s), np_in(m), temperature, g, *_m(method)))
+        return torch.from_numpy(_core.approx_ranks_backward(np_in(s), np_in(m), temperature, g, method))
     return _native.vjp(s, m, temperature, grad_ranks, method)
 
 
@@ -74,7 +74,7 @@ def _approx_ranks_double_backward(
     native: bool,
 ) -> torch.Tensor:
     """d<v, J^T grad_ranks>/ds `[B, N]` (0 at padded positions)."""
-    if not use_native(s, native) and hasattr(_core, "approx_ranks_double_backward"):  # TEMP hasattr
+    if not use_native(s, native):
         c, vv = np_in(grad_ranks.to(s.dtype)), np_in(v.to(s.dtype))
         return torch.from_numpy(
             _core.approx_ranks_double_backward(np_in(s), np_in(m), temperature, c, vv, method)
