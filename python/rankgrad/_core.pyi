@@ -114,8 +114,10 @@ def approx_loss(
     scale_gains: bool = True,
     discount: Optional[Literal["log2", "reciprocal", "none"]] = None,
     method: _Method = "exact",
+    weights: Optional[_Float] = None,
 ) -> Tuple[_Float, _Bool, Optional[_Float]]:
-    """`(losses [B], counts [B], d losses / d scores [B, N] or None)`."""
+    """`(losses [B], counts [B], d losses / d scores [B, N] or None)`; `weights`: per-item
+    weights `[B, N]` in the dtype of scores (SPEC 13)."""
 
 def approx_loss_hvp(
     kind: Literal["ndcg", "mrr", "rank_mse"],
@@ -127,9 +129,10 @@ def approx_loss_hvp(
     scale_gains: bool = True,
     discount: Optional[Literal["log2", "reciprocal", "none"]] = None,
     method: _Method = "exact",
+    weights: Optional[_Float] = None,
 ) -> _Float:
     """Per list, the Hessian of its loss w.r.t. its scores times `v`: `[B, N]`, zero for lists
-    that do not count and at padded positions."""
+    that do not count and at padded positions; `weights` as for `approx_loss`."""
 
 # -- RankNet (src/py/ranknet.rs) ----------------------------------------------------------------
 

@@ -180,9 +180,35 @@ fn ideal_dcg(gains: &mut [f64]) -> f64 {
     gains.iter().enumerate().map(|(p, &g)| g * discount(p)).sum()
 }
 
-/// The items whose ranks the loss needs, in `lw.rows` (and the gains, for NDCG); false when
-/// the list does not count.
-fn loss_rows<F: Float>(kind: ApproxLoss, y: &[F], lw: &mut LossWork) -> bool {
+/// The weight of item `i` of a list whose gathered weights are `wts` (empty: every weight 1).
+#[inline(always)]
+fn weight_of<F: Float>(wts: &[F], i: usize) -> f64 {
+    if wts.is_empty() {
+        1.0
+    } else {
+        wts[i].to_f64()
+    }
+}
+
+/// NDCG's weight scale: `1 / max_i w_i` over the list (1 without weights, or when every weight
+/// is 0). NDCG is a ratio of sums linear in the gains, so dividing every weight of a list by the
+/// same number changes nothing but the range: the weighted gains `g_i w_i / max w` never exceed
+/// the unweighted ones (no overflow for any finite weights), and weights that are all equal give
+/// exactly the unweighted gains.
+fn ndcg_weight_scale<F: Float>(wts: &[F]) -> f64 {
+    let top = wts.iter().fold(0.0f64, |a, &w| a.max(w.to_f64()));
+    if top > 0.0 {
+        1.0 / top
+    } else {
+        1.0
+    }
+}
+
+/// The items whose ranks the loss needs, in `lw.rows` (and the gains, for NDCG: weighted by the
+/// per-item weights `wts`, empty without weights); false when the list does not count (fewer
+/// than 2 items, or nothing weighted to rank: no item with a positive weighted gain (NDCG) or
+/// weighted relevance (MRR), or every weight 0 (RankMSE)).
+fn loss_rows<F: Float>(kind: ApproxLoss, y: &[F], wts: &[F], lw: &mut LossWork) -> bool {
     let m = y.len();
     if m < 2 {
         return false;
@@ -191,16 +217,31 @@ fn loss_rows<F: Float>(kind: ApproxLoss, y: &[F], lw: &mut LossWork) -> bool {
     match kind {
         ApproxLoss::Ndcg { scale_gains } => {
             lw.gains.clear();
-            let g = |&v: &F| gain(v.to_f64(), scale_gains);
-            if m > PAR_SORT {
-                lw.gains.par_extend(y.par_iter().map(g));
+            if wts.is_empty() {
+                let g = |&v: &F| gain(v.to_f64(), scale_gains);
+                if m > PAR_SORT {
+                    lw.gains.par_extend(y.par_iter().map(g));
+                } else {
+                    lw.gains.extend(y.iter().map(g));
+                }
             } else {
-                lw.gains.extend(y.iter().map(g));
+                let scale = ndcg_weight_scale(wts);
+                let g = |(&v, &w): (&F, &F)| gain(v.to_f64(), scale_gains) * (w.to_f64() * scale);
+                if m > PAR_SORT {
+                    lw.gains.par_extend(y.par_iter().zip(wts.par_iter()).map(g));
+                } else {
+                    lw.gains.extend(y.iter().zip(wts).map(g));
+                }
             }
             lw.rows.extend((0..m).filter(|&i| lw.gains[i] > 0.0));
         }
-        ApproxLoss::Mrr => lw.rows.extend((0..m).filter(|&i| y[i] > F::ZERO)),
-        ApproxLoss::RankMse { .. } => lw.rows.extend(0..m),
+        ApproxLoss::Mrr => lw.rows.extend((0..m).filter(|&i| y[i] > F::ZERO && weight_of(wts, i) > 0.0)),
+        ApproxLoss::RankMse { .. } => {
+            if !wts.is_empty() && !wts.iter().any(|&w| w > F::ZERO) {
+                return false;
+            }
+            lw.rows.extend(0..m)
+        }
     }
     !lw.rows.is_empty()
 }
@@ -215,12 +256,17 @@ fn mrr_tolerance<F: Float>() -> f64 {
     }
 }
 
-/// The loss from ranks `r` (needed at `lw.rows`): `c = dL/dr` and, with `d2`, the diagonal
-/// `d^2L/dr^2`, written at the rows (`c`, `d2` zero elsewhere on entry).
+/// The loss from ranks `r` (needed at `lw.rows`, from `loss_rows` with the same weights `wts`):
+/// `c = dL/dr` and, with `d2`, the diagonal `d^2L/dr^2`, written at the rows (`c`, `d2` zero
+/// elsewhere on entry). Weights (SPEC 13) only change `c` and `d2`, never the ranks: NDCG's gains
+/// are weighted (in `lw.gains`, the ideal DCG that of the weighted gains), MRR's relevance is
+/// `w_i min(y_i, 1)`, RankMSE's squared terms are multiplied by `w_i`.
+#[allow(clippy::too_many_arguments)]
 fn loss_from_ranks<F: Float, G: Float>(
     kind: ApproxLoss,
     s: &[F],
     y: &[F],
+    wts: &[F],
     r: &[G],
     lw: &mut LossWork,
     c: &mut [G],
@@ -258,8 +304,8 @@ fn loss_from_ranks<F: Float, G: Float>(
             1.0 - dcg / idcg
         }
         ApproxLoss::Mrr => {
-            let rel = |i: usize| y[i].to_f64().min(1.0);
-            // Per relevance level the first highest-scored item (the smallest rank, decided on
+            let rel = |i: usize| y[i].to_f64().min(1.0) * weight_of(wts, i);
+            // `rel` is the weighted relevance. Per relevance level the first highest-scored item (the smallest rank, decided on
             // the scores: tied scores give equal ranks only up to rounding); of those, the
             // lowest-index one whose rel / r is within a relative `mrr_tolerance` of the
             // largest. The torch twin (`_approx_native.mrr_item`) agrees.
@@ -299,11 +345,12 @@ fn loss_from_ranks<F: Float, G: Float>(
             let mut total = 0.0;
             for (p, &i) in order.iter().enumerate() {
                 let t = p as f64 + 1.0;
-                let wt = match discount {
-                    Discount::None => 1.0,
-                    Discount::Log2 => 1.0 / (t + 1.0).log2(),
-                    Discount::Reciprocal => 1.0 / t,
-                };
+                let wt = weight_of(wts, i)
+                    * match discount {
+                        Discount::None => 1.0,
+                        Discount::Log2 => 1.0 / (t + 1.0).log2(),
+                        Discount::Reciprocal => 1.0 / t,
+                    };
                 let d = r[i].to_f64() - t;
                 total += wt * d * d;
                 c[i] = G::from_f64(2.0 * wt * d / m as f64);
@@ -324,11 +371,12 @@ fn list_loss_exact<F: Float>(w: &mut Work<F>, inv_t: F, kind: ApproxLoss, mode: 
     let m = w.size();
     let Work { list, v, lw, r, c, d2, g, h, jv, tmp, tmp2, .. } = w;
     let (s, y) = (&list.s[..], &list.y[..]);
-    if !loss_rows(kind, y, lw) {
+    let wts = &list.w[..];
+    if !loss_rows(kind, y, wts, lw) {
         return (F::ZERO, false);
     }
     ranks_of(s, &lw.rows, inv_t, r, tmp);
-    let loss = loss_from_ranks(kind, s, y, r, lw, c, (mode == Mode::Hvp).then_some(&mut d2[..]));
+    let loss = loss_from_ranks(kind, s, y, wts, r, lw, c, (mode == Mode::Hvp).then_some(&mut d2[..]));
     match mode {
         Mode::Loss => {}
         Mode::Grad => ranks_vjp(s, c, inv_t, g, &mut lw.rows2, tmp),
@@ -483,8 +531,8 @@ fn d2_value(o: &[f64], k: usize, c: f64, v: f64, inv_t: f64) -> f64 {
 fn list_loss_fast<F: Float>(w: &mut Work<F>, inv_t: f64, kind: ApproxLoss, mode: Mode) -> (F, bool) {
     let m = w.list.s.len();
     let Work { list, v, lw, g, .. } = w;
-    let (s, y) = (&list.s[..], &list.y[..]);
-    if !loss_rows(kind, y, lw) {
+    let (s, y, wts) = (&list.s[..], &list.y[..], &list.w[..]);
+    if !loss_rows(kind, y, wts, lw) {
         return (F::ZERO, false);
     }
     with_fast_work(m, |fw| {
@@ -499,7 +547,7 @@ fn list_loss_fast<F: Float>(w: &mut Work<F>, inv_t: f64, kind: ApproxLoss, mode:
         if hvp {
             fill(d, m, 0.0, par);
         }
-        let loss = loss_from_ranks(kind, s, y, &r[..], lw, &mut c[..], hvp.then_some(&mut d[..]));
+        let loss = loss_from_ranks(kind, s, y, wts, &r[..], lw, &mut c[..], hvp.then_some(&mut d[..]));
         grow(g, m, F::ZERO, par);
         match mode {
             Mode::Loss => {}

@@ -10,6 +10,13 @@ fn sig(x: f64) -> f64 {
 
 /// Direct O(N^2) evaluation of r, the loss and (via c and the definition) its gradient.
 fn reference(s: &[f64], y: &[f64], t: f64, kind: ApproxLoss) -> (f64, bool, Vec<f64>) {
+    reference_weighted(s, y, &vec![1.0; s.len()], t, kind)
+}
+
+/// `reference` with per-item weights `w` (SPEC 13): NDCG's gains times `w` (the ideal DCG that
+/// of the weighted gains), MRR's `max_i w_i min(y_i, 1) / r_i`, RankMSE's terms times `w`; a list
+/// with nothing weighted to rank does not count.
+fn reference_weighted(s: &[f64], y: &[f64], w: &[f64], t: f64, kind: ApproxLoss) -> (f64, bool, Vec<f64>) {
     let n = s.len();
     let r: Vec<f64> = (0..n)
         .map(|i| 1.0 + (0..n).filter(|&j| j != i).map(|j| sig((s[j] - s[i]) / t)).sum::<f64>())
@@ -19,7 +26,7 @@ fn reference(s: &[f64], y: &[f64], t: f64, kind: ApproxLoss) -> (f64, bool, Vec<
     }
     let (loss, c): (f64, Vec<f64>) = match kind {
         ApproxLoss::Ndcg { scale_gains } => {
-            let g: Vec<f64> = y.iter().map(|&v| gain(v, scale_gains)).collect();
+            let g: Vec<f64> = y.iter().zip(w).map(|(&v, &wi)| gain(v, scale_gains) * wi).collect();
             let mut sorted = g.clone();
             sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
             let idcg: f64 = sorted.iter().enumerate().map(|(p, &v)| v / (p as f64 + 2.0).log2()).sum();
@@ -33,8 +40,8 @@ fn reference(s: &[f64], y: &[f64], t: f64, kind: ApproxLoss) -> (f64, bool, Vec<
             (1.0 - dcg / idcg, c)
         }
         ApproxLoss::Mrr => {
-            let v: Vec<f64> = (0..n).map(|i| y[i].clamp(0.0, 1.0) / r[i]).collect();
-            if y.iter().all(|&v| v <= 0.0) {
+            let v: Vec<f64> = (0..n).map(|i| w[i] * y[i].clamp(0.0, 1.0) / r[i]).collect();
+            if (0..n).all(|i| y[i] <= 0.0 || w[i] == 0.0) {
                 return (0.0, false, vec![0.0; n]);
             }
             let best = (0..n).fold(0, |b, i| if v[i] > v[b] { i } else { b });
@@ -49,13 +56,18 @@ fn reference(s: &[f64], y: &[f64], t: f64, kind: ApproxLoss) -> (f64, bool, Vec<
             for (p, &i) in order.iter().enumerate() {
                 tr[i] = p as f64 + 1.0;
             }
-            let w = |t: f64| match discount {
-                Discount::None => 1.0,
-                Discount::Log2 => 1.0 / (t + 1.0).log2(),
-                Discount::Reciprocal => 1.0 / t,
+            if w.iter().all(|&wi| wi == 0.0) {
+                return (0.0, false, vec![0.0; n]);
+            }
+            let wd = |i: usize| {
+                w[i] * match discount {
+                    Discount::None => 1.0,
+                    Discount::Log2 => 1.0 / (tr[i] + 1.0).log2(),
+                    Discount::Reciprocal => 1.0 / tr[i],
+                }
             };
-            let loss = (0..n).map(|i| w(tr[i]) * (r[i] - tr[i]).powi(2)).sum::<f64>() / n as f64;
-            let c = (0..n).map(|i| 2.0 * w(tr[i]) * (r[i] - tr[i]) / n as f64).collect();
+            let loss = (0..n).map(|i| wd(i) * (r[i] - tr[i]).powi(2)).sum::<f64>() / n as f64;
+            let c = (0..n).map(|i| 2.0 * wd(i) * (r[i] - tr[i]) / n as f64).collect();
             (loss, c)
         }
     };
@@ -333,4 +345,118 @@ fn extreme_temperatures_and_scores_give_no_nan() {
     )
     .unwrap();
     assert!(l[0].is_finite() && g.iter().all(|x| !x.is_nan()), "{l:?} {g:?}");
+}
+
+/// Weighted batches (SPEC 13): per-item weights with zeros, padded weights holding NaN, inf and
+/// negative values; both methods against the weighted reference, the HVP against central
+/// differences of the gradient, and weights of 1 giving the unweighted bits.
+#[test]
+fn weighted_losses_match_reference_both_methods() {
+    let mut rng = Rng(0x5EED_0013);
+    for &(b, n) in &[(1, 2), (3, 5), (4, 17), (2, 40), (3, 130)] {
+        for &t in &[0.3, 1.0] {
+            for &kind in &KINDS {
+                let s: Vec<f64> = (0..b * n).map(|_| (rng.normal() * 4.0).round() / 4.0).collect();
+                let y: Vec<f64> =
+                    (0..b * n).map(|_| if rng.next() < 0.5 { 0.0 } else { rng.label(3) }).collect();
+                let mask: Vec<bool> = (0..b * n).map(|k| k % n == 0 || rng.next() < 0.8).collect();
+                let w: Vec<f64> = (0..b * n)
+                    .map(|k| match (mask[k], rng.int(5)) {
+                        (false, 0) => f64::NAN,
+                        (false, 1) => f64::INFINITY,
+                        (false, _) => -2.0,
+                        (true, 0) => 0.0,
+                        (true, _) => rng.next() * 3.0,
+                    })
+                    .collect();
+                let batch =
+                    Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap().with_weights(Some(&w)).unwrap();
+                for method in [Method::Exact, Method::Fast] {
+                    let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
+                    approx_loss(&batch, t, kind, method, &mut l, &mut v, Some(&mut g)).unwrap();
+                    for bi in 0..b {
+                        let idx: Vec<usize> = (0..n).filter(|&j| mask[bi * n + j]).collect();
+                        let pick = |x: &[f64]| idx.iter().map(|&j| x[bi * n + j]).collect::<Vec<f64>>();
+                        let (rl, rv, rg) = reference_weighted(&pick(&s), &pick(&y), &pick(&w), t, kind);
+                        let ctx = format!("{kind:?} {method:?} b={bi} n={n} t={t}");
+                        assert_eq!(v[bi], rv, "valid {ctx}");
+                        assert!(close(l[bi], rl, 1e-10), "loss {} vs {rl} {ctx}", l[bi]);
+                        for (k, &j) in idx.iter().enumerate() {
+                            assert!(
+                                close(g[bi * n + j], rg[k], 1e-9),
+                                "grad {} vs {} {ctx}",
+                                g[bi * n + j],
+                                rg[k]
+                            );
+                        }
+                        assert!((0..n).filter(|&j| !mask[bi * n + j]).all(|j| g[bi * n + j] == 0.0), "{ctx}");
+                    }
+                    // H v against central differences of the gradient.
+                    let dir: Vec<f64> = (0..b * n).map(|_| rng.normal()).collect();
+                    let mut hv = vec![0.0; b * n];
+                    approx_loss_hvp(&batch, t, kind, method, &dir, &mut hv).unwrap();
+                    let h = 1e-5;
+                    let grad_at = |sign: f64| {
+                        let sp: Vec<f64> = s.iter().zip(&dir).map(|(a, d)| a + sign * h * d).collect();
+                        let bp = Padded::new(&sp, Some(&y), Some(&mask), b, n)
+                            .unwrap()
+                            .with_weights(Some(&w))
+                            .unwrap();
+                        let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
+                        approx_loss(&bp, t, kind, method, &mut l, &mut v, Some(&mut g)).unwrap();
+                        g
+                    };
+                    let (gp, gm) = (grad_at(1.0), grad_at(-1.0));
+                    let scale = hv.iter().fold(1e-3f64, |a, x| a.max(x.abs()));
+                    for k in 0..b * n {
+                        let fd = (gp[k] - gm[k]) / (2.0 * h);
+                        // MRR's choice of item may flip within +-h at exact ties of rel / r.
+                        if kind != ApproxLoss::Mrr || (fd - hv[k]).abs() < 1e-3 * scale {
+                            assert!(
+                                (fd - hv[k]).abs() <= 1e-5 * scale,
+                                "hvp {kind:?} {method:?} {} vs {fd}",
+                                hv[k]
+                            );
+                        }
+                    }
+                }
+                // Weights of 1 everywhere: the unweighted bits.
+                let ones = vec![1.0; b * n];
+                let plain = Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap();
+                let unit = plain.with_weights(Some(&ones)).unwrap();
+                for method in [Method::Exact, Method::Fast] {
+                    let run = |batch: &Padded<f64>| {
+                        let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
+                        approx_loss(batch, t, kind, method, &mut l, &mut v, Some(&mut g)).unwrap();
+                        (l, v, g)
+                    };
+                    let ((l0, v0, g0), (l1, v1, g1)) = (run(&plain), run(&unit));
+                    assert_eq!(v0, v1);
+                    assert!(l0.iter().zip(&l1).all(|(a, c)| a.to_bits() == c.to_bits()), "{kind:?}");
+                    assert!(g0.iter().zip(&g1).all(|(a, c)| a.to_bits() == c.to_bits()), "{kind:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn weights_that_zero_a_list_leave_it_out() {
+    // List 0: its only relevant item weighs 0; list 1: every weight 0; list 2: counts.
+    let s = [1.0f64, 2.0, 3.0, 0.5, 0.1, 0.2, 0.3, 0.9, 0.4];
+    let y = [1.0f64, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 1.0, 2.0];
+    let w = [0.0f64, 1.0, 2.0, 0.0, 0.0, 0.0, 1.0, 0.5, 2.0];
+    let batch = Padded::new(&s, Some(&y), None, 3, 3).unwrap().with_weights(Some(&w)).unwrap();
+    for kind in KINDS {
+        let (mut l, mut v, mut g) = (vec![9.0; 3], vec![true; 3], vec![9.0; 9]);
+        approx_loss(&batch, 1.0, kind, Method::Exact, &mut l, &mut v, Some(&mut g)).unwrap();
+        let rank_mse = matches!(kind, ApproxLoss::RankMse { .. });
+        // RankMSE weighs every item, so list 0 (weights 0, 1, 2) still counts.
+        assert_eq!(v, vec![rank_mse, false, true], "{kind:?}");
+        assert_eq!(&l[1..2], &[0.0]);
+        assert!(g[3..6].iter().all(|&x| x == 0.0));
+        if !rank_mse {
+            assert_eq!((l[0], &g[..3]), (0.0, &[0.0; 3][..]), "{kind:?}");
+        }
+    }
 }

@@ -178,9 +178,12 @@ fn check_list_f64(rng: &mut Rng, dist: &'static str, s: &[f64], t: f64, worst: &
         // The reference: c and D from the plain ranks, then the plain sums.
         let mut lw = LossWork::default();
         let (mut cr, mut dr) = (vec![0.0; n], vec![0.0; n]);
-        let counts = loss_rows(kind, &y, &mut lw);
-        let want =
-            if counts { loss_from_ranks(kind, s, &y, &p1.r, &mut lw, &mut cr, Some(&mut dr)) } else { 0.0 };
+        let counts = loss_rows(kind, &y, &[], &mut lw);
+        let want = if counts {
+            loss_from_ranks(kind, s, &y, &[], &p1.r, &mut lw, &mut cr, Some(&mut dr))
+        } else {
+            0.0
+        };
         let q2 = pass2(s, t, &cr, &v);
         let u: Vec<f64> = (0..n).map(|i| dr[i] * p1.jv[i]).collect();
         let su: Vec<f64> = (0..n).map(|i| dr[i].abs() * p1.sjv[i]).collect();
@@ -305,8 +308,8 @@ fn fast_f32_losses_are_no_worse_than_exact_f32() {
             for kind in LOSSES {
                 let mut lw = LossWork::default();
                 let (mut cr, mut dr) = (vec![0.0; n], vec![0.0; n]);
-                assert!(loss_rows(kind, &y64, &mut lw));
-                let want = loss_from_ranks(kind, &s64, &y64, &p1.r, &mut lw, &mut cr, Some(&mut dr));
+                assert!(loss_rows(kind, &y64, &[], &mut lw));
+                let want = loss_from_ranks(kind, &s64, &y64, &[], &p1.r, &mut lw, &mut cr, Some(&mut dr));
                 let q2 = pass2(&s64, t64, &cr, &v64);
                 let u: Vec<f64> = (0..n).map(|i| dr[i] * p1.jv[i]).collect();
                 let su: Vec<f64> = (0..n).map(|i| dr[i].abs() * p1.sjv[i]).collect();
@@ -559,17 +562,17 @@ fn mrr_choice_ignores_rank_differences_within_tolerance() {
     let y = [0.5f64, 1.0, 0.0];
     let r = [1.0f64, 2.0 * (1.0 - 1e-12), 3.0];
     let mut lw = LossWork::default();
-    assert!(loss_rows(ApproxLoss::Mrr, &y, &mut lw));
+    assert!(loss_rows(ApproxLoss::Mrr, &y, &[], &mut lw));
     let mut c = vec![0.0; 3];
-    let loss = loss_from_ranks(ApproxLoss::Mrr, &s, &y, &r, &mut lw, &mut c, None);
+    let loss = loss_from_ranks(ApproxLoss::Mrr, &s, &y, &[], &r, &mut lw, &mut c, None);
     assert_eq!(loss, 0.5);
     assert!(c[0] > 0.0 && c[1] == 0.0);
     // f32: a relative tolerance of 1e-5.
     let y32 = [0.5f32, 1.0, 0.0];
     let r32 = [1.0f32, 2.0 * (1.0 - 4e-6), 3.0];
     let mut c32 = vec![0.0f32; 3];
-    loss_rows(ApproxLoss::Mrr, &y32, &mut lw);
-    loss_from_ranks(ApproxLoss::Mrr, &[0.0f32, 0.0, -1.0], &y32, &r32, &mut lw, &mut c32, None);
+    loss_rows(ApproxLoss::Mrr, &y32, &[], &mut lw);
+    loss_from_ranks(ApproxLoss::Mrr, &[0.0f32, 0.0, -1.0], &y32, &[], &r32, &mut lw, &mut c32, None);
     assert!(c32[0] > 0.0 && c32[1] == 0.0);
 }
 

@@ -6,7 +6,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::arrays::{
-    array2, as_rows, by_dtype, float_dtype, mask_rows, padded_loss, same_shape, shape_of, with_padded,
+    array2, as_rows, by_dtype, float_dtype, mask_rows, padded_loss_weighted, same_shape, shape_of,
+    with_padded,
 };
 use super::run_kernel;
 use crate::approx::{self, ApproxLoss, Discount, Method};
@@ -89,14 +90,21 @@ fn loss_impl<'py, F: Float + Element>(
     scores: &Bound<'py, PyAny>,
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
+    weights: Option<&Bound<'py, PyAny>>,
     temperature: f64,
     need_grad: bool,
     method: Method,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let t = F::from_f64(temperature);
-    padded_loss::<F, _>(py, scores, targets, mask, need_grad, |batch, losses, valid, grad| {
-        approx::approx_loss(batch, t, kind, method, losses, valid, grad)
-    })
+    padded_loss_weighted::<F, _>(
+        py,
+        scores,
+        targets,
+        mask,
+        weights,
+        need_grad,
+        |batch, losses, valid, grad| approx::approx_loss(batch, t, kind, method, losses, valid, grad),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -106,6 +114,7 @@ fn hvp_impl<'py, F: Float + Element>(
     scores: &Bound<'py, PyAny>,
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
+    weights: Option<&Bound<'py, PyAny>>,
     temperature: f64,
     v: &Bound<'py, PyAny>,
     method: Method,
@@ -114,7 +123,7 @@ fn hvp_impl<'py, F: Float + Element>(
     let v = like_scores::<F>(v, "v", shape)?;
     let vv = as_rows(&v);
     let t = F::from_f64(temperature);
-    let out = with_padded(py, scores, targets, mask, None, |batch: &Padded<F>| {
+    let out = with_padded(py, scores, targets, mask, weights, |batch: &Padded<F>| {
         let mut out = vec![F::ZERO; batch.b * batch.n];
         approx::approx_loss_hvp(batch, t, kind, method, &vv, &mut out)?;
         Ok(out)
@@ -193,9 +202,10 @@ fn approx_ranks_double_backward<'py>(
     ))
 }
 
-/// `(losses [B], valid [B] bool, grad [B, N] or None)` for kind "ndcg", "mrr" or "rank_mse".
+/// `(losses [B], valid [B] bool, grad [B, N] or None)` for kind "ndcg", "mrr" or "rank_mse";
+/// `weights`: per-item weights `[B, N]` in the dtype of scores (SPEC 13), or None.
 #[pyfunction]
-#[pyo3(signature = (kind, scores, targets, mask, temperature, need_grad, scale_gains=true, discount=None, method="exact"))]
+#[pyo3(signature = (kind, scores, targets, mask, temperature, need_grad, scale_gains=true, discount=None, method="exact", weights=None))]
 #[allow(clippy::too_many_arguments)]
 fn approx_loss<'py>(
     py: Python<'py>,
@@ -208,6 +218,7 @@ fn approx_loss<'py>(
     scale_gains: bool,
     discount: Option<&str>,
     method: &str,
+    weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let kind = parse_kind(kind, scale_gains, discount)?;
     let method = parse_method(method)?;
@@ -217,6 +228,7 @@ fn approx_loss<'py>(
         scores,
         targets,
         mask,
+        weights,
         temperature,
         need_grad,
         method
@@ -224,9 +236,9 @@ fn approx_loss<'py>(
 }
 
 /// Per list, the Hessian of its loss with respect to its scores times `v`: `[B, N]`, zero for
-/// lists that do not count and at padded positions.
+/// lists that do not count and at padded positions; `weights` as for `approx_loss`.
 #[pyfunction]
-#[pyo3(signature = (kind, scores, targets, mask, temperature, v, scale_gains=true, discount=None, method="exact"))]
+#[pyo3(signature = (kind, scores, targets, mask, temperature, v, scale_gains=true, discount=None, method="exact", weights=None))]
 #[allow(clippy::too_many_arguments)]
 fn approx_loss_hvp<'py>(
     py: Python<'py>,
@@ -239,6 +251,7 @@ fn approx_loss_hvp<'py>(
     scale_gains: bool,
     discount: Option<&str>,
     method: &str,
+    weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let kind = parse_kind(kind, scale_gains, discount)?;
     let method = parse_method(method)?;
@@ -248,6 +261,7 @@ fn approx_loss_hvp<'py>(
         scores,
         targets,
         mask,
+        weights,
         temperature,
         v,
         method
