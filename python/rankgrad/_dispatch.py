@@ -52,14 +52,16 @@ def padded_loss(
         scale: `(name, value)` of the temperature or sigma, checked for the compute dtype and
             passed first among the options.
         options: the other options, already checked, in the op's order.
-        weights: SPEC 13's weights (`_inputs.weights_of`): per item to the kernel, per list to
-            the reduction.
+        weights: SPEC 13's weights (`_inputs.weights_of`): per item (`[B, N]`) to the kernel as
+            its `w`, per list (`[B]`) to the reduction. The ops check per-item values themselves
+            (the Rust kernels always, the torch twins behind `validate`); per-list values are
+            checked here, except while torch.compile traces or under torch.func (no value reads).
     """
     check_reduction(reduction)
     check_backend(backend)
     x = lists(scores, targets, mask, validate=False)
     opts = (check_scale(scale[0], scale[1], x.scores.dtype), *options)
-    w, lw = weights_of(weights, x, validate)
+    w, lw = _weights(weights, x, validate)
     if x.is_torch:
         losses, valid = op()(x.scores, x.targets, x.mask, w, opts, not use_rust(x, backend), validate)
         return reduce(losses, valid, reduction, x, lw)
@@ -76,6 +78,18 @@ def padded_loss(
     return reduce(losses.numpy(), valid.numpy(), reduction, x, lw)
 
 
+def _weights(weights: Any, x: Any, validate: bool) -> Tuple[Any, Any]:
+    """`weights_of` for a loss op: numpy weights checked here (always), tensors' per-item weights
+    left to the op, per-list ones checked where values may be read (`checkable`)."""
+    if weights is None:
+        return None, None
+    if not x.is_torch:
+        return weights_of(weights, x, validate)
+    from ._torch_ops import checkable
+
+    return weights_of(weights, x, validate and checkable(x.scores), check_items=False)
+
+
 def composite_loss(
     loss: Callable[..., Tuple[Any, Any]],
     scores: Any,
@@ -84,10 +98,13 @@ def composite_loss(
     reduction: str,
     backend: str,
     validate: bool,
+    weights: Any = None,
 ) -> Any:
     """A loss written in torch ops on every backend (autograd to any order): numpy inputs become
-    CPU tensors and the result numpy again. `loss(s, y, m)` -> `(losses [B], valid [B])`, on
-    the compute-dtype batch with a full mask."""
+    CPU tensors and the result numpy again. `loss(s, y, m, w)` -> `(losses [B], valid [B])`, on
+    the compute-dtype batch with a full mask, `w` the per-item weights `[B, N]` or None (SPEC 13;
+    per-list weights `[B]` go to the reduction). Values (NaN/inf, weights) are checked where
+    `validate`, except while torch.compile traces or under torch.func."""
     import torch
 
     from ._torch_ops import checkable
@@ -96,10 +113,14 @@ def composite_loss(
     check_backend(backend)
     x = lists(scores, targets, mask, validate=False)
     xt = x if x.is_torch else as_tensors(x)
-    if validate and checkable(xt.scores):
+    check = validate and checkable(xt.scores)
+    if check:
         xt.check_finite()
+    w, lw = weights_of(weights, x, check)
+    if w is not None and not x.is_torch:
+        w = torch.from_numpy(w)
     m = torch.ones_like(xt.scores, dtype=torch.bool) if xt.mask is None else xt.mask
-    losses, valid = loss(xt.scores, xt.targets, m)
+    losses, valid = loss(xt.scores, xt.targets, m, w)
     if x.is_torch:
-        return reduce(losses, valid, reduction, x)
-    return reduce(losses.detach().numpy(), valid.numpy(), reduction, x)
+        return reduce(losses, valid, reduction, x, lw)
+    return reduce(losses.detach().numpy(), valid.numpy(), reduction, x, lw)

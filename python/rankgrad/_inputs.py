@@ -7,7 +7,7 @@
   levels), `check_scale` (temperature and sigma: one range per dtype on every backend and in the
   kernels), `check_nonnegative`;
 - the gain cap (`check_gain_range`), the numpy layout rule (`native_array`), the reductions
-  (`reduce`) and the backend rule (`use_rust`).
+  (`reduce`), SPEC 13's weights (`weights_of`, `check_weights`) and the backend rule (`use_rust`).
 
 Shape and dtype checks always run; value checks (NaN/inf) run where `validate` is true.
 Each error names the argument, and the list where one is at fault.
@@ -358,11 +358,29 @@ def reduce(
     return losses.sum() / (total if total > 0 else 1.0)
 
 
-def weights_of(weights: Any, x: Lists, validate: bool = True) -> tuple[Optional[Array], Optional[Array]]:
+def check_weights(w: Array, mask: Optional[Array], name: str = "weights") -> None:
+    """ValueError naming `name` and the first list whose real items hold a weight that is NaN,
+    infinite or negative (SPEC 13; padded items' weights are ignored, whatever they hold)."""
+    bad = ~(w >= 0) | ~(w < math.inf)
+    if mask is not None:
+        bad = bad & mask
+    rows = bad.any(-1)
+    if bool(rows.any()):
+        first = int(rows.nonzero()[0, 0]) if is_tensor(rows) else int(np.flatnonzero(rows)[0])
+        raise ValueError(f"{name} must be finite and >= 0 (list {first})")
+
+
+def weights_of(
+    weights: Any, x: Lists, validate: bool = True, *, check_items: bool = True
+) -> tuple[Optional[Array], Optional[Array]]:
     """SPEC 13's `weights` for the batch `x`: `(per-item [B, N] or None, per-list [B] or None)` in
-    the compute dtype. `[B, N]` (`[N]` for a 1-D input) weighs items, `[B]` (a scalar for a 1-D
+    the compute dtype. `[B, N]` (`[N]` for a 1-D input) weighs items, `[B]` (a 0-d array for a 1-D
     input) whole lists. Weights must be finite and >= 0 on real items (padded items' weights are
-    ignored): a ValueError naming `weights` (checked when `validate`, always for numpy)."""
+    ignored): a ValueError naming `weights`, checked when `validate` (always for numpy), per-item
+    weights only with `check_items` (the loss ops check them themselves: the Rust kernels always,
+    the torch twins behind `validate`). Shapes, types and devices are always checked: TypeError
+    for a non-array, a tensor for numpy scores or complex values; ValueError for another device
+    or shape."""
     if weights is None:
         return None, None
     kind = "torch" if x.is_torch else "numpy"
@@ -378,7 +396,7 @@ def weights_of(weights: Any, x: Lists, validate: bool = True) -> tuple[Optional[
             weights
         ):
             raise TypeError(f"weights must be real numbers, got {weights.dtype}")
-        w = weights.astype(x.scores.dtype, copy=False)
+        w = np.ascontiguousarray(weights.astype(x.scores.dtype, copy=False))
     else:
         if weights.is_complex():
             raise TypeError(f"weights must be real numbers, got {weights.dtype}")
@@ -388,24 +406,16 @@ def weights_of(weights: Any, x: Lists, validate: bool = True) -> tuple[Optional[
     b, n = x.shape
     item_shape, list_shape = ((n,), ()) if x.squeeze else ((b, n), (b,))
     shape = tuple(w.shape)
+    check = validate or kind == "numpy"
     if shape == item_shape:
         w = w[None] if x.squeeze else w
-        if validate or kind == "numpy":
-            bad = ~(w >= 0) | ~(w < math.inf)
-            if x.mask is not None:
-                bad = bad & x.mask
-            rows = bad.any(-1)
-            if bool(rows.any()):
-                first = int(rows.nonzero()[0, 0]) if is_tensor(rows) else int(np.flatnonzero(rows)[0])
-                raise ValueError(f"weights must be finite and >= 0 (list {first})")
+        if check and check_items:
+            check_weights(w, x.mask)
         return w, None
     if shape == list_shape:
         w = w.reshape(1) if x.squeeze else w
-        if validate or kind == "numpy":
-            bad = ~(w >= 0) | ~(w < math.inf)
-            if bool(bad.any()):
-                first = int(bad.nonzero()[0][0]) if is_tensor(bad) else int(np.flatnonzero(bad)[0])
-                raise ValueError(f"weights must be finite and >= 0 (list {first})")
+        if check:
+            check_weights(w[:, None], None)
         return None, w
     raise ValueError(
         f"weights has shape {shape}: expected {item_shape} (one per item) or {list_shape} (one per list)"

@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ._inputs import check_finite
+from ._inputs import check_finite, check_weights
 
 Kernel = Callable[..., Any]
 
@@ -151,7 +151,9 @@ def tangent(x: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
 class LossOp:
     """`rankgrad::<name>(s, y, m, w, <options>, native, validate, need_grad)
     -> (losses [B], valid [B] bool, grad [B, N] or empty)` with autograd, and with `hvp`
-    also `rankgrad::<name>_hvp(s, y, m, w, <options>, native, v) -> [B, N]`.
+    also `rankgrad::<name>_hvp(s, y, m, w, <options>, native, v) -> [B, N]`. `w` is SPEC 13's
+    per-item weights `[B, N]` (or None), in the dtype of `s`, never differentiated: finite and
+    >= 0 on real items (the Rust kernels always check, the torch path behind `validate`).
 
     Args:
         name: the public function's name (`ranknet_loss`), also the op's.
@@ -187,6 +189,8 @@ class LossOp:
             if validate:  # the Rust kernels always check; here it may cost a device sync
                 check_finite(s, m, "scores")
                 check_finite(y, m, "targets")
+                if w is not None:
+                    check_weights(w, m)
                 if check is not None:
                     check(s, y, m, w, *opts)
             with torch.no_grad():

@@ -13,6 +13,36 @@ interpolated on cells of width T by Chebyshev nodes and is exactly 0 or 1 in flo
 away: O(N log N + N p) per list, within 1e-10 relative of the exact sums in float64); `"auto"`
 (default) takes "fast" for lists of at least `FAST_MIN_N` real items, "exact" below.
 
+Weights (SPEC 13, keyword `weights=` of every loss here, Rax's conventions; Rax 0.4.0 read for
+each rule). A `[B, N]` array (`[N]` for a 1-D input) weighs items; weights change `c = dL/dr`
+and its derivative only, never the ranks, so both methods and both backends take them alike:
+
+- ApproxNDCG: each gain is multiplied by its weight, and the IDCG is the DCG of the weighted
+  gains in descending order -- Rax's `ndcg_metric(..., weights=w)` (rax/_src/metrics.py,
+  `dcg_metric`: `gains *= weights`; `ndcg_metric`: "The ideal dcg is computed by ordering items
+  by their (weighted) gains", `ideal_scores = gain_fn(labels) * weights`). So
+  `approx_ndcg_loss(s, y, T, weights=w, reduction="none")` equals
+  `1 + rax.approx_t12n(rax.ndcg_metric, temperature=T)(s, y, weights=w, reduce_fn=None)` (Rax's
+  loss is `-metric`, ours `1 - metric`; same `r_i`, `step_fn = sigmoid(x / T)`). Scaling a
+  list's weights by a constant changes nothing.
+- ApproxMRR: `1 - max_i w_i min(max(y_i, 0), 1) / r_i`: the weighted relevance, not normalised
+  (as Rax's `dcg_metric` multiplies gains; Rax 0.4.0's `mrr_metric` takes no `weights` at all,
+  and counts `y >= 1` as relevant where rankgrad clips to [0, 1]). Weights above 1 can make
+  the loss negative.
+- ApproxRankMSE: each item's term `d(t_i) (r_i - t_i)^2` is multiplied by `w_i`, and the per-list
+  mean still divides by the number of real items, not by the weights' sum (Rax's pointwise
+  losses: `results *= weights`, then the mean over valid items, `compute_pointwise_loss`).
+- A list counts when it has at least 2 real items and something weighted to rank: a positive
+  weighted gain (NDCG) or weighted relevance (MRR), a positive weight (RankMSE). Otherwise (for
+  example every relevant item weighs 0) its loss is 0, its gradient zero, and it does not count
+  in `"mean"`, as SPEC 2's degenerate lists. (Rax keeps such a list in its mean with metric 0.)
+
+A `[B]` array (a 0-d array for a 1-D input) weighs lists: each list's loss is multiplied by its
+weight and `"mean"` is `sum_b w_b loss_b / sum_{b counts} w_b` (0 when that sum is 0). Weights
+must be finite and >= 0 on real items (a ValueError naming `weights`: numpy always; tensors on the
+Rust path always, on the torch path with `validate`, per-list weights not while torch.compile
+traces or under torch.func); padded items' weights are ignored, whatever they hold.
+
 Layout (every family's): this package holds the public functions (numpy-only at import); `_op`
 the custom ops (`rankgrad::approx_loss`, its HVP, and the ranks ops) with their fake, vmap and
 autograd rules; `_native` the torch twin (CUDA, or `backend="torch"`) and `_fast` its fast
@@ -63,12 +93,12 @@ def _loss_op():  # type: ignore[no-untyped-def]
 
 def _rust_loss(s, y, m, w, temperature, kind, scale_gains, discount, method, need_grad):  # type: ignore[no-untyped-def]
     disc = None if discount == "none" else discount
-    return _core.approx_loss(kind, s, y, m, temperature, need_grad, scale_gains, disc, method)
+    return _core.approx_loss(kind, s, y, m, temperature, need_grad, scale_gains, disc, method, w)
 
 
 def _rust_hvp(s, y, m, w, temperature, kind, scale_gains, discount, method, v):  # type: ignore[no-untyped-def]
     disc = None if discount == "none" else discount
-    return _core.approx_loss_hvp(kind, s, y, m, temperature, v, scale_gains, disc, method)
+    return _core.approx_loss_hvp(kind, s, y, m, temperature, v, scale_gains, disc, method, w)
 
 
 def _loss(
@@ -81,6 +111,7 @@ def _loss(
     method: str,
     backend: str,
     validate: bool,
+    weights: Any,
     scale_gains: bool = True,
     discount: Optional[str] = None,
 ) -> Any:
@@ -96,6 +127,7 @@ def _loss(
         validate,
         ("temperature", temperature),
         options,
+        weights,
     )
 
 
@@ -181,6 +213,7 @@ def approx_ndcg_loss(
     mask: Optional[np.ndarray] = ...,
     reduction: str = ...,
     *,
+    weights: Optional[np.ndarray] = ...,
     method: str = ...,
     backend: str = ...,
     validate: bool = ...,
@@ -194,6 +227,7 @@ def approx_ndcg_loss(
     mask: Optional[torch.Tensor] = ...,
     reduction: str = ...,
     *,
+    weights: Union[torch.Tensor, np.ndarray, None] = ...,
     method: str = ...,
     backend: str = ...,
     validate: bool = ...,
@@ -206,12 +240,14 @@ def approx_ndcg_loss(
     mask: Any = None,
     reduction: str = "mean",
     *,
+    weights: Any = None,
     method: str = "auto",
     backend: str = "auto",
     validate: bool = True,
 ) -> Any:
     """ApproxNDCG: `1 - sum_i g(y_i) / log2(1 + r_i) / IDCG` per list, `g(y) = 2^y - 1`
-    (`y` when `scale_gains=False`), targets below 0 counting as 0, IDCG the exact ideal DCG.
+    (`y` when `scale_gains=False`), targets below 0 counting as 0, IDCG the exact ideal DCG
+    (with per-item `weights`, `g(y_i) w_i` everywhere, the IDCG that of the weighted gains).
 
     Args:
         scores: `[B, N]` or `[N]` float tensor or array.
@@ -222,6 +258,9 @@ def approx_ndcg_loss(
         mask: `[B, N]` bool, True = real item; padded items change nothing.
         reduction: "mean" over the lists that count (those with a relevant item and at
             least 2 real items; 0.0 if none), "sum", or "none" (`[B]`, a scalar for `[N]`).
+        weights: None, `[B, N]` per-item weights (each gain times its weight, the IDCG that of
+            the weighted gains: Rax's `ndcg_metric(weights=)`) or `[B]` per-list weights (a
+            weighted mean over the lists); finite and >= 0. See the package docstring.
         method: "auto" (fast summation for lists of at least `FAST_MIN_N` real items, the pair
             sum below), "fast" or "exact" (see the package docstring for the error bound).
         backend: "auto" (Rust for numpy and CPU tensors, torch-native otherwise), "rust" or "torch".
@@ -242,6 +281,9 @@ def approx_ndcg_loss(
         >>> rankgrad.approx_ndcg_loss(st, torch.tensor(y), temperature=0.5).backward()
         >>> st.grad.shape
         torch.Size([2, 3])
+        >>> w = np.array([[1.0, 1.0, 3.0], [2.0, 1.0, 1.0]])  # per-item weights
+        >>> rankgrad.approx_ndcg_loss(s, y, weights=w, reduction="none").round(4)
+        array([0.182 , 0.3829])
     """
     return _loss(
         "ndcg",
@@ -253,6 +295,7 @@ def approx_ndcg_loss(
         method,
         backend,
         validate,
+        weights,
         scale_gains=bool(scale_gains),
     )
 
@@ -265,6 +308,7 @@ def approx_mrr_loss(
     mask: Optional[np.ndarray] = ...,
     reduction: str = ...,
     *,
+    weights: Optional[np.ndarray] = ...,
     method: str = ...,
     backend: str = ...,
     validate: bool = ...,
@@ -277,6 +321,7 @@ def approx_mrr_loss(
     mask: Optional[torch.Tensor] = ...,
     reduction: str = ...,
     *,
+    weights: Union[torch.Tensor, np.ndarray, None] = ...,
     method: str = ...,
     backend: str = ...,
     validate: bool = ...,
@@ -288,11 +333,13 @@ def approx_mrr_loss(
     mask: Any = None,
     reduction: str = "mean",
     *,
+    weights: Any = None,
     method: str = "auto",
     backend: str = "auto",
     validate: bool = True,
 ) -> Any:
-    """ApproxMRR: `1 - max_i min(max(y_i, 0), 1) / r_i` per list.
+    """ApproxMRR: `1 - max_i min(max(y_i, 0), 1) / r_i` per list (`1 - max_i w_i min(max(y_i, 0), 1)
+    / r_i` with per-item weights).
 
     Args:
         scores: `[B, N]` or `[N]` float tensor or array.
@@ -301,6 +348,9 @@ def approx_mrr_loss(
         mask: `[B, N]` bool, True = real item; padded items change nothing.
         reduction: "mean" over the lists with a relevant item and at least 2 real items
             (0.0 if none), "sum", or "none" (`[B]`, a scalar for `[N]`).
+        weights: None, `[B, N]` per-item weights (the value is `max_i w_i rel_i / r_i`,
+            unnormalised: Rax's `mrr_metric` has no weights) or `[B]` per-list weights;
+            finite and >= 0. See the package docstring.
         method: "auto", "fast" or "exact" (see `approx_ranks`).
         backend: "auto", "rust" or "torch" (see `approx_ndcg_loss`).
         validate: check for NaN/inf on the torch-native path.
@@ -315,7 +365,7 @@ def approx_mrr_loss(
         >>> rankgrad.approx_mrr_loss(s, y, reduction="none").round(4)
         array([0.311, 0.518])
     """
-    return _loss("mrr", scores, targets, mask, temperature, reduction, method, backend, validate)
+    return _loss("mrr", scores, targets, mask, temperature, reduction, method, backend, validate, weights)
 
 
 @overload
@@ -327,6 +377,7 @@ def approx_rank_mse_loss(
     mask: Optional[np.ndarray] = ...,
     reduction: str = ...,
     *,
+    weights: Optional[np.ndarray] = ...,
     method: str = ...,
     backend: str = ...,
     validate: bool = ...,
@@ -340,6 +391,7 @@ def approx_rank_mse_loss(
     mask: Optional[torch.Tensor] = ...,
     reduction: str = ...,
     *,
+    weights: Union[torch.Tensor, np.ndarray, None] = ...,
     method: str = ...,
     backend: str = ...,
     validate: bool = ...,
@@ -352,12 +404,14 @@ def approx_rank_mse_loss(
     mask: Any = None,
     reduction: str = "mean",
     *,
+    weights: Any = None,
     method: str = "auto",
     backend: str = "auto",
     validate: bool = True,
 ) -> Any:
     """ApproxRankMSE: per list, `mean_i w_i (r_i - t_i)^2` over the real items, `t_i` the
-    1-based rank by targets descending (ties in input order).
+    1-based rank by targets descending (ties in input order), `w_i` the discount (times the
+    item's weight with per-item `weights`).
 
     Args:
         scores: `[B, N]` or `[N]` float tensor or array.
@@ -367,6 +421,9 @@ def approx_rank_mse_loss(
         mask: `[B, N]` bool, True = real item; padded items change nothing.
         reduction: "mean" over the lists with at least 2 real items (0.0 if none), "sum",
             or "none" (`[B]`, a scalar for `[N]`).
+        weights: None, `[B, N]` per-item weights (each term times its weight, still divided by
+            the number of real items, as Rax's pointwise losses) or `[B]` per-list weights;
+            finite and >= 0. See the package docstring.
         method: "auto", "fast" or "exact" (see `approx_ranks`).
         backend: "auto", "rust" or "torch" (see `approx_ndcg_loss`).
         validate: check for NaN/inf on the torch-native path.
@@ -391,5 +448,6 @@ def approx_rank_mse_loss(
         method,
         backend,
         validate,
+        weights,
         discount=check_discount(discount),
     )

@@ -15,7 +15,8 @@ at least `FAST_MIN_N` real items.
 The losses are functions of the ranks (`loss_from_ranks`); their gradient is `J^T c` with
 `c = dL/dr` and their Hessian-vector product `vjp_grad(c, v) + J (D * J v)` with `D = dc/dr`
 diagonal (`curvature`): the fused `loss` and `hvp` below, the torch side of the op
-`rankgrad::approx_loss`.
+`rankgrad::approx_loss`. SPEC 13's per-item weights change only `c` and `D` (and the loss), never
+the rank sums, so both methods take them alike.
 
 Padded targets are zeroed before anything reads them (a NaN/inf/huge value at a padded
 position changes nothing); `2^y - 1` gains are divided by `2^max(y)` per list, which NDCG's
@@ -244,8 +245,24 @@ def rank_weights(t: torch.Tensor, discount: Optional[str]) -> torch.Tensor:
     return 1 / torch.log2(t + 1) if discount == "log2" else 1 / t
 
 
+def item_weights(w: Optional[torch.Tensor], m: torch.Tensor, like: torch.Tensor) -> Optional[torch.Tensor]:
+    """SPEC 13's per-item weights in the dtype of `like`, 0 at padded positions (whatever they
+    hold there); None stays None."""
+    return None if w is None else _zero_padded(w.to(like.dtype), m)
+
+
+def weighted_gains(g: torch.Tensor, w: Optional[torch.Tensor]) -> torch.Tensor:
+    """NDCG's gains times the weights divided by the list's largest weight (the Rust kernels'
+    scale: the ratio ignores it, and the weighted gains never exceed the unweighted ones)."""
+    if w is None:
+        return g
+    top = w.amax(-1, keepdim=True)
+    return g * (w / torch.where(top > 0, top, torch.ones_like(top)))
+
+
 def mrr_item(v: torch.Tensor, rel: torch.Tensor, s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """`[B, 1]` index of the item whose `v = rel / r` MRR takes, chosen as the Rust kernel does:
+    """`[B, 1]` index of the item whose `v = rel / r` MRR takes (`rel` the weighted relevance
+    `w min(max(y, 0), 1)`), chosen as the Rust kernel does:
     per relevance level the first highest-scored item (its rank is the smallest: decided on
     the scores, exactly, never on rounded ranks); of those, the first (lowest index) whose `v`
     is within a relative `MRR_TIE_RTOL` of the largest, so that ranks differing by rounding
@@ -271,26 +288,29 @@ def loss_from_ranks(
     scale_gains: bool,
     discount: Optional[str],
     s: Optional[torch.Tensor] = None,
+    w: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-list losses `[B]` and whether each counts `[B]`, from ranks `r [B, N]` (MRR also
-    reads the scores `s`, see `mrr_item`)."""
+    reads the scores `s`, see `mrr_item`), with per-item weights `w` (SPEC 13) or None."""
     m, y, count = _padded(r, y, mask)
+    w = item_weights(w, m, r)
     zero = torch.zeros((), dtype=r.dtype, device=r.device)
     if kind == "ndcg":
-        g = gains(y, m, scale_gains)
+        g = weighted_gains(gains(y, m, scale_gains), w)
         idcg = ideal_dcg(g)
         dcg = (g / torch.log2(1 + _safe(m, r))).sum(-1)
         valid = (count >= 2) & (idcg > 0)
         return torch.where(valid, 1 - dcg / _safe(valid, idcg), zero), valid
     if kind == "mrr":
-        rel = y.clamp(0, 1)
+        rel = y.clamp(0, 1) if w is None else y.clamp(0, 1) * w
         v = rel / _safe(m, r)
         best = v.gather(-1, mrr_item(v.detach(), rel, (-r if s is None else s).detach(), m))[:, 0]
-        valid = (count >= 2) & ((y > 0) & m).any(-1)
+        valid = (count >= 2) & ((rel > 0) & m).any(-1)
         return torch.where(valid, 1 - best, zero), valid
     tr = true_ranks(y, m)
-    valid = count >= 2
-    loss = (rank_weights(tr, discount) * (r - tr) ** 2 * m).sum(-1) / _safe(valid, count.to(r.dtype))
+    valid = count >= 2 if w is None else (count >= 2) & ((w > 0) & m).any(-1)
+    k = rank_weights(tr, discount) if w is None else rank_weights(tr, discount) * w
+    loss = (k * (r - tr) ** 2 * m).sum(-1) / _safe(valid, count.to(r.dtype))
     return torch.where(valid, loss, zero), valid
 
 
@@ -302,17 +322,21 @@ def curvature(
     scale_gains: bool,
     discount: Optional[str],
     s: Optional[torch.Tensor] = None,
+    w: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """`c = d loss_b / d r` and the diagonal `D = dc / dr` `[B, N]` (each list's loss depends
     on each r_i separately), zero at padded positions and in lists that do not count.
 
     NDCG, `a_i = g_i ln2 / IDCG`, `L = ln(1 + r_i)`: `c = a / ((1 + r) L^2)`,
     `D = -a (L + 2) / ((1 + r)^2 L^3)`. MRR, at the item `i*` of the max: `c = rel / r^2`,
-    `D = -2 rel / r^3`. RankMSE: `c = 2 w (r - t) / n`, `D = 2 w / n`."""
+    `D = -2 rel / r^3`. RankMSE: `c = 2 w (r - t) / n`, `D = 2 w / n`. Per-item weights `w`
+    (SPEC 13) enter only here (and in the loss): `g` and `rel` are weighted, RankMSE's `w` is
+    the discount times the item's weight; the ranks and their sums do not change."""
     m, y, count = _padded(r, y, mask)
+    w = item_weights(w, m, r)
     rs = _safe(m, r)
     if kind == "ndcg":
-        g = gains(y, m, scale_gains)
+        g = weighted_gains(gains(y, m, scale_gains), w)
         idcg = ideal_dcg(g)
         valid = (count >= 2) & (idcg > 0)
         a = g * _LN2 / _safe(valid, idcg)[:, None]
@@ -320,15 +344,17 @@ def curvature(
         c = a / ((1 + rs) * lr**2)
         d = -a * (lr + 2) / ((1 + rs) ** 2 * lr**3)
     elif kind == "mrr":
-        rel = y.clamp(0, 1) * m
-        valid = (count >= 2) & ((y > 0) & m).any(-1)
+        rel = y.clamp(0, 1) * m if w is None else y.clamp(0, 1) * w
+        valid = (count >= 2) & ((rel > 0) & m).any(-1)
         item = mrr_item(rel / rs, rel, -r if s is None else s, m)
         top = torch.zeros_like(r).scatter_(-1, item, 1.0)
         c = top * rel / rs**2
         d = -2 * top * rel / rs**3
     else:
-        valid = count >= 2
+        valid = count >= 2 if w is None else (count >= 2) & ((w > 0) & m).any(-1)
         k = 2 * rank_weights(true_ranks(y, m), discount) / _safe(valid, count.to(r.dtype))[:, None]
+        if w is not None:
+            k = k * w
         c = k * (r - true_ranks(y, m))
         d = k
     keep = valid[:, None] & m
@@ -361,10 +387,10 @@ def loss(
             torch.zeros_like(s),
         )
     r = ranks(s, m, temperature, method)
-    losses, valid = loss_from_ranks(kind, r, y, m, scale_gains, _discount(discount), s)
+    losses, valid = loss_from_ranks(kind, r, y, m, scale_gains, _discount(discount), s, w)
     if not need_grad:
         return losses, valid, None
-    c, _ = curvature(kind, r, y, m, scale_gains, _discount(discount), s)
+    c, _ = curvature(kind, r, y, m, scale_gains, _discount(discount), s, w)
     return losses, valid, vjp(s, m, temperature, c, method)
 
 
@@ -384,7 +410,7 @@ def hvp(
     if s.shape[-1] == 0:
         return torch.zeros_like(s)
     r = ranks(s, m, temperature, method)
-    c, d = curvature(kind, r, y, m, scale_gains, _discount(discount), s)
+    c, d = curvature(kind, r, y, m, scale_gains, _discount(discount), s, w)
     jv = vjp(s, m, temperature, v, method)
     return vjp_grad(s, m, temperature, c, v, method) + vjp(s, m, temperature, d * jv, method)
 

@@ -150,6 +150,7 @@ def softmax_loss(
     mask: Any = ...,
     reduction: str = ...,
     *,
+    weights: Any = ...,
     normalize: bool = ...,
     backend: str = ...,
     validate: bool = ...,
@@ -161,12 +162,21 @@ def softmax_loss(
     mask: Any = ...,
     reduction: str = ...,
     *,
+    weights: Optional[np.ndarray] = ...,
     normalize: bool = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> NumpyLoss: ...
 def softmax_loss(
-    scores, targets, mask=None, reduction="mean", *, normalize=True, backend="auto", validate=True
+    scores,
+    targets,
+    mask=None,
+    reduction="mean",
+    *,
+    weights=None,
+    normalize=True,
+    backend="auto",
+    validate=True,
 ):
     """Softmax cross-entropy (ListNet with a top-1 target)::
 
@@ -183,10 +193,22 @@ def softmax_loss(
       mask: optional ``[B, N]`` bool, True = real item; padded items get zero gradient.
       reduction: ``"mean"`` over the lists that count (a list with fewer than 2 real items or
         whose targets sum to 0 has loss 0 and does not count), ``"sum"``, or ``"none"`` (``[B]``).
+      weights: SPEC 13, keyword-only. ``[B, N]`` (``[N]`` for one list) per-item weights: the
+        targets are multiplied by the weights before normalising,
+        ``p_i = w_i max(y_i, 0) / sum_j w_j max(y_j, 0)`` (unnormalised with ``normalize=False``),
+        as Rax's ``softmax_loss`` does (rax/_src/losses.py: ``labels *= weights`` before
+        ``label_fn``); a list whose weighted targets sum to 0 (e.g. every relevant item weighs
+        0) has loss 0 and does not count. ``[B]`` (a 0-d array for one list) per-list weights:
+        each list's loss times its weight, ``"mean"`` the weighted mean over the lists that
+        count, ``sum_b w_b loss_b / sum_b w_b``. Finite and >= 0 on real items (ValueError naming
+        ``weights``); padded items' weights are ignored. Rax's reduction differs: its default
+        ``reduce_fn=jnp.mean`` also counts lists with no positive target (loss 0 there with
+        its default ``label_fn``) and has no per-list weights.
       normalize: divide the targets by their sum (default) or use them as they are.
       backend: accepted for a uniform signature ("auto", "rust" or "torch"); this O(N log N)
         loss is torch-native on every backend.
-      validate: check for NaN/inf on real items (skipped under torch.compile and torch.func).
+      validate: check for NaN/inf (and bad weights) on real items (skipped under torch.compile
+        and torch.func).
 
     Returns:
       A scalar or ``[B]`` tensor in the input dtype (numpy for numpy input). Built from
@@ -201,12 +223,12 @@ def softmax_loss(
     """
     normalize = bool(normalize)
 
-    def loss(s, y, m):  # type: ignore[no-untyped-def]
+    def loss(s, y, m, w):  # type: ignore[no-untyped-def]
         from ._native import softmax
 
-        return softmax(s, y, m, normalize)
+        return softmax(s, y, m, normalize, w)
 
-    return composite_loss(loss, scores, targets, mask, reduction, backend, validate)
+    return composite_loss(loss, scores, targets, mask, reduction, backend, validate, weights)
 
 
 @overload
@@ -216,6 +238,7 @@ def listmle_loss(
     mask: Any = ...,
     reduction: str = ...,
     *,
+    weights: Any = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> torch.Tensor: ...
@@ -226,10 +249,13 @@ def listmle_loss(
     mask: Any = ...,
     reduction: str = ...,
     *,
+    weights: Optional[np.ndarray] = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> NumpyLoss: ...
-def listmle_loss(scores, targets, mask=None, reduction="mean", *, backend="auto", validate=True):
+def listmle_loss(
+    scores, targets, mask=None, reduction="mean", *, weights=None, backend="auto", validate=True
+):
     """ListMLE (Rax's ``listmle_loss``): the Plackett-Luce negative log-likelihood of the order
     by targets (descending, ties in input order), ``pi``, over the ``n`` real items::
 
@@ -241,9 +267,18 @@ def listmle_loss(scores, targets, mask=None, reduction="mean", *, backend="auto"
       mask: optional ``[B, N]`` bool, True = real item; padded items get zero gradient.
       reduction: ``"mean"`` over the lists that count (a list with fewer than 2 real items has
         loss 0 and does not count), ``"sum"``, or ``"none"`` (``[B]``).
+      weights: SPEC 13, keyword-only. ``[B, N]`` (``[N]`` for one list) per-item weights: each
+        position's term is multiplied by the weight of the item placed there,
+        ``sum_i w_pi(i) [logsumexp(s_pi(i..n)) - s_pi(i)]`` (the order ``pi`` and the suffixes do
+        not change; Rax 0.4.0's ``listmle_loss`` takes no ``weights``, so this rule is SPEC 13's);
+        a list whose real items all weigh 0 has loss 0 and does not count. ``[B]`` (a 0-d array
+        for one list) per-list weights: each list's loss times its weight, ``"mean"`` the
+        weighted mean over the lists that count. Finite and >= 0 on real items (ValueError
+        naming ``weights``); padded items' weights are ignored.
       backend: accepted for a uniform signature ("auto", "rust" or "torch"); this O(N log N)
         loss is torch-native on every backend.
-      validate: check for NaN/inf on real items (skipped under torch.compile and torch.func).
+      validate: check for NaN/inf (and bad weights) on real items (skipped under torch.compile
+        and torch.func).
 
     Returns:
       A scalar or ``[B]`` tensor in the input dtype (numpy for numpy input). Native torch ops,
@@ -257,9 +292,9 @@ def listmle_loss(scores, targets, mask=None, reduction="mean", *, backend="auto"
         0.7209
     """
 
-    def loss(s, y, m):  # type: ignore[no-untyped-def]
+    def loss(s, y, m, w):  # type: ignore[no-untyped-def]
         from ._native import listmle
 
-        return listmle(s, y, m)
+        return listmle(s, y, m, w)
 
-    return composite_loss(loss, scores, targets, mask, reduction, backend, validate)
+    return composite_loss(loss, scores, targets, mask, reduction, backend, validate, weights)

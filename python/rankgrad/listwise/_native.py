@@ -108,13 +108,16 @@ def check_gains(s, y, m, w, sigma, weighting, k, mu, scale_gains) -> None:  # ty
 
 
 def softmax(
-    s: torch.Tensor, y: torch.Tensor, m: torch.Tensor, normalize: bool
+    s: torch.Tensor, y: torch.Tensor, m: torch.Tensor, normalize: bool, w: Optional[torch.Tensor] = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-list `-sum_i p_i log softmax(s)_i` over the real items and whether each list counts:
-    `p = max(y, 0)`, divided by its sum when `normalize`; a list counts when it has 2 real items
-    and positive targets."""
+    `p = max(y, 0)` (times the per-item weights `w`, SPEC 13, as Rax's `labels *= weights`),
+    divided by its sum when `normalize`; a list counts when it has 2 real items and positive
+    (weighted) targets."""
     zero = s.new_zeros(())
     p = torch.where(m, y.clamp(min=0), zero)  # where first: padding may hold NaN
+    if w is not None:
+        p = p * torch.where(m, w.to(s.dtype), zero)
     total = p.sum(-1)
     valid = (total > 0) & (m.sum(-1) >= 2)
     if normalize:
@@ -127,9 +130,13 @@ def softmax(
     return torch.where(valid, losses, zero), valid
 
 
-def listmle(s: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def listmle(
+    s: torch.Tensor, y: torch.Tensor, m: torch.Tensor, w: Optional[torch.Tensor] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-list Plackett-Luce negative log-likelihood of the order by targets (descending, ties
-    in input order) over the real items, and whether each list counts (2 real items or more)."""
+    in input order) over the real items, and whether each list counts (2 real items or more).
+    With per-item weights `w` (SPEC 13) each position's term is multiplied by the weight of the
+    item placed there, and a list whose real items all weigh 0 does not count."""
     zero = s.new_zeros(())
     # padded items first, so every suffix from a real item holds only real items (no -inf
     # entries: forward-mode AD through logcumsumexp mishandles them)
@@ -138,6 +145,12 @@ def listmle(s: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> Tuple[torch.Te
     ms = m.gather(1, order)
     ss = torch.where(ms, s.gather(1, order), zero)
     tail = torch.logcumsumexp(ss.flip(-1), -1).flip(-1)  # logsumexp of s_pi(i..n)
-    losses = torch.where(ms, tail - ss, zero).sum(-1)
     valid = m.sum(-1) >= 2
+    if w is None:
+        losses = torch.where(ms, tail - ss, zero).sum(-1)
+    else:
+        ws = torch.where(m, w.to(s.dtype), zero).gather(1, order)
+        # weight 0: exactly 0 (not 0 * a term that overflowed)
+        losses = torch.where(ms & (ws > 0), (tail - ss) * ws, zero).sum(-1)
+        valid = valid & (ms & (ws > 0)).any(-1)
     return torch.where(valid, losses, zero), valid

@@ -1,10 +1,12 @@
 """Module wrappers of the approximate-rank losses: options in the constructor,
-`loss(scores, targets, mask=None)` in `forward`."""
+`loss(scores, targets, mask=None, weights=None)` in `forward` (SPEC 13's weights: `[B, N]` per
+item or `[B]` per list)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
+import numpy as np
 import torch
 
 from .. import approx
@@ -79,9 +81,14 @@ class ApproxNDCGLoss(_ApproxLoss):
         return f", scale_gains={self.scale_gains}"
 
     def forward(
-        self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None
+        self,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+        weights: Union[torch.Tensor, np.ndarray, None] = None,
     ) -> torch.Tensor:
-        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool; the reduced loss."""
+        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool, weights `[B, N]` per item or
+        `[B]` per list (SPEC 13, see the function); the reduced loss."""
         return approx.approx_ndcg_loss(
             scores,
             targets,
@@ -89,6 +96,7 @@ class ApproxNDCGLoss(_ApproxLoss):
             self.scale_gains,
             mask,
             self.reduction,
+            weights=weights,
             method=self.method,
             backend=self.backend,
             validate=self.validate,
@@ -117,15 +125,21 @@ class ApproxMRRLoss(_ApproxLoss):
     """
 
     def forward(
-        self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None
+        self,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+        weights: Union[torch.Tensor, np.ndarray, None] = None,
     ) -> torch.Tensor:
-        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool; the reduced loss."""
+        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool, weights `[B, N]` per item or
+        `[B]` per list (SPEC 13, see the function); the reduced loss."""
         return approx.approx_mrr_loss(
             scores,
             targets,
             self.temperature,
             mask,
             self.reduction,
+            weights=weights,
             method=self.method,
             backend=self.backend,
             validate=self.validate,
@@ -171,9 +185,14 @@ class ApproxRankMSELoss(_ApproxLoss):
         return f", discount={self.discount!r}"
 
     def forward(
-        self, scores: torch.Tensor, targets: torch.Tensor, mask: Optional[torch.Tensor] = None
+        self,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+        weights: Union[torch.Tensor, np.ndarray, None] = None,
     ) -> torch.Tensor:
-        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool; the reduced loss."""
+        """Scores/targets `[B, N]` (or `[N]`), mask `[B, N]` bool, weights `[B, N]` per item or
+        `[B]` per list (SPEC 13, see the function); the reduced loss."""
         return approx.approx_rank_mse_loss(
             scores,
             targets,
@@ -181,6 +200,7 @@ class ApproxRankMSELoss(_ApproxLoss):
             self.discount,
             mask,
             self.reduction,
+            weights=weights,
             method=self.method,
             backend=self.backend,
             validate=self.validate,

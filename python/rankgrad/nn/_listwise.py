@@ -98,9 +98,18 @@ class SoftmaxLoss(torch.nn.Module):
         self.normalize = bool(normalize)
         self.validate = bool(validate)
 
-    def forward(self, scores: torch.Tensor, targets: Any, mask: Any = None) -> torch.Tensor:
+    def forward(
+        self, scores: torch.Tensor, targets: Any, mask: Any = None, weights: Any = None
+    ) -> torch.Tensor:
+        """`weights`: `[B, N]` per item or `[B]` per list (SPEC 13, see `rankgrad.softmax_loss`)."""
         return softmax_loss(
-            scores, targets, mask, self.reduction, normalize=self.normalize, validate=self.validate
+            scores,
+            targets,
+            mask,
+            self.reduction,
+            weights=weights,
+            normalize=self.normalize,
+            validate=self.validate,
         )
 
     def extra_repr(self) -> str:
@@ -128,8 +137,11 @@ class ListMLELoss(torch.nn.Module):
         self.reduction = reduction
         self.validate = bool(validate)
 
-    def forward(self, scores: torch.Tensor, targets: Any, mask: Any = None) -> torch.Tensor:
-        return listmle_loss(scores, targets, mask, self.reduction, validate=self.validate)
+    def forward(
+        self, scores: torch.Tensor, targets: Any, mask: Any = None, weights: Any = None
+    ) -> torch.Tensor:
+        """`weights`: `[B, N]` per item or `[B]` per list (SPEC 13, see `rankgrad.listmle_loss`)."""
+        return listmle_loss(scores, targets, mask, self.reduction, weights=weights, validate=self.validate)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, validate={self.validate}"
