@@ -34,6 +34,16 @@ def padded_inputs(seed: int = 0, b: int = 3, n: int = 7) -> Inputs:
     return torch.tensor(s), torch.tensor(y), torch.tensor(m)
 
 
+def item_weights(y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Per-item weights (SPEC 13) for `y`: 0, 0.75, 1.5, 2.25 by target, NaN on padded items."""
+    return torch.where(m, 0.75 * (y % 4), torch.full_like(y, float("nan")))
+
+
+def list_weights(m: torch.Tensor) -> torch.Tensor:
+    """Per-list weights `[B]`: 0.5 + a quarter of each list's real-item count (one list may be 0.5)."""
+    return 0.5 + 0.25 * m.sum(-1).to(torch.float64)
+
+
 @dataclass
 class Entry:
     """`call(scores, targets, mask, backend=...)` -> a tensor differentiable in scores;
@@ -87,6 +97,35 @@ ENTRIES = [
     ),
     Entry("softmax_loss", lambda s, y, m, **kw: listwise.softmax_loss(s, y, m, "none", **kw)),
     Entry("listmle_loss", lambda s, y, m, **kw: listwise.listmle_loss(s, y, m, "none", **kw)),
+    # SPEC 13's weights, made from the inputs (so every shape, device and vmap sees matching ones)
+    Entry(
+        "approx_ndcg_loss_item_weights",
+        lambda s, y, m, **kw: rankgrad.approx_ndcg_loss(
+            s, y, 0.8, mask=m, reduction="none", weights=item_weights(y, m), **kw
+        ),
+        compile=True,
+    ),
+    Entry(
+        "approx_mrr_loss_list_weights",
+        lambda s, y, m, **kw: rankgrad.approx_mrr_loss(s, y, 0.5, mask=m, weights=list_weights(m), **kw),
+        compile=True,
+    ),
+    Entry(
+        "approx_rank_mse_loss_item_weights_fast",
+        lambda s, y, m, **kw: rankgrad.approx_rank_mse_loss(
+            s, y, 1.0, "reciprocal", m, "sum", weights=item_weights(y, m), method="fast", **kw
+        ),
+    ),
+    Entry(
+        "softmax_loss_item_weights",
+        lambda s, y, m, **kw: listwise.softmax_loss(s, y, m, "none", weights=item_weights(y, m), **kw),
+        compile=True,
+    ),
+    Entry(
+        "listmle_loss_list_weights",
+        lambda s, y, m, **kw: listwise.listmle_loss(s, y, m, weights=list_weights(m), **kw),
+        compile=True,
+    ),
 ]
 
 
@@ -106,9 +145,10 @@ def _op_args_ranks_double_backward(native: bool, method: str = "exact") -> Tuple
     return (s, m, t, c, torch.randn(s.shape, dtype=s.dtype), method, native)
 
 
-def _op_args_loss(kind: str, native: bool, method: str = "exact") -> Tuple[Any, ...]:
+def _op_args_loss(kind: str, native: bool, method: str = "exact", weighted: bool = False) -> Tuple[Any, ...]:
     s, y, m = padded_inputs(3)
-    return (s.requires_grad_(), y, m, None, 0.9, kind, True, "reciprocal", method, native, True, True)
+    w = item_weights(y, m) if weighted else None
+    return (s.requires_grad_(), y, m, w, 0.9, kind, True, "reciprocal", method, native, True, True)
 
 
 def _op_args_pairwise(name: str, native: bool) -> Tuple[Any, ...]:
@@ -139,6 +179,11 @@ OPS = [
         for kind in ("ndcg", "mrr", "rank_mse")
         for native in (False, True)
         for method in ("exact", "fast")
+    ],
+    *[
+        ("approx_loss", lambda kind=kind, native=native: _op_args_loss(kind, native, "exact", weighted=True))
+        for kind in ("ndcg", "mrr", "rank_mse")
+        for native in (False, True)
     ],
     *[
         (name, lambda name=name, native=native: _op_args_pairwise(name, native))

@@ -156,7 +156,7 @@ def native_array(x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float64)
     elif not x.dtype.isnative:
         x = x.astype(x.dtype.newbyteorder("="))
-    return np.ascontiguousarray(x)
+    return np.ascontiguousarray(x) if x.ndim else x  # (ascontiguousarray makes a 0-d array 1-D)
 
 
 @dataclass
@@ -343,7 +343,13 @@ def reduce(
         out = reduce(losses, valid, reduction, list_weights=list_weights)
         return x.out(out) if reduction == "none" else _cast(out, x.dtype)
     if list_weights is not None:
-        losses = losses * list_weights
+        if is_tensor(losses):
+            # where(): a list weighing 0 passes back exactly 0 and nothing else; `0 * grad` would
+            # keep a NaN that a loss's double backward may hold there (logcumsumexp's backward
+            # takes log |grad|, infinite at 0, so its derivative in the incoming gradient is 0 * inf)
+            losses = torch_where(list_weights > 0, losses * list_weights, losses.new_zeros(()))
+        else:
+            losses = losses * list_weights
     if reduction == "none":
         return losses
     if reduction == "sum":
@@ -396,7 +402,7 @@ def weights_of(
             weights
         ):
             raise TypeError(f"weights must be real numbers, got {weights.dtype}")
-        w = np.ascontiguousarray(weights.astype(x.scores.dtype, copy=False))
+        w = weights.astype(x.scores.dtype, copy=False)
     else:
         if weights.is_complex():
             raise TypeError(f"weights must be real numbers, got {weights.dtype}")
@@ -420,6 +426,11 @@ def weights_of(
     raise ValueError(
         f"weights has shape {shape}: expected {item_shape} (one per item) or {list_shape} (one per list)"
     )
+
+
+def torch_where(cond: Any, a: Any, b: Any) -> Any:
+    """`torch.where` (torch is loaded: a tensor is at hand)."""
+    return sys.modules["torch"].where(cond, a, b)
 
 
 def _cast(x: Any, dtype: Any) -> Any:

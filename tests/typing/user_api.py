@@ -148,6 +148,39 @@ def torch_api() -> None:
     print(mnrl.item(), reg.item())
 
 
+def weights_api() -> None:
+    """SPEC 13: `weights=` per item `[B, N]` or per list `[B]`, numpy and torch."""
+    rng = np.random.default_rng(2)
+    s: F64 = rng.normal(size=(4, 7))
+    y: F64 = rng.integers(0, 3, size=(4, 7)).astype(np.float64)
+    w_item: F64 = rng.random((4, 7))
+    w_list: F64 = rng.random(4)
+    a1: Loss = rankgrad.approx_ndcg_loss(s, y, weights=w_item)
+    a2: Loss = rankgrad.approx_mrr_loss(s, y, weights=w_list, method="exact")
+    a3: Loss = rankgrad.approx_rank_mse_loss(s, y, weights=None, reduction="none")
+    a4: Loss = rankgrad.softmax_loss(s, y, weights=w_item, normalize=False)
+    a5: Loss = rankgrad.listmle_loss(s, y, weights=w_list)
+    print(a1, a2, a3, a4, a5)
+
+    st = torch.randn(4, 7, requires_grad=True)
+    yt = torch.randint(0, 3, (4, 7)).double()
+    wt = torch.rand(4, 7)
+    t1: torch.Tensor = rankgrad.approx_ndcg_loss(st, yt, weights=wt)
+    t2: torch.Tensor = rankgrad.approx_mrr_loss(st, yt, weights=torch.rand(4))
+    t3: torch.Tensor = rankgrad.approx_rank_mse_loss(st, yt, weights=w_item)  # numpy weights for a tensor
+    t4: torch.Tensor = rankgrad.softmax_loss(st, yt, weights=wt)
+    t5: torch.Tensor = rankgrad.listmle_loss(st, yt, weights=wt)
+    torch.autograd.backward(t1 + t2 + t3 + t4 + t5)
+    modules: Tuple[torch.Tensor, ...] = (
+        rankgrad.nn.ApproxNDCGLoss().forward(st, yt, None, wt),
+        rankgrad.nn.ApproxMRRLoss().forward(st, yt, weights=wt),
+        rankgrad.nn.ApproxRankMSELoss().forward(st, yt, weights=torch.rand(4)),
+        rankgrad.nn.SoftmaxLoss().forward(st, yt, weights=wt),
+        rankgrad.nn.ListMLELoss().forward(st, yt, None, wt),
+    )
+    print(len(modules))
+
+
 def negative_cache_api() -> None:
     dim, vocab = 8, 50
     tower = torch.nn.EmbeddingBag(vocab, dim, mode="mean")
@@ -241,5 +274,6 @@ def gbdt_api() -> None:
 if __name__ == "__main__":
     numpy_api()
     torch_api()
+    weights_api()
     negative_cache_api()
     gbdt_api()
