@@ -136,7 +136,8 @@ fn half_ln_1p<const SHORT: bool>(u: f64) -> f64 {
 pub(super) const W: usize = 4;
 
 /// Row `i` against every `j > i` (all slices start at `i + 1` and have one length): updates
-/// grad[j], hess[j]; returns the sums over j of (t, hes, st, loss) (loss 0 unless `LOSS`).
+/// grad[j], and hess[j] unless `LOSS` (the loss needs no hessian); returns the sums over j of
+/// (t, hes, st, loss) (loss 0 unless `LOSS`, hes unused with it).
 /// Portable version.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 pub(super) fn row_portable<const LOSS: bool, const SHORT: bool>(
@@ -165,7 +166,9 @@ pub(super) fn row_portable<const LOSS: bool, const SHORT: bool>(
             let j = j0 + l;
             let [t, hes, st, lo] = pair_terms::<LOSS, SHORT>(k, s[j], y[j], g[j], d[j], ev[j]);
             grad[j] += t;
-            hess[j] += hes;
+            if !LOSS {
+                hess[j] += hes;
+            }
             acc[0][l] += t;
             acc[1][l] += hes;
             acc[2][l] += st;
@@ -194,7 +197,9 @@ fn finish<const LOSS: bool, const SHORT: bool>(
     for j in full..s.len() {
         let [t, hes, st, lo] = pair_terms::<LOSS, SHORT>(k, s[j], y[j], g[j], d[j], ev[j]);
         grad[j] += t;
-        hess[j] += hes;
+        if !LOSS {
+            hess[j] += hes;
+        }
         rest[0] += t;
         rest[1] += hes;
         rest[2] += st;
@@ -267,8 +272,10 @@ unsafe fn row_avx2<const LOSS: bool, const SHORT: bool>(
         let st = _mm256_mul_pd(sdq, r);
         let gp = grad.as_mut_ptr().add(j);
         _mm256_storeu_pd(gp, _mm256_add_pd(_mm256_loadu_pd(gp), t));
-        let hp = hess.as_mut_ptr().add(j);
-        _mm256_storeu_pd(hp, _mm256_add_pd(_mm256_loadu_pd(hp), hes));
+        if !LOSS {
+            let hp = hess.as_mut_ptr().add(j);
+            _mm256_storeu_pd(hp, _mm256_add_pd(_mm256_loadu_pd(hp), hes));
+        }
         at = _mm256_add_pd(at, t);
         ah = _mm256_add_pd(ah, hes);
         as_ = _mm256_add_pd(as_, st);

@@ -134,7 +134,9 @@ fn inverse_max_dcg_counting(
 /// Largest `sigma * (best - worst)` for which the factorised exponentials stay normal numbers.
 const MAX_SPAN: f64 = 600.0;
 
-/// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights).
+/// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights); with
+/// `LOSS`, also the loss, and `w.hess` stays zero (the loss has no use for it); `SHORT`: the
+/// loss's log series to 1e-12 (`kernel::half_ln_1p`), for float32 results.
 /// `table`: the gain table when the labels are known to be integers below its length.
 ///
 /// Precision: the factorised exponentials carry a relative error of about
@@ -256,7 +258,9 @@ pub(super) fn list_lambdas<const LOSS: bool, const SHORT: bool>(
         let r =
             row_kernel::<LOSS, SHORT>(isa, &k, st, yt, gs, ds, ev, &mut grad[i + 1..m], &mut hess[i + 1..m]);
         grad[i] -= r[0];
-        hess[i] += r[1];
+        if !LOSS {
+            hess[i] += r[1];
+        }
         total[0] += r[2];
         total[1] += r[3];
     }
