@@ -136,7 +136,7 @@ const MAX_SPAN: f64 = 600.0;
 
 /// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights); with
 /// `LOSS`, also the loss, and `w.hess` stays zero (the loss has no use for it); `SHORT`: the
-/// loss's log series to 1e-12 (`kernel::half_ln_1p`), for float32 results.
+/// loss's log series to 2e-9 (`kernel::half_ln_1p`), for float32 results.
 /// `table`: the gain table when the labels are known to be integers below its length.
 ///
 /// Precision: the factorised exponentials carry a relative error of about

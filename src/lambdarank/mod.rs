@@ -174,7 +174,7 @@ pub fn lambdarank_loss<F: Float>(
         w.rs.extend(list.s.iter().map(|v| v.to_f64()));
         w.ry.extend(list.y.iter().map(|v| v.to_f64()));
         w.rg.extend(w.ry.iter().map(|&v| gains.of(v).unwrap_or(0.0)));
-        // float32 results: the loss's log series to 1e-12 (`kernel::ln_1p_series`), below their rounding
+        // float32 results: the loss's log series to 2e-9 (`kernel::half_ln_1p`), below their rounding
         let out = if std::mem::size_of::<F>() == 4 {
             list_lambdas_simd::<true, true>(w, &disc, opts, table)
         } else {

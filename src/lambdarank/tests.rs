@@ -188,7 +188,7 @@ fn portable_and_avx2_kernels_give_the_same_bits() {
                 assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "{o:?} m={m}");
                 assert_eq!(a.2.loss.to_bits(), b.2.loss.to_bits(), "{o:?} m={m}");
                 assert_eq!(a.3.loss.to_bits(), b.3.loss.to_bits(), "{o:?} m={m}");
-                assert!((a.3.loss - a.2.loss).abs() <= 2e-12 * a.2.loss.abs(), "{o:?} m={m}");
+                assert!((a.3.loss - a.2.loss).abs() <= 2.5e-9 * a.2.loss.abs(), "{o:?} m={m}");
             }
         }
     }
