@@ -189,12 +189,12 @@ class Case:
 def _overflows_with_sigma(sigma):
     """On `_extreme` RankNet's per-list means (over 5 pairs, two misordered by ~0.9 max each)
     stay within the range up to sigma 2 (0.72 max), beyond from sigma 4 on; their sum over the
-    lists exceeds it from sigma 2 on (and so does "mean", which `_inputs.reduce` takes as the sum
-    divided by the count). LambdaRank without norm sums delta * sigma * |gap|."""
+    lists exceeds it from sigma 2 on ("mean" does not: `_inputs.reduce` scales the losses first
+    when their sum overflows). LambdaRank without norm sums delta * sigma * |gap|."""
 
     def f(name, variant, reduction):
         if name == "ranknet_loss":
-            return sigma > 2 or (sigma > 1 and reduction != "none")
+            return sigma > 2 or (sigma > 1 and reduction == "sum")
         return name == "lambdarank_loss" and not variant.get("norm")
 
     return f
