@@ -64,19 +64,32 @@ def _approx(fn):
 TWINS = [
     Twin(
         "approx_ranks",
-        lambda s, y, m, scale, red, be: rankgrad.approx_ranks(s, temperature=scale, mask=m, backend=be),
+        lambda s, y, m, scale, red, be, **o: rankgrad.approx_ranks(
+            s, temperature=scale, mask=m, backend=be, **o
+        ),
+        variants=[{}, {"method": "fast"}, {"method": "exact"}],
         reductions=(),
     ),
     Twin(
         "approx_ndcg_loss",
         _approx(rankgrad.approx_ndcg_loss),
-        variants=[{"scale_gains": True}, {"scale_gains": False}],
+        variants=[
+            {"scale_gains": True},
+            {"scale_gains": False},
+            {"scale_gains": True, "method": "fast"},
+            {"scale_gains": False, "method": "exact"},
+        ],
     ),
-    Twin("approx_mrr_loss", _approx(rankgrad.approx_mrr_loss)),
+    Twin("approx_mrr_loss", _approx(rankgrad.approx_mrr_loss), variants=[{}, {"method": "fast"}]),
     Twin(
         "approx_rank_mse_loss",
         _approx(rankgrad.approx_rank_mse_loss),
-        variants=[{"discount": None}, {"discount": "log2"}, {"discount": "reciprocal"}],
+        variants=[
+            {"discount": None},
+            {"discount": "log2"},
+            {"discount": "reciprocal"},
+            {"discount": "log2", "method": "fast"},
+        ],
     ),
     Twin(
         "ranknet_loss",
@@ -288,6 +301,8 @@ CASES = [
     Case("random_3x33", _random(4, 3, 33, levels=6)),
     Case("random_6x2", _random(5, 6, 2, levels=1)),
     Case("random_2x20_sigma", _random(6, 2, 20), scale=0.3),
+    # lists of FAST_MIN_N (100) real items and more: method="auto" takes fast summation for them
+    Case("random_3x160_auto_fast", _random(8, 3, 160, pad=0.2)),
     # issue 17 item 10: sigma > 1 at +-0.9 max, a tiny sigma (norm's factor where 1 + S == 1),
     # one pair at +-max among many items
     Case("extreme_scores_sigma2", _extreme, scale=2.0, may_overflow=_overflows_with_sigma(2.0)),
