@@ -8,15 +8,27 @@ Synthetic data: 2,000 queries x 200 documents, 20 features, graded labels 0..4.
       in the subtracted time, so this slightly understates LightGBM's cost;
     - rankgrad: `rankgrad.lambdarank_gradients` on that data;
     - numpy: the same objective as users write it today (vectorised per query, below);
-(b) LightGBM's total training time with rankgrad's objective vs with its built-in one.
-Writes benches/results/lambdarank.{md,json,png}. Runs in about two minutes.
+(b) LightGBM's total training time with rankgrad's objective vs with its built-in one;
+(c) the torch criterion `lambdarank_loss` (64 lists x 1000 float32 scores, every pair, forward +
+    backward on the Rust path) against `lambdarank_gradients` on the same pairs, and against the
+    same criterion of an older build given with `--old PYTHON_DIR` (a build of another commit,
+    e.g. `git archive main | tar -x -C /tmp/old` built with maturin; it runs in a subprocess,
+    alternating with this build).
+Writes benches/results/lambdarank.{md,json,png}. Runs in about three minutes.
+
+    python benches/bench_lambdarank.py [--old /tmp/old/python --old-label "main@abc1234"]
+    python benches/bench_lambdarank.py --update-loss [--old ...]  # (c) only, into the results
+    python benches/bench_lambdarank.py --loss-only      # (c) of this build alone, printed as JSON
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +42,7 @@ ROUNDS = 10
 REPEATS = 3
 THREADS = 2
 OUT = Path(__file__).resolve().parent / "results"
+LOSS_B, LOSS_N = 64, 1000  # (c): lists x items, every pair: B * N (N - 1) / 2 pairs
 
 
 def make_data(seed=0):
@@ -93,7 +106,98 @@ def best_of(fn, repeats=REPEATS):
     return min(times), times
 
 
+def loss_timing(repeats=10):
+    """(c) on this process's rankgrad: best-of-`repeats` seconds of the torch criterion's forward
+    + backward (reduction="sum", the Rust path) and of `lambdarank_gradients` on the same pairs
+    (truncation_level=N, the same norm), each after a warm-up."""
+    import torch
+
+    rankgrad.set_num_threads(THREADS)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(2)
+    s = torch.tensor(rng.normal(size=(LOSS_B, LOSS_N)), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 5, size=(LOSS_B, LOSS_N)), dtype=torch.float32)
+    preds, labels = s.numpy().ravel().astype(np.float64), y.numpy().ravel().astype(np.float64)
+    group = np.full(LOSS_B, LOSS_N)
+
+    def loss():
+        x = s.clone().requires_grad_(True)
+        rankgrad.lambdarank_loss(x, y, reduction="sum").backward()
+        return x.grad
+
+    def grads():
+        return rankgrad.lambdarank_gradients(preds, labels, group, truncation_level=LOSS_N, norm=False)
+
+    # the criterion's gradient is the lambdas (SPEC 4): check it on the timed inputs
+    np.testing.assert_allclose(loss().numpy().ravel(), grads()[0], rtol=2e-5, atol=1e-7)
+    t_loss, _ = best_of(loss, repeats)
+    t_grad, _ = best_of(grads, repeats)
+    return {"loss_fwd_bwd_s": t_loss, "gradients_s": t_grad}
+
+
+def loss_section(old=None, old_label=None, rounds=3):
+    """(c), alternating this build and `old` (a subprocess with PYTHONPATH=old) `rounds` times;
+    the best of each."""
+    pairs = LOSS_B * LOSS_N * (LOSS_N - 1) // 2
+    new, prev = [], []
+    for _ in range(rounds):
+        new.append(loss_timing())
+        if old is not None:
+            env = dict(os.environ, PYTHONPATH=str(old))
+            out = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--loss-only"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd="/",
+            )
+            prev.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    res = {
+        "load_average_at_start": os.getloadavg()[0],
+        "lists": LOSS_B,
+        "items": LOSS_N,
+        "pairs": pairs,
+        "threads": THREADS,
+        "loss_fwd_bwd_s": min(r["loss_fwd_bwd_s"] for r in new),
+        "gradients_s": min(r["gradients_s"] for r in new),
+    }
+    res["loss_ns_per_pair"] = res["loss_fwd_bwd_s"] / pairs * 1e9
+    res["gradients_ns_per_pair"] = res["gradients_s"] / pairs * 1e9
+    res["loss_vs_gradients"] = res["loss_fwd_bwd_s"] / res["gradients_s"]
+    if prev:
+        res["old_label"] = old_label or str(old)
+        res["old_loss_fwd_bwd_s"] = min(r["loss_fwd_bwd_s"] for r in prev)
+        res["old_gradients_s"] = min(r["gradients_s"] for r in prev)
+        res["speedup_vs_old"] = res["old_loss_fwd_bwd_s"] / res["loss_fwd_bwd_s"]
+    text = (
+        f"lambdarank_loss {LOSS_B}x{LOSS_N} float32 fwd+bwd: {res['loss_fwd_bwd_s'] * 1e3:.1f} ms "
+        f"({res['loss_ns_per_pair']:.2f} ns/pair); lambdarank_gradients, same pairs: "
+        f"{res['gradients_s'] * 1e3:.1f} ms ({res['loss_vs_gradients']:.2f}x)"
+    )
+    if prev:
+        text += f"; {res['old_label']}: {res['old_loss_fwd_bwd_s'] * 1e3:.1f} ms ({res['speedup_vs_old']:.1f}x faster now)"
+    print(text, flush=True)
+    return res
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", help="the python/ folder of an older build, for (c)")
+    parser.add_argument("--old-label", help="how to name the older build in the results")
+    parser.add_argument("--loss-only", action="store_true", help="(c) of this build only, as JSON")
+    parser.add_argument(
+        "--update-loss", action="store_true", help="run (c) only and replace it in the recorded results"
+    )
+    args = parser.parse_args()
+    if args.loss_only:
+        print(json.dumps(loss_timing()))
+        return
+    if args.update_loss:
+        results = json.loads((OUT / "lambdarank.json").read_text())
+        results["loss"] = dict(loss_section(args.old, args.old_label), separate_run=True)
+        write(results)
+        return
     import lightgbm as lgb
 
     rankgrad.set_num_threads(THREADS)
@@ -120,6 +224,7 @@ def main():
         "threads": THREADS,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
         "by_truncation": {},
     }
     for k in TRUNCATIONS:
@@ -174,6 +279,7 @@ def main():
             f"built-in {t_builtin:.2f} s, rankgrad {t_ours:.2f} s, precomputed {t_fixed:.2f} s",
             flush=True,
         )
+    results["loss"] = loss_section(args.old, args.old_label)
     write(results)
 
 
@@ -191,7 +297,12 @@ def write(results):
         '`objective="lambdarank"` minus training with a custom objective returning precomputed '
         "arrays. rankgrad writes into output arrays reused from round to round, as its LightGBM and "
         "XGBoost adapters do (into freshly allocated arrays: last column). One run: timings on a "
-        "busy machine are noisy.",
+        "busy machine are noisy"
+        + (
+            f" (1-minute load average {results['load_average_at_start']:.1f} at the start of this run)."
+            if "load_average_at_start" in results
+            else "."
+        ),
         "",
         "| truncation | LightGBM C++ (ms/round) | rankgrad (ms/round) | rankgrad, 1 thread | numpy (ms/round) "
         "| rankgrad vs LightGBM | rankgrad vs numpy | rankgrad, fresh arrays |",
@@ -215,6 +326,45 @@ def write(results):
         lines.append(
             f"| {k} | {v['train_builtin_s']:.2f} | {v['train_rankgrad_s']:.2f} | {v['train_precomputed_s']:.2f} |"
         )
+    loss = results.get("loss")
+    if loss:
+        lines += [
+            "",
+            f"The torch criterion `lambdarank_loss`: {loss['lists']} lists x {loss['items']} float32 "
+            f'scores, every pair ({loss["pairs"]:,} pairs), `reduction="sum"`, forward + backward on '
+            f"the Rust path, {loss['threads']} threads, best of 3 x 10 runs; `lambdarank_gradients` on "
+            "the same pairs (`truncation_level=1000`, the same `norm`). The loss runs on the gradients' "
+            "row kernel (one more log-sigmoid per pair, vectorised)."
+            + (
+                f" Measured in a separate run from the tables above (1-minute load average "
+                f"{loss['load_average_at_start']:.1f} at its start)."
+                if loss.get("separate_run")
+                else ""
+            ),
+            "",
+            "| | forward + backward (ms) | ns / pair |",
+            "|---|---:|---:|",
+        ]
+        if "old_loss_fwd_bwd_s" in loss:
+            lines.append(
+                f"| `lambdarank_loss`, before: a build of {loss['old_label']} | "
+                f"{loss['old_loss_fwd_bwd_s'] * 1e3:.1f} | {loss['old_loss_fwd_bwd_s'] / loss['pairs'] * 1e9:.2f} |"
+            )
+        lines.append(
+            f"| `lambdarank_loss`, this build | {loss['loss_fwd_bwd_s'] * 1e3:.1f} | {loss['loss_ns_per_pair']:.2f} |"
+        )
+        lines.append(
+            f"| `lambdarank_gradients`, same pairs | {loss['gradients_s'] * 1e3:.1f} | "
+            f"{loss['gradients_ns_per_pair']:.2f} |"
+        )
+        lines.append("")
+        speed = (
+            f"{loss['speedup_vs_old']:.1f}x faster than before (the old time measured in the same run, "
+            f"alternating with this build); "
+            if "speedup_vs_old" in loss
+            else ""
+        )
+        lines.append(f"The loss: {speed}{loss['loss_vs_gradients']:.2f}x the gradients' time.")
     (OUT / "lambdarank.md").write_text("\n".join(lines) + "\n")
     plot(results)
     print(f"wrote {OUT / 'lambdarank.md'}")
@@ -228,7 +378,9 @@ def plot(results):
 
     r = results["by_truncation"]
     ks = list(r)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    loss = results.get("loss")
+    fig, axes = plt.subplots(1, 3 if loss else 2, figsize=(15 if loss else 10, 4))
+    ax1, ax2 = axes[0], axes[1]
     x = np.arange(len(ks))
     width = 0.27
     series = [
@@ -250,6 +402,17 @@ def plot(results):
     ax2.set_xticks(x, [f"truncation {k}" for k in ks])
     ax2.set_ylabel(f"LightGBM training, {results['rounds']} rounds (s)")
     ax2.legend()
+    if loss:
+        names, vals = [], []
+        if "old_loss_fwd_bwd_s" in loss:
+            names.append(f"loss, before\n({loss['old_label']})")
+            vals.append(loss["old_loss_fwd_bwd_s"] * 1e3)
+        names += ["loss, now", "gradients,\nsame pairs"]
+        vals += [loss["loss_fwd_bwd_s"] * 1e3, loss["gradients_s"] * 1e3]
+        axes[2].bar(range(len(vals)), vals, color=["tab:gray", "tab:blue", "tab:orange"][-len(vals) :])
+        axes[2].set_xticks(range(len(vals)), names)
+        axes[2].set_ylabel("ms (forward + backward)")
+        axes[2].set_title(f"lambdarank_loss, {loss['lists']} x {loss['items']} float32")
     fig.tight_layout()
     fig.savefig(OUT / "lambdarank.png", dpi=110)
     plt.close(fig)

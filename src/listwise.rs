@@ -23,12 +23,8 @@
 
 use crate::batch::{for_each_list, scatter, Gathered, Padded};
 use crate::error::{Error, Result};
-use crate::float::{simd_dispatch, Float};
+use crate::float::{lane_sum, ln_1p_unit, mul3, select, simd_dispatch, Float, L};
 use crate::gains::{check_gain_range, gain};
-use crate::ranknet::ln_1p_unit;
-
-/// Lanes a reduction is split into so that it vectorises; summed in a fixed order.
-const L: usize = 8;
 
 /// How each pair is weighted (allRank's `weighing_scheme`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,20 +98,6 @@ impl Options {
     }
 }
 
-#[inline(always)]
-fn select<F: Float>(cond: bool, a: F, b: F) -> F {
-    if cond {
-        a
-    } else {
-        b
-    }
-}
-
-#[inline(always)]
-fn lane_sum<F: Float>(acc: &[F; L], init: F) -> F {
-    acc.iter().fold(init, |a, &b| a + b)
-}
-
 /// The per-position values of one list's top `kk` positions, in score order.
 #[derive(Default)]
 struct Sorted<F> {
@@ -149,23 +131,27 @@ fn pair<F: Float>(
     c: &[F; 5],
 ) -> (F, F) {
     let [sigma, f1, c_rd, c_lr, c_one] = *c;
-    // h = x / 2 with x = sigma (s_a - s_b), taken from halves: finite for any finite scores, so
-    // a zero weight never meets an overflowed softplus (0 * inf = NaN)
+    // h = x / 2 with x = sigma (s_a - s_b); the half gap `hd` is taken from halves (finite for
+    // any finite scores), while `h` itself overflows when sigma > 1 and the gap is huge: only
+    // its sign and exp(-|x|) are used.
     let half = F::from_f64(0.5);
-    let h = sigma * (half * sa - half * sb);
+    let hd = half * sa - half * sb;
+    let h = sigma * hd;
     let e = (-(h + h).abs()).exp_fast();
     let q = F::ONE / (F::ONE + e);
     let pos = h >= F::ZERO;
     let sig_neg = select(pos, e * q, q); // sigmoid(-x)
     let sig_pos = select(pos, q, e * q); // sigmoid(x)
     let l1p = half * ln_1p_unit(e);
-    let sp_neg = select(pos, F::ZERO, -h) + l1p; // softplus(-x) / 2 = -ln sigmoid(x) / 2
-    let sp_pos = select(pos, h, F::ZERO) + l1p; // softplus(x) / 2
     let w = (c_rd * rd + c_lr * (ia - ib).abs()) * (ga - gb).abs() + c_one;
     let a = select(ya > yb, w, F::ZERO) + f1 * ca;
     let b = select(ya < yb, w, F::ZERO) + f1 * cb;
-    // a loss truly beyond the dtype's range is inf, never NaN
-    ((a * sp_neg + b * sp_pos) * F::from_f64(2.0), sigma * (b * sig_pos - a * sig_neg))
+    // softplus(-x) / 2 = max(-h, 0) + l1p weighs a, softplus(x) / 2 = max(h, 0) + l1p weighs b:
+    // the max term (the pair placed against its weight) is `weight * sigma * |hd|`, taken by
+    // `mul3`, so the loss is inf only where it truly exceeds the dtype's range, never NaN (a zero
+    // weight gives exactly 0).
+    let lin = mul3(select(pos, b, a), sigma, hd.abs());
+    ((lin + a * l1p + b * l1p) * F::from_f64(2.0), sigma * (b * sig_pos - a * sig_neg))
 }
 
 /// Sum over the unordered pairs of `t`'s positions of the pair losses (f64), and with `GRAD`
@@ -497,6 +483,42 @@ mod tests {
             let (l32, _, g32) = run(&Padded::new(&s32, Some(&y32), None, 1, 4).unwrap(), &o);
             assert!(close(l32[0] as f64, l[0], 1e-5), "{} vs {}", l32[0], l[0]);
             assert!(g.iter().all(|x| x.is_finite()) && g32.iter().all(|x| x.is_finite()));
+        }
+    }
+
+    #[test]
+    fn huge_scores_with_sigma_above_one_give_no_nan() {
+        // Two items far apart in score order: the pair in its order costs ~0 whatever sigma (it
+        // was NaN for sigma > 1: the other direction's overflowed softplus times its zero
+        // weight); against its order it costs w sigma |gap| / ln 2, inf only where that exceeds
+        // the dtype's range.
+        for weighting in ALL {
+            for sigma in [1.5, 2.0, 4.0] {
+                let o = opts(weighting, sigma, None, 10.0, true);
+                let (l, v, g) =
+                    run(&Padded::new(&[3e38f32, -3e38], Some(&[1.0f32, 0.0]), None, 1, 2).unwrap(), &o);
+                assert!(
+                    v[0] && (0.0..1e-30).contains(&l[0]) && g.iter().all(|x| x.is_finite()),
+                    "{o:?} {l:?}"
+                );
+                let big = 0.9 * f64::MAX;
+                let (l, v, g) = run(&Padded::new(&[big, -big], Some(&[1.0, 0.0]), None, 1, 2).unwrap(), &o);
+                assert!(
+                    v[0] && (0.0..1e-300).contains(&l[0]) && g.iter().all(|x| x.is_finite()),
+                    "{o:?} {l:?}"
+                );
+                // misordered, 2e300 apart: the reference's x stays finite in f64
+                let (s, y) = ([-1e300, 1e300, 0.0], [2.0, 0.0, 1.0]);
+                let (l, _, g) = run(&Padded::new(&s, Some(&y), None, 1, 3).unwrap(), &o);
+                let (rl, _) = reference(&s, &y, &o);
+                assert!(close(l[0], rl, 1e-12) && g.iter().all(|x| x.is_finite()), "{o:?} {} vs {rl}", l[0]);
+                // misordered at +-3e38 in f32: the true loss exceeds f32's range for every weighting
+                let (l, _, g) =
+                    run(&Padded::new(&[-3e38f32, 3e38], Some(&[1.0f32, 0.0]), None, 1, 2).unwrap(), &o);
+                let (rl, _) = reference(&[-3e38, 3e38], &[1.0, 0.0], &o);
+                assert!(rl > f32::MAX as f64 && l[0] == f32::INFINITY, "{o:?} {l:?} {rl}");
+                assert!(g.iter().all(|x| x.is_finite()));
+            }
         }
     }
 

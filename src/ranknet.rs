@@ -17,63 +17,24 @@
 
 use crate::batch::{for_each_list, scatter, Gathered, Padded};
 use crate::error::Result;
-use crate::float::{check_scale, lane_sum, select, simd_dispatch, Float, L};
+use crate::float::{check_scale, lane_sum, ln_1p_unit, mul3, select, simd_dispatch, Float, L};
 
-/// `1 / (2k + 1)`, the coefficients of `atanh(z) / z = sum_k z^(2k) / (2k + 1)`.
-const ATANH: [f64; 17] = [
-    1.0,
-    1.0 / 3.0,
-    1.0 / 5.0,
-    1.0 / 7.0,
-    1.0 / 9.0,
-    1.0 / 11.0,
-    1.0 / 13.0,
-    1.0 / 15.0,
-    1.0 / 17.0,
-    1.0 / 19.0,
-    1.0 / 21.0,
-    1.0 / 23.0,
-    1.0 / 25.0,
-    1.0 / 27.0,
-    1.0 / 29.0,
-    1.0 / 31.0,
-    1.0 / 33.0,
-];
-
-/// `ln(1 + u)` for `u in [0, 1]`, in plain arithmetic so that a loop of it vectorises:
-/// `ln(1 + u) = 2 atanh(z)`, `z = u / (2 + u) in [0, 1/3]`, a truncated odd series. Relative
-/// error of the series below 2e-9 (f32, 8 terms) and 2e-17 (f64, 17 terms), a few ulp after
-/// rounding; full relative accuracy for tiny `u` (no `1 + u` is formed).
+/// One pair's `(t^2 softplus(-x) / (2 P), sigmoid(-x))` for `x = sigma t (s_i - s_j)` (`t` the
+/// label sign, `inv = 1/P`), from one `exp(-|x|)`. With `h = x / 2`:
+/// `softplus(-x) / 2 = max(-h, 0) + ln(1 + e) / 2`. The gap is taken as `s_i / 2 - s_j / 2`
+/// (finite for any finite scores) and `max(-h, 0) / P` as `mul3(1/P, sigma, |gap / 2|)`, so a
+/// term overflows only where it truly exceeds the dtype's range (`sigma h` itself may overflow
+/// for `sigma > 1`: only its sign and `exp(-|x|)` are used); exactly 0 for a tie (`t = 0`).
 #[inline(always)]
-pub fn ln_1p_unit<F: Float>(u: F) -> F {
-    let z = u / (F::from_f64(2.0) + u);
-    let z2 = z * z;
-    let terms = if std::mem::size_of::<F>() == 4 { 8 } else { ATANH.len() };
-    let mut p = F::ZERO;
-    for &c in ATANH[..terms].iter().rev() {
-        p = p * z2 + F::from_f64(c);
-    }
-    F::from_f64(2.0) * z * p
-}
-
-/// `(softplus(-x) / 2, sigmoid(-x))` for `x = 2 h`, from one `exp(-|x|)`:
-/// `softplus(-x) / 2 = max(-h, 0) + ln(1 + e) / 2`, finite for every finite `h`.
-#[inline(always)]
-fn pair_terms<F: Float>(h: F) -> (F, F) {
+fn pair_terms<F: Float>(sigma: F, t: F, si: F, sj: F, inv: F) -> (F, F) {
+    let half = F::from_f64(0.5);
+    let hd = half * si - half * sj;
+    let h = select(t == F::ZERO, F::ZERO, sigma * t * hd);
     let e = (-(h + h).abs()).exp_fast();
     let q = F::ONE / (F::ONE + e);
     let sig_neg = select(h >= F::ZERO, e * q, q);
-    let sp = select(h < F::ZERO, -h, F::ZERO) + F::from_f64(0.5) * ln_1p_unit(e);
-    (sp, sig_neg)
-}
-
-/// `sigma t (s_i - s_j) / 2`, taken as `sigma t (s_i / 2 - s_j / 2)`: finite for any finite
-/// scores, so an ordered pair whose gap overflows still gets its true (finite) loss; exactly 0
-/// for a tie (`t = 0`).
-#[inline(always)]
-fn scaled_gap<F: Float>(sigma: F, t: F, si: F, sj: F) -> F {
-    let half = F::from_f64(0.5);
-    select(t == F::ZERO, F::ZERO, sigma * t * (half * si - half * sj))
+    let lin = select(h < F::ZERO, mul3(inv, sigma, hd.abs()), F::ZERO);
+    (t.abs() * (lin + half * ln_1p_unit(e) * inv), sig_neg)
 }
 
 /// `+1` if `a > b`, `-1` if `a < b`, `0` on a tie.
@@ -126,8 +87,8 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
             let mut lam = [F::ZERO; L];
             for l in 0..L {
                 let t = sign(yi, yv[l]);
-                let (sp, sn) = pair_terms(scaled_gap(sigma, t, si, sv[l]));
-                acc_l[l] += t.abs() * sp * inv_f;
+                let (lo, sn) = pair_terms(sigma, t, si, sv[l], inv_f);
+                acc_l[l] += lo;
                 lam[l] = sigma * t * sn;
             }
             if GRAD {
@@ -140,8 +101,8 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
         let (mut rest_l, mut rest_g) = (F::ZERO, F::ZERO);
         for ((gj, &sj), &yj) in gc.into_remainder().iter_mut().zip(sc.remainder()).zip(yc.remainder()) {
             let t = sign(yi, yj);
-            let (sp, sn) = pair_terms(scaled_gap(sigma, t, si, sj));
-            rest_l += t.abs() * sp * inv_f;
+            let (lo, sn) = pair_terms(sigma, t, si, sj, inv_f);
+            rest_l += lo;
             if GRAD {
                 let lam = sigma * t * sn;
                 rest_g -= lam;
@@ -258,22 +219,6 @@ mod tests {
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol * (1.0 + b.abs())
-    }
-
-    #[test]
-    fn ln_1p_unit_matches_std() {
-        let mut u = 0.0f64;
-        while u <= 1.0 {
-            let (a, b) = (ln_1p_unit(u), u.ln_1p());
-            assert!((a - b).abs() <= 1e-15 * b, "u={u} {a} {b}");
-            let (a, b) = (ln_1p_unit(u as f32) as f64, (u as f32 as f64).ln_1p());
-            assert!((a - b).abs() <= 3e-7 * b, "u={u} {a} {b}");
-            u += 0.000_37;
-        }
-        for &u in &[1e-300f64, 1e-30, 1e-10, 1.0] {
-            assert!((ln_1p_unit(u) - u.ln_1p()).abs() <= 1e-15 * u.ln_1p());
-        }
-        assert_eq!(ln_1p_unit(0.0f64), 0.0);
     }
 
     #[test]
@@ -465,6 +410,62 @@ mod tests {
         for (a, b) in g.iter().zip(&rg) {
             assert!((a - b).abs() < 1e-12, "{g:?} {rg:?}");
         }
+    }
+
+    /// `reference`'s loss with `x / 16` taken from scores divided by 16, summed as
+    /// `softplus / (16 P)`: finite in f64 wherever the mean is.
+    fn scaled_reference(s: &[f64], y: &[f64], sigma: f64) -> f64 {
+        let n = s.len();
+        let pairs = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).filter(|&(i, j)| y[i] > y[j]).count();
+        let mut total = 0.0;
+        for i in 0..n {
+            for j in 0..n {
+                if y[i] > y[j] {
+                    let x16 = sigma * (s[i] / 16.0 - s[j] / 16.0); // x / 16
+                    total += ((-x16).max(0.0) + (-(16.0 * x16).abs()).exp().ln_1p() / 16.0) / pairs as f64;
+                }
+            }
+        }
+        total * 16.0
+    }
+
+    #[test]
+    fn a_mean_that_fits_comes_out_when_pair_terms_overflow() {
+        // Items 0 (score +big, label 0) and 1 (score -big, label 1) among n - 2 items with small
+        // scores ordered like their labels 2, 3, ...: the pair (1 over 0) costs 2 sigma big and
+        // each (c over 0) sigma big, beyond the dtype's range for sigma > 1, but the mean over
+        // the ~n^2/2 pairs fits. It was inf (the pair term overflowed before the 1/P).
+        for n in [20usize, 100] {
+            let y: Vec<f64> = (0..n).map(|k| k as f64).map(|k| if k < 2.0 { k } else { k + 2.0 }).collect();
+            for &sigma in &[2.0, 4.0] {
+                let mut s: Vec<f64> = (0..n).map(|k| k as f64 / 100.0).collect();
+                (s[0], s[1]) = (3e38, -3e38);
+                let want = scaled_reference(&s, &y, sigma);
+                let s32: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+                let y32: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+                let (l, v, g) = run(&s32, &y32, sigma as f32);
+                assert!(
+                    v && (l as f64 / (want as f32 as f64) - 1.0).abs() < 1e-6,
+                    "{n} {sigma}: {l} vs {want}"
+                );
+                assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
+                // float64 at +-0.9 max: the same, one scale up
+                (s[0], s[1]) = (0.9 * f64::MAX, -0.9 * f64::MAX);
+                let want = scaled_reference(&s, &y, sigma);
+                let (l, v, g) = run(&s, &y, sigma);
+                assert!(
+                    want.is_finite() && v && (l / want - 1.0).abs() < 1e-12,
+                    "{n} {sigma}: {l} vs {want}"
+                );
+                assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
+            }
+        }
+        // Three misordered pairs of 1.2e308 each: mean 1.2e308 although their sum overflows.
+        let (l, _, _) = run(&[6e307, 6e307, 6e307, -6e307], &[0.0, 0.0, 0.0, 1.0], 1.0);
+        assert!((l / 1.2e308 - 1.0).abs() < 1e-12, "{l}");
+        // A mean beyond the range is inf, never NaN; its gradient stays finite.
+        let (l, _, g) = run(&[3e38f32, -3e38], &[0.0, 1.0], 2.0);
+        assert!(l == f32::INFINITY && g.iter().all(|x| x.is_finite()), "{l} {g:?}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ MODULES = {
     "rankgrad.lambdarank": None,
     "rankgrad.listwise": "torch",
     "rankgrad.metrics": None,
+    "rankgrad.pad": None,
     "rankgrad.nn._approx": "torch",
     "rankgrad.nn._ranknet": "torch",
     "rankgrad.nn._lambdarank": "torch",
@@ -58,6 +59,8 @@ def test_every_public_function_has_an_example():
         "average_precision",
         "recall",
         "precision",
+        "pad",
+        "unpad",
     ]
     pytest.importorskip("torch")
     missing = [n for n in names if ">>> " not in (getattr(rankgrad, n).__doc__ or "")]

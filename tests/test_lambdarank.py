@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
@@ -85,7 +86,8 @@ def ref_list(s, y, *, sigma=1.0, k=30, norm=True, gain=None, metric="ndcg"):
             total -= 2.0 * lam
             loss += delta * _softplus(-sigma * ds)
     if norm and total > 0:
-        f = math.log2(1.0 + total) / total
+        # LightGBM's log2(1 + S) / S, computed accurately also where 1 + S rounds to 1
+        f = math.log1p(total) / (total * math.log(2.0))
         grad = [v * f for v in grad]
         hess = [v * f for v in hess]
         loss *= f
@@ -691,3 +693,188 @@ def test_empty_group_is_an_empty_list():
     g2, h2 = lambdarank_gradients(preds, labels, [4, 3])
     np.testing.assert_array_equal(g1, g2)
     np.testing.assert_array_equal(h1, h2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 17 items 2 and 9: the norm factor where S is tiny, huge scores with sigma > 1, the loss on
+# the gradients' row kernel.
+
+
+def exact_loss(s, y, *, sigma, norm, k=None):
+    """SPEC 4's loss of one list (NDCG, 2^y - 1 gains) in decimal arithmetic (50 digits): score
+    gaps, the sigmoid, softplus and the factor log2(1 + S) / S without overflow or rounding."""
+    with localcontext() as ctx:
+        ctx.prec = 50
+        D = Decimal
+        n = len(s)
+        k = n if k is None else k
+        order = sorted(range(n), key=lambda i: -float(s[i]))  # stable
+        G = [D(2) ** int(v) - 1 for v in y]
+        ln2 = D(2).ln()
+        disc = [ln2 / D(p + 2).ln() for p in range(n)]  # 1 / log2(2 + p)
+        ideal = sorted(range(n), key=lambda i: -float(y[i]))
+        max_dcg = sum((G[i] * disc[p] for p, i in enumerate(ideal[:k])), D(0))
+        inv = 1 / max_dcg
+        spread = s[order[0]] != s[order[-1]]
+
+        def exp(x):  # e^x, 0 far below (Decimal underflows quietly), never an overflow trap
+            return D(0) if x < -100000 else x.exp()
+
+        total, loss = D(0), D(0)
+        for i in range(min(n - 1, k)):
+            for j in range(i + 1, n):
+                a, b = order[i], order[j]
+                if y[a] == y[b]:
+                    continue
+                (h, ph), (l, pl) = ((a, i), (b, j)) if y[a] > y[b] else ((b, j), (a, i))
+                ds = D(float(s[h])) - D(float(s[l]))
+                delta = (G[h] - G[l]) * abs(disc[ph] - disc[pl]) * inv
+                if norm and spread:
+                    delta /= D("0.01") + abs(ds)
+                x = D(sigma) * ds
+                rho = exp(-x) / (1 + exp(-x)) if x > 0 else 1 / (1 + exp(x))
+                total += 2 * D(sigma) * delta * rho
+                z = -x  # softplus(z) = max(z, 0) + ln(1 + e^-|z|)
+                loss += delta * (max(z, D(0)) + (1 + exp(-abs(z))).ln())
+        if norm and total > 0:  # ln(1 + S) by its series where 1 + S would round to 1
+            log1p = total * (1 - total / 2 + total * total / 3) if total < D("1e-15") else (1 + total).ln()
+            loss *= log1p / (total * ln2)
+        return float(loss)  # inf where it exceeds float64
+
+
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_norm_factor_is_accurate_for_a_tiny_sum(backend, dtype):
+    """Issue 17 item 2: log2(1 + S) / S as log1p(S) / (S ln 2). With a tiny sigma S ~ sigma,
+    1 + S rounds to 1 and the Rust loss was 0.0 (torch 0.2523); the factor's limit is 1 / ln 2,
+    so the loss tends to the sum of the (norm-scaled) deltas."""
+    s, y = [0.5, 2.0, -1.0], [1.0, 0.0, 2.0]
+    disc = lambda p: 1.0 / math.log2(2.0 + p)  # noqa: E731
+    inv = 1.0 / (3.0 + disc(1))  # maxDCG: gains 3, 1, 0 in the ideal order
+    # the pairs (h, l) with their positions in the score order 2.0, 0.5, -1.0 and G_h - G_l
+    limit = sum(
+        dg * abs(disc(ph) - disc(pl)) * inv / (0.01 + abs(s[h] - s[l]))
+        for h, l, ph, pl, dg in [(2, 0, 2, 1, 2.0), (0, 1, 1, 0, 1.0), (2, 1, 2, 0, 3.0)]
+    )
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    sigmas = [1e-17, 1e-12] + ([1e-100, 1e-150] if dtype == torch.float64 else [1e-18])
+    for sigma in sigmas:
+        x = torch.tensor(s, dtype=dtype, requires_grad=True)
+        out = lambdarank_loss(
+            x, torch.tensor(y, dtype=dtype), sigma=sigma, norm=True, reduction="sum", backend=backend
+        )
+        assert float(out) == pytest.approx(limit, rel=tol), sigma
+        assert float(out) == pytest.approx(exact_loss(s, y, sigma=sigma, norm=True), rel=tol)
+        (g,) = torch.autograd.grad(out, x)
+        grad, _ = lambdarank_gradients(np.array(s), np.array(y), [3], sigma=sigma, truncation_level=3)
+        np.testing.assert_allclose(g.double().numpy(), grad, rtol=10 * tol, atol=0)
+    # the same list among others, with padding and both reductions
+    sb = torch.tensor([s + [9.0], [0.1, 0.2, 0.3, 0.4]], dtype=dtype)
+    yb = torch.tensor([y + [5.0], [0.0, 0.0, 1.0, 0.0]], dtype=dtype)
+    mb = torch.tensor([[True, True, True, False], [True] * 4])
+    per = lambdarank_loss(sb, yb, sigma=1e-17, norm=True, mask=mb, reduction="none", backend=backend)
+    assert float(per[0]) == pytest.approx(limit, rel=tol)
+    assert float(per[1]) == pytest.approx(
+        exact_loss([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 0], sigma=1e-17, norm=True), rel=tol
+    )
+
+
+def test_gbdt_gradients_use_the_accurate_norm_factor():
+    """Issue 17 item 2, the GBDT objective: LightGBM's formula log2(1 + S) / S, computed as
+    log1p(S) / (S ln 2); with S below 1e-16 every gradient and hessian was 0."""
+    rng = np.random.default_rng(5)
+    preds, labels, group = random_ragged(rng, [6, 9, 4, 12])
+    for sigma in [1e-17, 1e-40, 1e-150, 1.0]:
+        for k in [3, 30]:
+            grad, hess = lambdarank_gradients(preds, labels, group, sigma=sigma, truncation_level=k)
+            rg, rh = ref_ragged(preds, labels, group, sigma=sigma, k=k, norm=True, gain=DEFAULT_GAIN)
+            assert_close(grad, rg)
+            assert_close(hess, rh)
+            assert np.count_nonzero(grad) > len(preds) // 2, sigma
+    # the limit sigma -> 0: grad / sigma -> sum of -+delta / 2 / ln 2 (rho -> 1/2, factor -> 1/ln 2)
+    g1, _ = lambdarank_gradients(preds, labels, group, sigma=1e-17)
+    g2, _ = lambdarank_gradients(preds, labels, group, sigma=1e-30)
+    np.testing.assert_allclose(g1 / 1e-17, g2 / 1e-30, rtol=1e-12, atol=1e-300)
+
+
+CASES_HUGE = [
+    # (scores, targets): one misordered pair far apart, alone or among ordinary items
+    ([1.7e308, -1.7e308], [0.0, 1.0]),
+    ([1.7e308, -1.7e308], [1.0, 0.0]),
+    ([np.finfo(np.float64).max, -np.finfo(np.float64).max], [0.0, 1.0]),
+    ([0.9e308, 0.5, -0.9e308, 0.0, 2.0, -1.0], [0.0, 1.0, 2.0, 1.0, 0.0, 3.0]),
+    ([1e300, -1e300, 3.0, 0.25], [1.0, 2.0, 0.0, 2.0]),
+]
+
+
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0, 1e100])
+def test_huge_scores_with_sigma_above_one_give_the_true_loss(backend, norm, sigma):
+    """Issue 17 item 2: [1.7e308, -1.7e308] / [0, 1], sigma 2, norm: NaN on Rust, inf on torch;
+    the true value is factor * delta / (0.01 + |ds|) * sigma |ds| = delta sigma / ln 2 = 1.065.
+    Against 50-digit decimal arithmetic: the true value wherever it fits, inf beyond, never NaN;
+    gradients finite and equal to lambdarank_gradients'."""
+    for s, y in CASES_HUGE:
+        want = exact_loss(s, y, sigma=sigma, norm=norm)
+        x = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+        out = lambdarank_loss(
+            x, torch.tensor(y, dtype=torch.float64), sigma=sigma, norm=norm, reduction="sum", backend=backend
+        )
+        if math.isinf(want):
+            assert float(out) == math.inf, (s, y)
+        else:
+            assert float(out) == pytest.approx(want, rel=1e-12, abs=1e-300), (s, y)
+        (g,) = torch.autograd.grad(out, x)
+        grad, _ = lambdarank_gradients(
+            np.array(s), np.array(y), [len(s)], sigma=sigma, truncation_level=len(s), norm=norm
+        )
+        assert torch.isfinite(g).all() and np.isfinite(grad).all()
+        np.testing.assert_allclose(g.numpy(), grad, rtol=1e-9, atol=1e-300)
+    # the issue's case, by the limit of the formula
+    delta = 1.0 - 1.0 / math.log2(3.0)
+    out = lambdarank_loss(
+        np.array([1.7e308, -1.7e308]), np.array([0.0, 1.0]), sigma=sigma, norm=True, backend=backend
+    )
+    assert float(out) == pytest.approx(delta * sigma / math.log(2.0), rel=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+def test_huge_float32_scores_with_sigma_above_one(backend):
+    """The float32 twin of the above: +-3e38 apart with sigma 2 and 4, computed in float64 and
+    returned in float32 (inf where the true value exceeds float32)."""
+    f32max = float(np.finfo(np.float32).max)
+    for s, y in [([3e38, -3e38], [0.0, 1.0]), ([3e38, 1.0, -3e38, 0.5], [0.0, 2.0, 1.0, 1.0])]:
+        for sigma in (2.0, 4.0):
+            for norm in (True, False):
+                x = torch.tensor(s, dtype=torch.float32, requires_grad=True)
+                out = lambdarank_loss(
+                    x, torch.tensor(y), sigma=sigma, norm=norm, reduction="sum", backend=backend
+                )
+                want = exact_loss([float(v) for v in x.detach().double()], y, sigma=sigma, norm=norm)
+                if want > f32max:
+                    assert float(out) == math.inf
+                else:
+                    assert float(out) == pytest.approx(want, rel=1e-6)
+                (g,) = torch.autograd.grad(out, x)
+                assert torch.isfinite(g).all()
+
+
+def test_loss_same_bits_at_any_thread_count():
+    """Issue 17 item 9: the loss on the row kernel stays bitwise identical whatever the number of
+    threads, float32 and float64, and its reduction="sum" gradient is the lambdas."""
+    rng = np.random.default_rng(21)
+    b, n = 12, 150
+    for dtype in (torch.float64, torch.float32):
+        s, y, m = random_padded(rng, b, n, dtype=dtype, grid=50.0)
+        res = []
+        try:
+            for threads in (1, 2):
+                rankgrad.set_num_threads(threads)
+                x = s.clone().requires_grad_(True)
+                out = lambdarank_loss(x, y, mask=m, norm=True, reduction="none")
+                out.sum().backward()
+                res.append((out.detach().numpy().tobytes(), x.grad.numpy().tobytes()))
+        finally:
+            rankgrad.set_num_threads(None)
+        assert res[0] == res[1]

@@ -62,8 +62,11 @@ def allrank_lambda_loss(y_pred, y_true, weighing_scheme, k=None, sigma=1.0, mu=1
     return -torch.log2(probas)[pairs & topk].sum()
 
 
-def brute_force(s, y, m, weighting, sigma=1.0, k=None, mu=10.0, scale_gains=True):
-    """Per-list losses and valid flags from the definition (SPEC 11), one pair at a time."""
+def brute_force(s, y, m, weighting, sigma=1.0, k=None, mu=10.0, scale_gains=True, exact=False):
+    """Per-list losses and valid flags from the definition (SPEC 11), one pair at a time; with
+    `exact`, each pair's `w * softplus(-x) / ln 2` in 60-digit decimal arithmetic (scores at the
+    dtype's range: no overflow of `x`, of the products or of the sum; inf where a list's loss
+    exceeds float64)."""
     s, y, m = (np.asarray(a, dtype=np.float64) for a in (s, y, m))
     out, valid = np.zeros(len(s)), np.zeros(len(s), dtype=bool)
     for b in range(len(s)):
@@ -81,7 +84,7 @@ def brute_force(s, y, m, weighting, sigma=1.0, k=None, mu=10.0, scale_gains=True
         G = [gain(v) / max_dcg for v in yr]
         D = [math.log2(p + 2) for p in pos]
         rho = lambda d: 1 / math.log2(1 + d)  # noqa: E731
-        total, pairs = 0.0, 0
+        total, pairs = (_exact_term(0.0, 0.0, 0.0, 0.0) if exact else 0.0), 0
         for i in range(len(sr)):
             for j in range(len(sr)):
                 if i == j or pos[i] >= kk or pos[j] >= kk:
@@ -98,12 +101,26 @@ def brute_force(s, y, m, weighting, sigma=1.0, k=None, mu=10.0, scale_gains=True
                     "ndcg2pp": mu * nd2 + lr,
                     "ranknet": 1,
                 }
-                x = sigma * (sr[i] - sr[j])
-                total += w[weighting] * (max(-x, 0) + math.log1p(math.exp(-abs(x)))) / math.log(2)
+                if exact:
+                    total += _exact_term(w[weighting], sigma, sr[i], sr[j])
+                else:
+                    x = sigma * (sr[i] - sr[j])
+                    total += w[weighting] * (max(-x, 0) + math.log1p(math.exp(-abs(x)))) / math.log(2)
                 pairs += 1
         if pairs:
-            out[b], valid[b] = total, True
+            out[b], valid[b] = float(total), True
     return out, valid
+
+
+def _exact_term(w, sigma, si, sj):
+    """`w * softplus(-sigma (si - sj)) / ln 2` in 60-digit decimal arithmetic."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 60
+        x = Decimal(sigma) * (Decimal(float(si)) - Decimal(float(sj)))
+        tail = Decimal(0) if abs(x) > 10**5 else (1 + (-abs(x)).exp()).ln()
+        return Decimal(float(w)) * (max(-x, Decimal(0)) + tail) / Decimal(2).ln()
 
 
 def random_batch(rng, b, n, levels=3, pad=0.25, ties=True, scale=1.0):
@@ -277,6 +294,45 @@ def test_extreme_scores_stay_finite():
                 (g,) = torch.autograd.grad(out, st)
                 assert torch.isfinite(g).all()
                 np.testing.assert_allclose(float(out.detach()), ref.sum(), rtol=tol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_huge_scores_with_sigma_above_one(backend, dtype):
+    """Issue 17 item 1: lambda_loss([3e38, -3e38], [1, 0], sigma=2) was NaN on both backends (an
+    ordered pair, true value ~0): the other direction's overflowed softplus met its zero weight.
+    Against 60-digit decimal arithmetic, every weighting, sigma up to the dtype's largest, pairs
+    in and against their order, alone and among ordinary items: the true value where it fits
+    (inf beyond, never NaN), finite gradients."""
+    big = 0.9 * float(torch.finfo(dtype).max)
+    fmax = float(torch.finfo(dtype).max)
+    top = float(np.sqrt(np.finfo(np.float32 if dtype == torch.float32 else np.float64).max))
+    cases = [
+        ([big, -big], [1.0, 0.0]),  # the issue's reproducer (at 0.9 max)
+        ([-big, big], [1.0, 0.0]),  # against its order: w sigma 1.8 max / ln 2, beyond the range
+        ([fmax, -fmax, 0.5], [2.0, 0.0, 1.0]),
+        ([big, 0.0, -big, 1.0, -2.0, big / 2], [0.0, 1.0, 3.0, 2.0, 0.0, 1.0]),
+        ([1e30, -1e30, 0.25], [0.0, 1.0, 0.0]),  # misordered: a large loss that fits
+    ]
+    tol = 1e-10 if dtype == torch.float64 else 2e-6
+    for weighting in WEIGHTINGS:
+        for sigma in (1.5, 2.0, 4.0, top):
+            for s, y in cases:
+                st, yt = t(np.array([s]), np.array([y]), dtype=dtype, grad=True)
+                out = lambda_loss(st, yt, weighting, sigma, reduction="sum", backend=backend)
+                (g,) = torch.autograd.grad(out, st)
+                sd = st.detach().double().numpy()
+                want, _ = brute_force(sd, np.array([y]), np.ones_like(sd, bool), weighting, sigma, exact=True)
+                assert torch.isfinite(g).all(), (weighting, sigma, s)
+                if want[0] > fmax:
+                    assert float(out) == math.inf, (weighting, sigma, s)
+                else:
+                    assert float(out) == pytest.approx(want[0], rel=tol, abs=1e-30), (weighting, sigma, s)
+    # the issue's exact call
+    out = rankgrad.lambda_loss(
+        torch.tensor([3e38, -3e38]), torch.tensor([1.0, 0.0]), sigma=2.0, backend=backend
+    )
+    assert 0.0 <= float(out) < 1e-30
 
 
 def test_same_bits_at_any_thread_count():
@@ -526,3 +582,168 @@ def test_positional_arguments_follow_the_spec():
     got = lambda_loss(s, y, "lambdarank", 0.7, 4, 2.0, m, "none")
     np.testing.assert_array_equal(got, want)
     assert not np.array_equal(got, lambda_loss(s, y, "lambdarank", 0.7, 4, 2.0, None, "none"))
+
+
+# ---------------------------------------------------------------- issue 17 items 4, 5, 8
+def exact_softmax(s, y, m, normalize=True):
+    """Per-list `-sum_i p_i log softmax(s)_i` over the real items in 60-digit decimal arithmetic
+    (logsumexp without overflow); inf where a list's loss exceeds float64."""
+    from decimal import Decimal, localcontext
+
+    out = np.zeros(len(s))
+    with localcontext() as ctx:
+        ctx.prec = 60
+        for b in range(len(s)):
+            idx = np.flatnonzero(m[b])
+            p = [Decimal(max(float(y[b, i]), 0.0)) for i in idx]
+            if len(idx) < 2 or sum(p) == 0:
+                continue
+            if normalize:
+                p = [v / sum(p) for v in p]
+            d = [Decimal(float(s[b, i])) for i in idx]
+            top = max(d)
+            gaps = [top - v for v in d]  # -log softmax_i = gap_i + ln(sum_j e^-gap_j)
+            tail = sum((g.__neg__().exp() if g < 10**5 else Decimal(0)) for g in gaps).ln()
+            out[b] = float(sum(pv * (g + tail) for pv, g in zip(p, gaps) if pv > 0))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_softmax_huge_scores(dtype, normalize):
+    """Issue 17 item 4: softmax_loss([3e38, -3e38], [1, 0]) was NaN (0 * log p = 0 * -inf for the
+    item far below); true 0. Variants against decimal arithmetic: the relevant item on top or at
+    the bottom (then the true loss, or inf where it exceeds the dtype), graded targets, padding,
+    both float dtypes and both target scalings; gradients finite (softmax(s) - p)."""
+    fmax = float(torch.finfo(dtype).max)
+    big = 0.9 * fmax
+    cases = [
+        ([[3e38, -3e38]] if dtype == torch.float32 else [[big, -big]], [[1.0, 0.0]], None),
+        ([[big, -big, 0.0]], [[1.0, 0.0, 0.0]], None),
+        ([[-big, big]], [[1.0, 0.0]], None),  # the relevant item 1.8 max below: inf
+        ([[-0.4 * fmax, 0.4 * fmax, 0.0]], [[2.0, 0.0, 1.0]], None),  # 0.8 max: fits
+        ([[big, -big, fmax, 1.0]], [[3.0, 0.0, 2.0, 1.0]], [[True, True, True, False]]),
+        ([[fmax, -fmax, 0.0], [0.5, -big, big]], [[1.0, 1.0, 0.0], [0.0, 0.0, 2.0]], None),
+    ]
+    for s, y, m in cases:
+        s, y = np.array(s), np.array(y)
+        m = np.ones_like(s, bool) if m is None else np.array(m)
+        st, yt, mt = t(s, y, m, dtype=dtype, grad=True)
+        out = softmax_loss(st, yt, mt, reduction="none", normalize=normalize)
+        want = exact_softmax(st.detach().double().numpy(), y, m, normalize)
+        for got, w in zip(out.detach().double().numpy(), want):
+            if w > fmax:
+                assert got == math.inf, (s, y)
+            else:
+                assert got == pytest.approx(w, rel=1e-6 if dtype == torch.float32 else 1e-12, abs=1e-30), (
+                    s,
+                    y,
+                )
+        (g,) = torch.autograd.grad(out.sum(), st)
+        assert torch.isfinite(g).all() and torch.all(g[~mt] == 0), (s, y)
+    # the issue's exact call, numpy in too
+    assert float(softmax_loss(torch.tensor([3e38, -3e38]), torch.tensor([1.0, 0.0]))) == 0.0
+    assert float(softmax_loss(np.array([1.7e308, -1.7e308]), np.array([1.0, 0.0]))) == 0.0
+
+
+@pytest.mark.parametrize("fn", [softmax_loss, listmle_loss])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lists_under_two_items_do_not_count(fn, dtype):
+    """Issue 17 item 5 (SPEC 2): a list with fewer than 2 real items has loss 0, zero gradient and
+    does not count in "mean" (nor does a softmax list whose targets sum to 0)."""
+    s = np.array([[0.3, 1.0, -0.5, 2.0], [1.5, 9.0, 9.0, 9.0], [4.0, 5.0, 6.0, 7.0], [0.2, -0.1, 0.7, 0.0]])
+    y = np.array([[2.0, 0.0, 1.0, 3.0], [3.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
+    m = np.array([[True] * 4, [True, False, False, False], [False] * 4, [True] * 4])
+    ref = rax_softmax if fn is softmax_loss else rax_listmle
+    want = ref(s, y, m)
+    counted = [0] if fn is softmax_loss else [0, 3]  # softmax: list 3's targets sum to 0
+    for backend in BACKENDS:
+        st, yt, mt = t(s, y, m, dtype=dtype, grad=True)
+        per = fn(st, yt, mt, reduction="none", backend=backend)
+        assert float(per[1]) == 0.0 and float(per[2]) == 0.0
+        np.testing.assert_allclose(per.detach().double().numpy(), want, rtol=1e-6, atol=1e-7)
+        mean = fn(st, yt, mt, backend=backend)
+        np.testing.assert_allclose(float(mean), want[counted].sum() / len(counted), rtol=1e-6)
+        # counting the one-item list 1 would change the mean
+        assert float(mean) != pytest.approx(want[counted].sum() / (len(counted) + 1), rel=1e-3)
+        (g,) = torch.autograd.grad(mean, st)
+        assert torch.all(g[1:3] == 0) and torch.all(g[~mt] == 0) and torch.any(g[0] != 0)
+        # numpy in, numpy out: the same
+        np.testing.assert_allclose(fn(s, y, m, backend=backend), float(mean), rtol=1e-6)
+    # a batch of single-item lists only: 0.0, zero gradient
+    x = torch.tensor([[1.0], [2.0]], dtype=dtype, requires_grad=True)
+    out = fn(x, torch.tensor([[1.0], [3.0]], dtype=dtype))
+    (g,) = torch.autograd.grad(out, x)
+    assert float(out) == 0.0 and torch.all(g == 0)
+
+
+def rax_softmax_loss(scores, labels, where=None, label_fn=lambda a, where: a):
+    """numpy transcription of Rax's `softmax_loss` (google/rax, rax/_src/losses.py, the current
+    version with `label_fn: ... = lambda a, where: a` and `where=`), per list (reduce_fn=None):
+
+        labels = jnp.where(where, labels, 0); scores = jnp.where(where, scores, -inf)
+        labels_probabilities = label_fn(labels, where=where)
+        scores_log_softmax = jax.nn.log_softmax(scores, axis=-1)
+        loss = -jnp.sum(labels_probabilities * scores_log_softmax, axis=-1, where=where)
+    """
+    if where is not None:
+        labels = np.where(where, labels, 0.0)
+        scores = np.where(where, scores, -np.inf)
+    probs = label_fn(labels, where=where)
+    top = scores.max(-1, keepdims=True)
+    log_softmax = scores - (top + np.log(np.exp(scores - top).sum(-1, keepdims=True)))
+    prod = np.where(where if where is not None else True, probs * log_softmax, 0.0)
+    return -prod.sum(-1)
+
+
+def rax_normalize_probabilities(a, where=None):
+    """numpy transcription of Rax's `utils.normalize_probabilities` (rax/_src/utils.py): divide by
+    the sum over the valid items; a list whose sum is 0 gets a uniform distribution over them."""
+    where = np.ones_like(a, bool) if where is None else where
+    total = np.where(where, a, 0.0).sum(-1, keepdims=True)
+    count = where.sum(-1, keepdims=True)
+    count = np.where(count == 0, a.shape[-1], count)
+    safe = np.where(total != 0, total, 1.0)
+    return np.where(total != 0, a / safe, 1.0 / count)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_softmax_normalize_matches_rax(backend):
+    """Issue 17 item 8: `normalize=False` is Rax's default `softmax_loss` (targets as they are),
+    `normalize=True` Rax's with `label_fn=normalize_probabilities` (numpy transcriptions of
+    google/rax rax/_src/losses.py `softmax_loss` and rax/_src/utils.py
+    `normalize_probabilities`). Rax differs only where the SPEC says so: a list whose targets
+    sum to 0 gets Rax's uniform target, and rankgrad's loss 0 (not counted)."""
+    rng = np.random.default_rng(17)
+    for b, n in [(4, 6), (3, 1), (2, 40)]:
+        s = rng.normal(size=(b, n)) * 3
+        y = rng.integers(0, 4, size=(b, n)).astype(np.float64) * rng.choice([0.5, 1.0, 2.5], size=(b, 1))
+        m = rng.random((b, n)) > 0.25
+        m[:, 0] = True
+        y[:, 0] = np.maximum(y[:, 0], 1.0)  # every list has a positive target
+        for normalize in (False, True):
+            label_fn = rax_normalize_probabilities if normalize else (lambda a, where: a)
+            want = rax_softmax_loss(s, y, m, label_fn=label_fn)
+            got = softmax_loss(s, y, m, reduction="none", normalize=normalize, backend=backend)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+            st, yt, mt = t(s, y, m, grad=True)
+            out = softmax_loss(st, yt, mt, reduction="sum", normalize=normalize, backend=backend)
+            np.testing.assert_allclose(float(out), want.sum(), rtol=1e-12)
+        # the two differ by the targets' sum (SPEC 11): not the same loss
+        unnorm = softmax_loss(s, y, m, reduction="none", normalize=False)
+        norm = softmax_loss(s, y, m, reduction="none", normalize=True)
+        np.testing.assert_allclose(unnorm, norm * np.where(m, y, 0).sum(1), rtol=1e-12)
+    # Rax's documented example (its default, unnormalised; here the targets sum to 1 anyway)
+    s, y = np.array([[2.0, 1.0, 3.0], [1.0, 0.5, 1.5]]), np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    np.testing.assert_allclose(
+        softmax_loss(s, y, reduction="none", normalize=False), [1.4076059, 2 * 0.68026966], rtol=1e-6
+    )
+    # all-zero targets: Rax normalize_probabilities gives a uniform target; rankgrad counts 0 (SPEC 11)
+    s0, y0 = np.array([[0.3, 1.2, -0.4]]), np.zeros((1, 3))
+    assert rax_softmax_loss(s0, y0, label_fn=rax_normalize_probabilities)[0] > 0
+    assert float(softmax_loss(s0, y0, reduction="none", normalize=True)[0]) == 0.0
+    assert (
+        float(softmax_loss(s0, y0, reduction="none", normalize=False)[0])
+        == 0.0
+        == rax_softmax_loss(s0, y0)[0]
+    )

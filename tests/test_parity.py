@@ -1,7 +1,12 @@
 """Twin parity (SPEC section 10, issue 10 item 3): every function with a Rust path and a
 torch-native path gets the same input matrix through ``backend="rust"`` and ``backend="torch"``
 (CPU tensors) and must give the same outputs and gradients (float tolerance) or raise the same
-exception type; when both succeed on finite real inputs, the results must be finite too.
+exception type; when both succeed on finite real inputs, the results must be finite too (where
+the true value is bounded; else inf, never NaN).
+
+Also here (issue 17 items 6 and 7), for the pairwise and listwise families: every numpy layout
+goes through the one conversion (results equal to the plain float64 call), and sparse or
+quantized tensors are refused up front with a TypeError naming the argument.
 
 To cover a new function, append one ``Twin`` to ``TWINS``. The input matrix is ``CASES`` (a fixed
 list of edge cases plus seeded random batches) times ``DTYPES``; ``SCALE_CASES`` adds
@@ -59,19 +64,32 @@ def _approx(fn):
 TWINS = [
     Twin(
         "approx_ranks",
-        lambda s, y, m, scale, red, be: rankgrad.approx_ranks(s, temperature=scale, mask=m, backend=be),
+        lambda s, y, m, scale, red, be, **o: rankgrad.approx_ranks(
+            s, temperature=scale, mask=m, backend=be, **o
+        ),
+        variants=[{}, {"method": "fast"}, {"method": "exact"}],
         reductions=(),
     ),
     Twin(
         "approx_ndcg_loss",
         _approx(rankgrad.approx_ndcg_loss),
-        variants=[{"scale_gains": True}, {"scale_gains": False}],
+        variants=[
+            {"scale_gains": True},
+            {"scale_gains": False},
+            {"scale_gains": True, "method": "fast"},
+            {"scale_gains": False, "method": "exact"},
+        ],
     ),
-    Twin("approx_mrr_loss", _approx(rankgrad.approx_mrr_loss)),
+    Twin("approx_mrr_loss", _approx(rankgrad.approx_mrr_loss), variants=[{}, {"method": "fast"}]),
     Twin(
         "approx_rank_mse_loss",
         _approx(rankgrad.approx_rank_mse_loss),
-        variants=[{"discount": None}, {"discount": "log2"}, {"discount": "reciprocal"}],
+        variants=[
+            {"discount": None},
+            {"discount": "log2"},
+            {"discount": "reciprocal"},
+            {"discount": "log2", "method": "fast"},
+        ],
     ),
     Twin(
         "ranknet_loss",
@@ -122,6 +140,21 @@ TWINS = [
         bounded=False,
     ),
     Twin(
+        "softmax_loss",
+        lambda s, y, m, scale, red, be, **o: rankgrad.softmax_loss(
+            s, y, mask=m, reduction=red, backend=be, **o
+        ),
+        variants=[{"normalize": True}, {"normalize": False}],
+        has_scale=False,
+        bounded=False,  # -log softmax of an item 2 max below the top exceeds the range
+    ),
+    Twin(
+        "listmle_loss",
+        lambda s, y, m, scale, red, be: rankgrad.listmle_loss(s, y, mask=m, reduction=red, backend=be),
+        has_scale=False,
+        bounded=False,
+    ),
+    Twin(
         "average_precision",
         lambda s, y, m, scale, red, be, **o: rankgrad.average_precision(s, y, mask=m, backend=be, **o),
         variants=[{}, {"k": 1}, {"k": 3}, {"k": 10**6}],
@@ -151,11 +184,33 @@ TWINS = [
 # ------------------------------------------------------------------------------- the input matrix
 
 
+def _never(name: str, variant: dict, reduction: Any) -> bool:
+    return False
+
+
 @dataclass
 class Case:
     name: str
     make: Callable[[torch.dtype], tuple]  # dtype -> (scores, targets, mask or None) as float64 numpy
     scale: float = 1.0
+    # (twin name, variant, reduction) -> whether the true value of a bounded twin may exceed the
+    # dtype's range on this case (sigma > 1 at huge scores): then inf is allowed there, NaN never
+    may_overflow: Callable[[str, dict, Any], bool] = _never
+    only: tuple = ()  # the twins this case is for (all when empty)
+
+
+def _overflows_with_sigma(sigma):
+    """On `_extreme` RankNet's per-list means (over 5 pairs, two misordered by ~0.9 max each)
+    stay within the range up to sigma 2 (0.72 max), beyond from sigma 4 on; their sum over the
+    lists exceeds it from sigma 2 on ("mean" does not: `_inputs.reduce` scales the losses first
+    when their sum overflows). LambdaRank without norm sums delta * sigma * |gap|."""
+
+    def f(name, variant, reduction):
+        if name == "ranknet_loss":
+            return sigma > 2 or (sigma > 1 and reduction == "sum")
+        return name == "lambdarank_loss" and not variant.get("norm")
+
+    return f
 
 
 def _fixed(s, y, m=None):
@@ -182,6 +237,18 @@ def _extreme_padded(dt):
     return s, np.array([[2.0, 0, 1, 0, 1]]), np.array([[True, True, False, True, True]])
 
 
+def _one_pair_at_max(dt):
+    """One list of 64: +max (label 0) and -max (label 4) among items with small scores and labels
+    0..4: the misordered pair's gap is 2 max, while RankNet's mean over its ~1500 pairs fits."""
+    v = float(torch.finfo(dt).max)
+    rng = np.random.default_rng(11)
+    s = np.round(rng.normal(size=(1, 64)) * 4) / 4
+    y = rng.integers(0, 5, size=(1, 64)).astype(np.float64)
+    s[0, 5], s[0, 40] = v, -v
+    y[0, 5], y[0, 40] = 0.0, 4.0
+    return s, y, None
+
+
 def _random(seed, b, n, levels=4, pad=0.25, ties=True):
     def make(dt):
         rng = np.random.default_rng(seed)
@@ -198,6 +265,8 @@ def _random(seed, b, n, levels=4, pad=0.25, ties=True):
 
 
 NAN, INF = math.nan, math.inf
+# sigma (not a temperature): a tiny one is a case for these (1/T of the approximate ranks is not)
+PAIRWISE = ("ranknet_loss", "lambdarank_loss", "lambda_loss")
 CASES = [
     Case("basic", _fixed([[0.5, 2.0, -1.0, 0.0, 1.5]], [[1, 0, 2, 0, 3]])),
     Case(
@@ -232,6 +301,22 @@ CASES = [
     Case("random_3x33", _random(4, 3, 33, levels=6)),
     Case("random_6x2", _random(5, 6, 2, levels=1)),
     Case("random_2x20_sigma", _random(6, 2, 20), scale=0.3),
+    # lists of FAST_MIN_N (100) real items and more: method="auto" takes fast summation for them
+    Case("random_3x160_auto_fast", _random(8, 3, 160, pad=0.2)),
+    # issue 17 item 10: sigma > 1 at +-0.9 max, a tiny sigma (norm's factor where 1 + S == 1),
+    # one pair at +-max among many items
+    Case("extreme_scores_sigma2", _extreme, scale=2.0, may_overflow=_overflows_with_sigma(2.0)),
+    Case("extreme_scores_sigma4", _extreme, scale=4.0, may_overflow=_overflows_with_sigma(4.0)),
+    Case("extreme_padded_sigma4", _extreme_padded, scale=4.0, may_overflow=_overflows_with_sigma(4.0)),
+    Case(
+        "basic_tiny_sigma",
+        _fixed([[0.5, 2.0, -1.0, 0.0, 1.5]], [[1, 0, 2, 0, 3]]),
+        scale=1e-17,
+        only=PAIRWISE,
+    ),
+    Case("random_3x9_tiny_sigma", _random(8, 3, 9), scale=1e-12, only=PAIRWISE),
+    Case("one_pair_at_max", _one_pair_at_max, may_overflow=_overflows_with_sigma(1.0)),
+    Case("one_pair_at_max_sigma2", _one_pair_at_max, scale=2.0, may_overflow=_overflows_with_sigma(2.0)),
 ]
 
 # Temperatures / sigmas: in range, subnormal or huge (must raise the same ValueError on both).
@@ -243,6 +328,8 @@ def _params():
     for twin in TWINS:
         for vi, variant in enumerate(twin.variants):
             for case in CASES:
+                if case.only and twin.name not in case.only:
+                    continue
                 for dt in DTYPES:
                     pid = f"{twin.name}[{vi}]-{case.name}-{str(dt).rsplit('.', 1)[-1]}"
                     out.append(pytest.param(twin, variant, case, dt, id=pid))
@@ -295,7 +382,7 @@ def _compare(a, b, dt, what):
     )
 
 
-def _check(twin, variant, s, y, m, scale, reductions, dt):
+def _check(twin, variant, s, y, m, scale, reductions, dt, may_overflow=_never):
     for reduction in reductions or (None,):
         r = _run(twin, variant, s, y, m, scale, reduction, "rust", dt)
         t = _run(twin, variant, s, y, m, scale, reduction, "torch", dt)
@@ -305,7 +392,8 @@ def _check(twin, variant, s, y, m, scale, reductions, dt):
             continue
         _compare(r[0], t[0], dt, what + " output")
         _compare(r[1], t[1], dt, what + " gradient")
-        ok = torch.isfinite(r[0]) if twin.bounded else ~torch.isnan(r[0])
+        bounded = twin.bounded and not may_overflow(twin.name, variant, reduction)
+        ok = torch.isfinite(r[0]) if bounded else ~torch.isnan(r[0])
         assert ok.all(), f"{what}: non-finite output {r[0]} from finite real inputs"
         if r[1] is not None:
             assert torch.isfinite(r[1]).all(), f"{what}: non-finite gradient from finite real inputs"
@@ -314,7 +402,7 @@ def _check(twin, variant, s, y, m, scale, reductions, dt):
 @pytest.mark.parametrize("twin, variant, case, dt", _params())
 def test_twins_agree(twin, variant, case, dt):
     s, y, m = case.make(dt)
-    _check(twin, variant, s, y, m, case.scale, twin.reductions, dt)
+    _check(twin, variant, s, y, m, case.scale, twin.reductions, dt, case.may_overflow)
 
 
 @pytest.mark.parametrize("twin, scale, dt", _scale_params())
@@ -328,10 +416,94 @@ def test_matrix_size():
     """The counts the issue asks for (inputs x functions), and a guard that nothing vanished."""
     inputs = len(CASES) * len(DTYPES)
     functions = len(TWINS)
-    combos = sum(len(t.variants) for t in TWINS) * inputs
+    combos = len(_params())
     scale_combos = sum(t.has_scale for t in TWINS) * len(SCALE_CASES) * 2
     assert functions >= 12 and inputs >= 80
     print(
         f"parity matrix: {inputs} inputs x {functions} functions ({combos} function-variant-input cases, "
         f"{scale_combos} scale cases, reductions looped inside)"
     )
+
+
+# ------------------------------------------------------- issue 17 items 6 and 7: inputs, one rule
+
+LAYOUT_FUNCS = {
+    "softmax_loss": lambda s, y, m, **o: rankgrad.softmax_loss(s, y, m, reduction="none", **o),
+    "listmle_loss": lambda s, y, m, **o: rankgrad.listmle_loss(s, y, m, reduction="none", **o),
+    "lambda_loss": lambda s, y, m, **o: rankgrad.lambda_loss(s, y, mask=m, reduction="none", **o),
+    "ranknet_loss": lambda s, y, m, **o: rankgrad.ranknet_loss(s, y, mask=m, reduction="none", **o),
+    "lambdarank_loss": lambda s, y, m, **o: rankgrad.lambdarank_loss(
+        s, y, mask=m, reduction="none", norm=True, **o
+    ),
+}
+
+
+def _layouts(a):
+    """`a` (a C-ordered native array) in other layouts holding the same values."""
+    yield "longdouble", a.astype(np.longdouble) if a.dtype.kind == "f" else a
+    yield "big_endian", a.astype(a.dtype.newbyteorder(">"))
+    yield "negative_stride", np.flip(np.flip(a).copy())
+    yield "fortran", np.asfortranarray(a)
+    wide = np.zeros((a.shape[0] * 2, a.shape[-1] * 3), dtype=a.dtype)
+    wide[::2, ::3] = a
+    yield "non_contiguous", wide[::2, ::3]
+
+
+@pytest.mark.parametrize("name", list(LAYOUT_FUNCS))
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+def test_every_numpy_layout_takes_the_one_conversion(name, backend):
+    """Issue 17 item 6: longdouble, big-endian, negative-stride, Fortran-ordered and
+    non-contiguous arrays (scores, targets, mask, one at a time and all at once) give exactly the
+    plain float64 call's result, on both backends: `_inputs.lists` / `native_array` /
+    `as_tensors`, no raw torch error."""
+    fn = LAYOUT_FUNCS[name]
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=(4, 7))
+    y = rng.integers(0, 4, size=(4, 7)).astype(np.float64)
+    m = rng.random((4, 7)) > 0.2
+    m[:, :2] = True
+    want = fn(s, y, m, backend=backend)
+    assert want.dtype == np.float64 and np.isfinite(want).all() and np.any(want != 0)
+    for which in ("scores", "targets", "mask", "all"):
+        for kind, _ in _layouts(s):
+            args = {"scores": s, "targets": y, "mask": m}
+            for arg in args if which == "all" else [which]:
+                args[arg] = dict(_layouts(args[arg]))[kind]
+            got = fn(args["scores"], args["targets"], args["mask"], backend=backend)
+            assert got.dtype == np.float64, (which, kind)
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} {which} {kind}")
+    # one list (1-D), reversed with a negative stride; and float32 big-endian equals float32
+    got = fn(np.flip(s[0].copy())[::-1], y[0][::-1][::-1], m[0], backend=backend)
+    np.testing.assert_array_equal(got, want[0])
+    s32 = s.astype(np.float32)
+    want32 = fn(s32, y, m, backend=backend)
+    got32 = fn(s32.astype(">f4"), y.astype(">f8"), np.asfortranarray(m), backend=backend)
+    assert got32.dtype == np.float32
+    np.testing.assert_array_equal(got32, want32)
+
+
+def _sparse_kinds(t):
+    yield "sparse_coo", t.to_sparse()
+    yield "sparse_csr", t.to_sparse_csr()
+    if t.dtype != torch.bool:
+        yield "quantized", torch.quantize_per_tensor(t.float(), 0.1, 0, torch.qint8)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", list(LAYOUT_FUNCS))
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_sparse_and_quantized_tensors_are_refused(name, backend):
+    """Issue 17 item 7: a sparse (COO, CSR) or quantized scores, targets or mask is refused up
+    front with a TypeError naming the argument (`_inputs._kind`), on every backend."""
+    fn = LAYOUT_FUNCS[name]
+    s = torch.tensor([[0.3, 1.0, -0.5, 2.0], [1.0, 0.0, 0.5, 0.25]])
+    y = torch.tensor([[1.0, 0.0, 2.0, 0.0], [0.0, 1.0, 0.0, 3.0]])
+    m = torch.tensor([[True, True, False, True], [True] * 4])
+    assert torch.isfinite(fn(s, y, m, backend=backend)).all()
+    for arg in ("scores", "targets", "mask"):
+        args = {"scores": s, "targets": y, "mask": m}
+        for kind, bad in _sparse_kinds(args[arg]):
+            args[arg] = bad
+            with pytest.raises(TypeError, match=f"{arg} must be a dense tensor") as e:
+                fn(args["scores"], args["targets"], args["mask"], backend=backend)
+            assert kind.split("_")[-1] in str(e.value) or kind in str(e.value), str(e.value)

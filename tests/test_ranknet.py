@@ -562,3 +562,81 @@ def test_issue_regressions():
     assert "backend='auto'" in repr(RankNetLoss()) and "validate=True" in repr(RankNetLoss())
     with pytest.raises(TypeError):
         RankNetLoss(1.0, "mean", "torch")  # backend is keyword-only
+
+
+# ---------------------------------------------------------------- issue 17 item 3
+
+
+def exact_mean(scores, targets, sigma):
+    """One list's RankNet loss in 60-digit decimal arithmetic: no overflow anywhere (the
+    float64 reference above overflows its gaps and sums at these scores). inf where the mean
+    exceeds float64."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 60
+        s = [Decimal(float(v)) for v in scores]
+        total, pairs = Decimal(0), 0
+        for i in range(len(s)):
+            for j in range(len(s)):
+                if targets[i] > targets[j]:
+                    z = -Decimal(sigma) * (s[i] - s[j])  # softplus(z) = max(z, 0) + ln(1 + e^-|z|)
+                    tail = Decimal(0) if abs(z) > 10**5 else (1 + (-abs(z)).exp()).ln()
+                    total += max(z, Decimal(0)) + tail
+                    pairs += 1
+        return float(total / pairs)
+
+
+def _overflowing_pair(n, big):
+    """n items: +big (label 0) and -big (label 1), the rest small scores ordered like their
+    labels 2, 3, ...: the pair (1 over 0) costs 2 sigma big, each (c over 0) sigma big, while
+    the ~n^2 / 2 pairs among the rest cost little."""
+    s = np.arange(n, dtype=np.float64) / 100
+    y = np.r_[0.0, 1.0, np.arange(2, n, dtype=np.float64)]
+    s[0], s[1] = big, -big
+    return s, y
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mean_fits_although_pair_terms_overflow(backend):
+    """Issue 17 item 3: each pair term was formed (float32: sigma * gap; float64 torch: the sum of
+    half-losses) before the division by the pair count, so a mean that fits came out inf. Now
+    each term is divided first: the true mean (60-digit decimal reference), inf only beyond."""
+    f32max = float(np.finfo(np.float32).max)
+    for n in (100, 30):
+        for sigma in (2.0, 4.0, 1e10):
+            for dtype, big in ((torch.float32, 3e38), (torch.float64, 0.9 * np.finfo(np.float64).max)):
+                s, y = _overflowing_pair(n, big)
+                x = torch.tensor(s, dtype=dtype, requires_grad=True)
+                out = rankgrad.ranknet_loss(x, torch.tensor(y, dtype=dtype), sigma=sigma, backend=backend)
+                want = exact_mean(x.detach().double().numpy(), y, sigma)
+                limit = f32max if dtype == torch.float32 else math.inf
+                if want > limit:
+                    assert float(out) == math.inf, (n, sigma, dtype)
+                else:
+                    tol = 1e-6 if dtype == torch.float32 else 1e-12
+                    assert float(out) == pytest.approx(want, rel=tol), (n, sigma, dtype)
+                (g,) = torch.autograd.grad(out, x)
+                # the float64 reference on s / 4 with sigma * 4 (the same pair margins, no
+                # overflow): its gradient is 4 times ours
+                _, _, want_g = reference(x.detach().double().numpy()[None] / 4, y[None], sigma=4 * sigma)
+                assert torch.isfinite(g).all()
+                np.testing.assert_allclose(g.double().numpy(), want_g[0] / 4, rtol=1e-5, atol=1e-12)
+    # float64: three misordered pairs of 1.2e308 each, mean 1.2e308 (the torch path gave inf)
+    s, y = np.array([6e307] * 3 + [-6e307]), np.array([0.0, 0, 0, 1])
+    assert float(rankgrad.ranknet_loss(s, y, backend=backend)) == pytest.approx(1.2e308, rel=1e-12)
+    for sigma in (2.0, 3.0):  # mean 2.4e308, 3.6e308: inf, never NaN
+        x = torch.tensor(s, requires_grad=True)
+        out = rankgrad.ranknet_loss(x, torch.tensor(y), sigma=sigma, reduction="none", backend=backend)
+        (g,) = torch.autograd.grad(out, x)
+        assert float(out) == math.inf and torch.isfinite(g).all()
+    # padded and batched: the mean over lists of per-list means, each exact
+    s, y = _overflowing_pair(40, 3e38)
+    sb = torch.tensor(np.stack([s, s[::-1].copy()]), dtype=torch.float32)
+    yb = torch.tensor(np.stack([y, y[::-1].copy()]), dtype=torch.float32)
+    mb = torch.ones(2, 40, dtype=torch.bool)
+    mb[1, :5] = False
+    per = rankgrad.ranknet_loss(sb, yb, sigma=2.0, mask=mb, reduction="none", backend=backend)
+    want0 = exact_mean(sb[0].double().numpy(), y, 2.0)
+    want1 = exact_mean(sb[1, 5:].double().numpy(), yb[1, 5:].numpy(), 2.0)
+    np.testing.assert_allclose(per.double().numpy(), [want0, want1], rtol=1e-6)

@@ -72,6 +72,22 @@ ENTRIES = [
         lambda s, y, m, **kw: rankgrad.approx_ndcg_loss(s, y, 1.3, scale_gains=False, mask=m, **kw),
     ),
     Entry(
+        "approx_ranks_fast",
+        lambda s, y, m, **kw: rankgrad.approx_ranks(s, 0.7, m, method="fast", **kw),
+        compile=True,
+    ),
+    Entry(
+        "approx_ndcg_loss_fast",
+        lambda s, y, m, **kw: rankgrad.approx_ndcg_loss(
+            s, y, 0.8, mask=m, reduction="none", method="fast", **kw
+        ),
+        compile=True,
+    ),
+    Entry(
+        "approx_rank_mse_loss_fast",
+        lambda s, y, m, **kw: rankgrad.approx_rank_mse_loss(s, y, 1.0, None, m, "sum", method="fast", **kw),
+    ),
+    Entry(
         "approx_mrr_loss",
         lambda s, y, m, **kw: rankgrad.approx_mrr_loss(s, y, 0.5, mask=m, reduction="sum", **kw),
     ),

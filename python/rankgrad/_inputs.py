@@ -357,11 +357,19 @@ def reduce(
     if is_tensor(losses):
         count = valid.to(losses.dtype) if list_weights is None else (valid * list_weights).to(losses.dtype)
         total = count.sum()
-        return losses.sum() / (total.clamp(min=1) if list_weights is None else total.where(total > 0, 1))
+        total = total.clamp(min=1) if list_weights is None else total.where(total > 0, 1)
+        mean = losses.sum() / total
+        # where the per-list losses fit but their sum overflows, the mean of the scaled losses does
+        return mean.where(mean.isfinite() | ~losses.isfinite().all(), (losses / total).sum())
     if list_weights is None:
-        return losses.sum() / max(int(valid.sum()), 1)
-    total = float((valid * list_weights).sum())
-    return losses.sum() / (total if total > 0 else 1.0)
+        total = float(max(int(valid.sum()), 1))
+    else:
+        total = float((valid * list_weights).sum())
+        total = total if total > 0 else 1.0
+    mean = losses.sum() / total
+    if not np.isfinite(mean) and np.isfinite(losses).all():
+        mean = (losses / total).sum()
+    return mean
 
 
 def check_weights(w: Array, mask: Optional[Array], name: str = "weights") -> None:

@@ -1,7 +1,7 @@
 //! One list at a time: the per-thread scratch, 1/maxDCG@k, the list driver (sort, the rows
 //! through `kernel::row_kernel`, norm) and the ragged layout's per-list validation.
 
-use super::kernel::{pair_loss, row_kernel, Row};
+use super::kernel::{row_kernel, Row};
 use super::sort::sort_desc;
 use super::{LambdaMetric, LambdaOptions};
 use crate::error::{Error, Result};
@@ -134,13 +134,15 @@ fn inverse_max_dcg_counting(
 /// Largest `sigma * (best - worst)` for which the factorised exponentials stay normal numbers.
 const MAX_SPAN: f64 = 600.0;
 
-/// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights).
+/// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights); with
+/// `LOSS`, also the loss, and `w.hess` stays zero (the loss has no use for it); `SHORT`: the
+/// loss's log series to 2e-9 (`kernel::half_ln_1p`), for float32 results.
 /// `table`: the gain table when the labels are known to be integers below its length.
 ///
 /// Precision: the factorised exponentials carry a relative error of about
 /// `1e-16 * sigma * (best - worst)` (at most ~1e-13), far below anything a booster sees.
 #[inline(always)]
-pub(super) fn list_lambdas<const LOSS: bool>(
+pub(super) fn list_lambdas<const LOSS: bool, const SHORT: bool>(
     isa: Isa,
     w: &mut Work,
     disc: &[f64],
@@ -204,10 +206,11 @@ pub(super) fn list_lambdas<const LOSS: bool>(
     let mut total = [0.0f64; 2]; // S / 2, loss
                                  // For MRR the signed deltas of a row go to `dv` and enter as g (with gi = 0, d = 0, di = 1,
                                  // scale = -sigma); for NDCG scale = sigma * inv.
-    let (ndcg, scale) = match o.metric {
-        LambdaMetric::Ndcg => (true, o.sigma * inv),
-        LambdaMetric::Mrr => (false, -o.sigma),
+    let (ndcg, scale, lscale) = match o.metric {
+        LambdaMetric::Ndcg => (true, o.sigma * inv, inv),
+        LambdaMetric::Mrr => (false, -o.sigma, -1.0),
     };
+
     let (mut f, mut f2) = (m, m);
     if !ndcg {
         let mut relp = y.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(p, _)| p);
@@ -249,24 +252,26 @@ pub(super) fn list_lambdas<const LOSS: bool>(
             }
             1.0
         };
-        let k = Row { si: s[i], yi: y[i], gi, di, wi, scale, sigma: o.sigma, c0, c1 };
+        let (hsi, hscale, hc0) = (0.5 * s[i], 0.5 * scale, 0.5 * c0);
+        let k = Row { hsi, yi: y[i], gi, di, wi, hscale, sigma: o.sigma, hc0, c1, lscale };
         let (st, yt, ev) = (&s[i + 1..m], &y[i + 1..m], &u[i + 1..m]);
-        let r = row_kernel(isa, &k, st, yt, gs, ds, ev, &mut grad[i + 1..m], &mut hess[i + 1..m]);
+        let r =
+            row_kernel::<LOSS, SHORT>(isa, &k, st, yt, gs, ds, ev, &mut grad[i + 1..m], &mut hess[i + 1..m]);
         grad[i] -= r[0];
-        hess[i] += r[1];
-        total[0] += r[2];
-        if LOSS {
-            for j in 0..st.len() {
-                total[1] += pair_loss(&k, st[j], yt[j], gs[j], ds[j], ev[j]);
-            }
+        if !LOSS {
+            hess[i] += r[1];
         }
+        total[0] += r[2];
+        total[1] += r[3];
     }
     // Each pair's S term above is half its share of S.
     let total = [2.0 * total[0], total[1]];
     let (sum, loss) = (total[0], total[1]);
     let mut factor = 1.0;
     if o.norm && sum > 0.0 {
-        factor = (1.0 + sum).log2() / sum;
+        // LightGBM's log2(1 + S) / S, as ln(1 + S) / (S ln 2): accurate for a tiny S too, where
+        // 1 + S rounds to 1 (a tiny sigma, or pairs far apart with norm's 1 / (0.01 + |ds|)).
+        factor = sum.ln_1p() / (sum * std::f64::consts::LN_2);
         for v in grad.iter_mut() {
             *v *= factor;
         }
@@ -280,8 +285,8 @@ pub(super) fn list_lambdas<const LOSS: bool>(
 simd_dispatch!(
     pub(super) list_lambdas_simd,
     list_lambdas(isa),
-    [const LOSS: bool],
-    [LOSS],
+    [const LOSS: bool, const SHORT: bool],
+    [LOSS, SHORT],
     (w: &mut Work, disc: &[f64], o: &LambdaOptions, table: Option<&[f64]>) -> ListOut
 );
 
@@ -325,7 +330,7 @@ fn ragged_list<P: Float, Y: Float>(
     w.ry.extend(labels[r.clone()].iter().map(|v| v.to_f64()));
     w.rg.extend(w.ry.iter().map(|&v| table[v as usize])); // labels checked by `check_list`
     let wt = weights.map(|wt| &wt[r]);
-    list_lambdas::<false>(isa, w, disc, opts, Some(table));
+    list_lambdas::<false, false>(isa, w, disc, opts, Some(table));
     for (p, &k) in w.idx.iter().enumerate() {
         gout[k] = w.grad[p];
         hout[k] = w.hess[p];

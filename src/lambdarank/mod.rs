@@ -174,7 +174,12 @@ pub fn lambdarank_loss<F: Float>(
         w.rs.extend(list.s.iter().map(|v| v.to_f64()));
         w.ry.extend(list.y.iter().map(|v| v.to_f64()));
         w.rg.extend(w.ry.iter().map(|&v| gains.of(v).unwrap_or(0.0)));
-        let out = list_lambdas_simd::<true>(w, &disc, opts, table);
+        // float32 results: the loss's log series to 2e-9 (`kernel::half_ln_1p`), below their rounding
+        let out = if std::mem::size_of::<F>() == 4 {
+            list_lambdas_simd::<true, true>(w, &disc, opts, table)
+        } else {
+            list_lambdas_simd::<true, false>(w, &disc, opts, table)
+        };
         *loss = F::from_f64(out.loss);
         *ok = out.valid;
         if let Some(row) = row {

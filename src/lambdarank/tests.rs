@@ -57,7 +57,8 @@ fn reference(s: &[f64], y: &[f64], gain: &[f64], o: &LambdaOptions) -> (Vec<f64>
         }
     }
     if o.norm && sum > 0.0 {
-        let f = (1.0 + sum).log2() / sum;
+        // log2(1 + S) / S, computed accurately also for a tiny S (where 1 + S rounds to 1)
+        let f = sum.ln_1p() / (sum * std::f64::consts::LN_2);
         grad.iter_mut().for_each(|v| *v *= f);
         hess.iter_mut().for_each(|v| *v *= f);
         loss *= f;
@@ -178,14 +179,135 @@ fn portable_and_avx2_kernels_give_the_same_bits() {
                     w.rs.extend(&s);
                     w.ry.extend(&y);
                     w.rg.extend(y.iter().map(|&v| gain[v as usize]));
-                    list_lambdas::<true>(isa, &mut w, &disc, &o, Some(&gain));
-                    (w.grad, w.hess)
+                    let out = list_lambdas::<true, false>(isa, &mut w, &disc, &o, Some(&gain));
+                    let short = list_lambdas::<true, true>(isa, &mut w, &disc, &o, Some(&gain));
+                    (w.grad, w.hess, out, short)
                 };
                 let (a, b) = (run(Isa::Portable), run(Isa::Avx2));
                 assert!(a.0.iter().zip(&b.0).all(|(x, y)| x.to_bits() == y.to_bits()), "{o:?} m={m}");
                 assert!(a.1.iter().zip(&b.1).all(|(x, y)| x.to_bits() == y.to_bits()), "{o:?} m={m}");
+                assert_eq!(a.2.loss.to_bits(), b.2.loss.to_bits(), "{o:?} m={m}");
+                assert_eq!(a.3.loss.to_bits(), b.3.loss.to_bits(), "{o:?} m={m}");
+                assert!((a.3.loss - a.2.loss).abs() <= 2.5e-9 * a.2.loss.abs(), "{o:?} m={m}");
             }
         }
+    }
+}
+
+#[test]
+fn portable_and_avx2_loss_terms_give_the_same_bits_at_extremes() {
+    // The loss sum of the row kernel (log-sigmoid series, mul3 of the misordered term) at huge
+    // and tiny gaps, huge and tiny sigma, custom gains of either sign.
+    if !Isa::detect().has_avx2() {
+        return;
+    }
+    let mut rng = Rng(7);
+    let gains: [&[f64]; 2] = [&default_label_gain(), &[0.0, 3.0, -1.0, 2.5]];
+    for gain in gains {
+        for &(sigma, spread) in &[(1.0, 1e300), (4.0, 4e307), (1e-150, 1.0), (1e150, 1e-150), (2.0, 1.0)] {
+            for metric in [LambdaMetric::Ndcg, LambdaMetric::Mrr] {
+                for norm in [true, false] {
+                    for m in [2usize, 5, 9, 37] {
+                        let s: Vec<f64> = (0..m).map(|_| (rng.next() * 2.0 - 1.0) * spread).collect();
+                        let y: Vec<f64> = (0..m).map(|_| rng.int(4) as f64).collect();
+                        let o = LambdaOptions { sigma, truncation: usize::MAX, norm, metric };
+                        let disc = discounts(m);
+                        let run = |isa: Isa, short: bool| {
+                            let mut w = Work::default();
+                            w.rs.extend(&s);
+                            w.ry.extend(&y);
+                            w.rg.extend(y.iter().map(|&v| gain[v as usize]));
+                            if short {
+                                list_lambdas::<true, true>(isa, &mut w, &disc, &o, Some(gain)).loss
+                            } else {
+                                list_lambdas::<true, false>(isa, &mut w, &disc, &o, Some(gain)).loss
+                            }
+                        };
+                        for short in [false, true] {
+                            let (a, b) = (run(Isa::Portable, short), run(Isa::Avx2, short));
+                            assert_eq!(a.to_bits(), b.to_bits(), "{o:?} m={m} {a} {b}");
+                            assert!(!a.is_nan(), "{o:?} m={m}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `lambdarank_loss` of one list (f64, every pair) and its gradient.
+fn loss_of(s: &[f64], y: &[f64], o: &LambdaOptions) -> (f64, Vec<f64>) {
+    let n = s.len();
+    let batch = Padded::new(s, Some(y), None, 1, n).unwrap();
+    let (mut l, mut v, mut g) = (vec![0.0; 1], vec![false; 1], vec![0.0; n]);
+    lambdarank_loss(&batch, Gains::Exp2, o, &mut l, &mut v, Some(&mut g)).unwrap();
+    assert!(v[0]);
+    (l[0], g)
+}
+
+#[test]
+fn norm_factor_is_accurate_for_a_tiny_sum() {
+    // sigma -> 0: rho -> 1/2 and S -> sigma sum(delta) -> 0, where 1 + S rounds to 1; the
+    // factor log2(1 + S) / S tends to 1 / ln 2 (it was 0: every gradient and loss vanished).
+    // In the limit: grad = sum over pairs of -+sigma delta / 2 / ln 2, loss = sum of delta
+    // (softplus(0) = ln 2 times 1 / ln 2); delta with norm's 1 / (0.01 + |ds|).
+    let (s, y) = ([0.5, 2.0, -1.0], [1.0, 0.0, 2.0]);
+    let gain = default_label_gain();
+    let disc = |p: usize| 1.0 / (2.0 + p as f64).log2();
+    // score order: 2.0 (y 0), 0.5 (y 1), -1.0 (y 2); maxDCG = 3 + 1 / log2(3)
+    let inv = 1.0 / (3.0 + disc(1));
+    let pairs = [(2usize, 0usize, 2, 1, 2.0), (0, 1, 1, 0, 1.0), (2, 1, 2, 0, 3.0)]; // (h, l, p_h, p_l, G_h - G_l)
+    let (mut want_g, mut want_l) = ([0.0; 3], 0.0);
+    for &(h, l, ph, pl, dg) in &pairs {
+        let delta = dg * (disc(ph) - disc(pl)).abs() * inv / (0.01 + (s[h] - s[l]).abs());
+        want_l += delta;
+        want_g[h] -= delta / 2.0 / std::f64::consts::LN_2;
+        want_g[l] += delta / 2.0 / std::f64::consts::LN_2;
+    }
+    for sigma in [1e-17, 1e-100, 1e-150] {
+        let o = LambdaOptions { sigma, truncation: usize::MAX, norm: true, metric: LambdaMetric::Ndcg };
+        let (mut g, mut h) = (vec![0.0; 3], vec![0.0; 3]);
+        lambdarank_gradients(&s, &y, &[3], &gain, None, &o, &mut g, &mut h).unwrap();
+        for k in 0..3 {
+            assert!((g[k] / sigma - want_g[k]).abs() < 1e-12 * want_g[k].abs(), "{sigma} {g:?} {want_g:?}");
+        }
+        assert!(h.iter().all(|&v| v > 0.0));
+        let (l, lg) = loss_of(&s, &y, &o);
+        assert!((l - want_l).abs() < 1e-12 * want_l, "{sigma}: {l} vs {want_l}");
+        assert_eq!(lg, g);
+    }
+}
+
+#[test]
+fn huge_scores_with_sigma_above_one_give_the_true_loss() {
+    // One misordered pair 3.4e308 apart (its gap overflows f64): with norm its loss is
+    // factor * delta / (0.01 + |ds|) * sigma |ds|, S = 2 sigma delta / (0.01 + |ds|) ~ 1e-309,
+    // so the factor is 1 / ln 2 and the loss sigma delta / ln 2 (to ~1e-309 relative).
+    // It was NaN (0 * inf) on the Rust path, inf on the torch path.
+    let delta = 1.0 - 1.0 / 3f64.log2(); // (G_1 - G_0) |d(0) - d(1)| / maxDCG, maxDCG = 1
+    for sigma in [2.0, 4.0, 1e100, 1.0] {
+        let o = LambdaOptions { sigma, truncation: usize::MAX, norm: true, metric: LambdaMetric::Ndcg };
+        for s in [[1.7e308, -1.7e308], [f64::MAX, -f64::MAX], [0.9e308, -0.9e308]] {
+            let (l, g) = loss_of(&s, &[0.0, 1.0], &o);
+            let want = sigma * delta / std::f64::consts::LN_2;
+            assert!((l - want).abs() < 1e-14 * want, "{sigma} {s:?}: {l} vs {want}");
+            assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+        }
+        // Without norm: sigma delta |ds|, finite where it fits (here 2e300 apart), inf beyond.
+        let o = LambdaOptions { norm: false, ..o };
+        for v in [1e300, 1.7e308] {
+            let (l, g) = loss_of(&[v, -v], &[0.0, 1.0], &o);
+            let want = sigma * delta * 2.0 * v; // overflows only where the true value does
+            if want.is_finite() {
+                assert!((l - want).abs() < 1e-14 * want, "{sigma} {v}: {l} vs {want}");
+            } else {
+                assert_eq!(l, f64::INFINITY, "{sigma} {v}");
+            }
+            assert!(g.iter().all(|v| v.is_finite()));
+        }
+        // An ordered pair far apart costs nothing, whatever sigma.
+        let (l, _) = loss_of(&[1.7e308, -1.7e308], &[1.0, 0.0], &o);
+        assert_eq!(l, 0.0);
     }
 }
 

@@ -10,6 +10,7 @@ import torch
 
 from .._inputs import GAIN_CAP, check_gain_range
 from .._torch_ops import chunk_rows, wide_dtype
+from ..ranknet._native import mul3
 
 __all__ = ["lambdarank", "check_targets"]
 
@@ -104,10 +105,13 @@ def lambdarank(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
         # S and the loss in the wide dtype (the Rust kernel computes in float64 throughout)
         sdw = torch.where(pos, dd, -dd).to(wide)  # the pair's delta before the norm factor
         hw = hden.to(wide) if isinstance(hden, torch.Tensor) else hden
-        xw = sigma * dsh.to(wide)  # sigma ds / 2
+        dw = dsh.to(wide)
+        xw = sigma * dw  # sigma ds / 2: may overflow (sigma > 1, huge gaps), then only exp(-2|xw|) is used
         total_s += (sigma * sdw * torch.sigmoid(-2.0 * xw) / hw).sum((1, 2))
-        # delta log(1 + exp(-sigma ds)) = sd / hden * (relu(-sigma ds / 2) + log1p(exp(-sigma |ds|)) / 2)
-        sp = sdw * (torch.relu(-xw) + 0.5 * torch.log1p(torch.exp(-2.0 * xw.abs()))) / hw
+        # delta log(1 + exp(-sigma ds)) = kd (sigma relu(-ds / 2) + log1p(exp(-sigma |ds|)) / 2),
+        # kd = sd / hden (den = 2 hden); the linear term by mul3: finite wherever it truly is
+        kd = sdw / hw
+        sp = mul3(kd, torch.relu(-dw), sigma) + kd * (0.5 * torch.log1p(torch.exp(-2.0 * xw.abs())))
         total_l += torch.where(pm & (sdw != 0), sp, 0.0).sum((1, 2))  # delta 0 adds exactly 0
     factor = torch.ones_like(total_s)
     if norm:  # log2(1 + S) / S, with log1p: S may be tiny

@@ -12,6 +12,7 @@ import torch
 
 from .._inputs import check_gain_range
 from .._torch_ops import chunk_rows
+from ..ranknet._native import mul3
 
 __all__ = ["lambda_loss", "check_gains", "softmax", "listmle"]
 
@@ -71,7 +72,8 @@ def lambda_loss(
     for a0 in range(0, n, step):
         a1 = min(n, a0 + step)
         half = ss * 0.5
-        x = sigma * (half[:, a0:a1, None] - half[:, None, :])  # [B, c, N]: half the scaled gap
+        hd = half[:, a0:a1, None] - half[:, None, :]  # [B, c, N]: half the gap, never overflows
+        x = sigma * hd  # half the scaled gap: may overflow (sigma > 1); then only exp(-2|x|) is used
         pair = live[:, a0:a1, None] & live[:, None, :]
         pair &= pos[a0:a1, None] != pos[None, :]
         if weighting == "ndcg1":
@@ -91,9 +93,11 @@ def lambda_loss(
                     w = w + (inv_d[a0:a1, None] - inv_d[None, :]).abs()
                 w = w * dg
         w = torch.where(pair, w, zero)
-        # -ln sigmoid(2x) / 2, stable and finite for any finite scores (0 weight: exactly 0)
-        softplus = torch.relu(-x) + 0.5 * torch.log1p(torch.exp(-2.0 * x.abs()))
-        losses += 2.0 * (w * softplus).sum((1, 2))
+        # w (-ln sigmoid(2x)) / 2 = w relu(-x) + w log1p(exp(-2|x|)) / 2, w relu(-x) taken as
+        # mul3(w, relu(-hd), sigma): inf only where the loss truly exceeds the dtype, never NaN
+        # (a zero weight gives exactly 0)
+        lin = mul3(w, torch.relu(-hd), sigma)
+        losses += 2.0 * (lin + w * (0.5 * torch.log1p(torch.exp(-2.0 * x.abs())))).sum((1, 2))
         lam = w * torch.sigmoid(-2.0 * x) * sigma  # -dL_ab/ds_a = dL_ab/ds_b
         grad_sorted[:, a0:a1] -= lam.sum(2)
         grad_sorted += lam.sum(1)
@@ -124,9 +128,12 @@ def softmax(
         p = p / torch.where(valid, total, torch.ones_like(total))[:, None]
     logits = torch.where(m, s, torch.full_like(s, -math.inf))
     logits = torch.where(m.any(-1, keepdim=True), logits, zero)  # a list with no real item
-    logp = logits - torch.logsumexp(logits, -1, keepdim=True)
-    # p * log p where p > 0 only: an item far below the others has log p = -inf (0 * -inf = NaN)
-    losses = -torch.where(m & (p > 0), p * logp, zero).sum(-1)
+    # -log softmax(s)_i = lse - s_i >= 0 may exceed the dtype (an item 2 max below the top): as
+    # 2 * (p_i * (lse / 2 - s_i / 2)), which overflows only where the loss truly does; p > 0 only
+    # (an item far below the others has log p = -inf: 0 * -inf = NaN)
+    lse = torch.logsumexp(logits, -1, keepdim=True)
+    half_nlogp = torch.where(m, 0.5 * lse - 0.5 * torch.where(m, s, zero), zero)
+    losses = 2.0 * torch.where(m & (p > 0), p * half_nlogp, zero).sum(-1)
     return torch.where(valid, losses, zero), valid
 
 

@@ -2,25 +2,49 @@
 closed-form gradient and its Hessian-vector product in torch ops, the pair matrix taken in
 blocks of lists and of rows (never a `[B, N, N]` tensor for large lists).
 
-Score gaps are `s_i / 2 - s_j / 2` (never overflows) and half-losses are summed in the wide
-dtype, so extreme but finite scores give finite results wherever the true result is finite.
+Score gaps are `s_i / 2 - s_j / 2` (never overflows), each half-loss is divided by the pair
+count before it is summed in the wide dtype, and a pair's linear term is taken by `mul3`, so
+extreme but finite scores give the true mean wherever it fits (inf beyond, never NaN).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import math
+from typing import Any, Optional, Tuple, Union
 
 import torch
 
 from .._torch_ops import chunk_rows, wide_dtype
 
-__all__ = ["ranknet", "ranknet_hvp"]
+__all__ = ["ranknet", "ranknet_hvp", "mul3", "pair_counts"]
 
 
-def _pair_blocks(s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor], sigma: float):
-    """Yields `(b0, b1, i0, i1, is_pair, xh)` over blocks of lists `b0:b1` and pair-matrix rows
-    `i0:i1`: `is_pair [rb, ib, N]` (i above j, both real) and `xh = sigma (s_i - s_j) / 2`
-    (never overflows); temporaries stay within `chunk_rows`' budget."""
+def mul3(a: torch.Tensor, b: Union[torch.Tensor, float], c: Union[torch.Tensor, float]) -> torch.Tensor:
+    """`a b c` for finite `a` (any sign) and non-negative finite `b`, `c` (tensors or floats),
+    taken as `(a * min(b, c)) * max(b, c)`: finite wherever the true product is, never NaN,
+    0 when a factor is 0 (the Rust kernels' `float::mul3`). The pairwise twins use it for a
+    pair's linear loss term `weight * sigma * |gap| / 2`, whose `sigma * gap` alone may overflow."""
+    if not isinstance(b, torch.Tensor):
+        b, c = c, b
+    if not isinstance(c, torch.Tensor):
+        return a * b.clamp(max=c) * b.clamp(min=c)
+    return a * torch.minimum(b, c) * torch.maximum(b, c)
+
+
+def pair_counts(y: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
+    """Per list the number of ordered pairs `y_i > y_j` among the real items (int64 `[B]`), from
+    a sort (no pair matrix): for each real item, the real targets strictly below its own."""
+    key = y if m is None else torch.where(m, y, torch.full_like(y, math.inf))  # padding: never below
+    below = torch.searchsorted(key.sort(-1).values, key.contiguous())
+    if m is not None:
+        below = below.masked_fill(~m, 0)
+    return below.sum(-1)
+
+
+def _pair_blocks(s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor]) -> Any:
+    """Yields `(b0, b1, i0, i1, is_pair, hd)` over blocks of lists `b0:b1` and pair-matrix rows
+    `i0:i1`: `is_pair [rb, ib, N]` (i above j, both real) and `hd = (s_i - s_j) / 2` (never
+    overflows; `sigma hd` may, for sigma > 1); temporaries stay within `chunk_rows`' budget."""
     b, n = s.shape
     rb = chunk_rows(1, b, s.device, per_row=n * n)  # lists per block, each its whole pair matrix
     ib = chunk_rows(1, n, s.device)  # rows of one list's pair matrix per block
@@ -34,7 +58,7 @@ def _pair_blocks(s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor], si
             is_pair = yb[:, i0:i1, None] > yb[:, None, :]
             if mb is not None:
                 is_pair &= mb[:, i0:i1, None] & mb[:, None, :]
-            yield b0, b1, i0, i1, is_pair, sigma * (hb[:, i0:i1, None] - hb[:, None, :])
+            yield b0, b1, i0, i1, is_pair, hb[:, i0:i1, None] - hb[:, None, :]
 
 
 def ranknet_hvp(
@@ -53,7 +77,8 @@ def ranknet_hvp(
     pairs = torch.zeros(b, dtype=torch.int64, device=s.device)
     zero = s.new_zeros(())
     v = v.to(s.dtype)
-    for b0, b1, i0, i1, is_pair, xh in _pair_blocks(s, y, m, sigma):
+    for b0, b1, i0, i1, is_pair, hd in _pair_blocks(s, y, m):
+        xh = sigma * hd
         w = torch.where(is_pair, sigma * sigma * torch.sigmoid(2.0 * xh) * torch.sigmoid(-2.0 * xh), zero)
         vb = v[b0:b1]
         wv_rows = torch.bmm(w, vb[:, :, None])[..., 0]  # sum_j w_ij v_j
@@ -74,30 +99,35 @@ def ranknet(
     """Per-list losses [B], valid [B] and (optionally) the gradient [B, N], in torch ops.
 
     Works through blocks of lists (and, for long lists, blocks of rows of the pair matrix) so
-    that no temporary exceeds the ``chunk_rows`` budget. Score gaps are taken as
-    ``s_i / 2 - s_j / 2`` (never overflows) and half-losses are summed in float64 (then
-    averaged and doubled), so extreme but finite scores give finite results wherever the true
-    result is finite.
+    that no temporary exceeds the ``chunk_rows`` budget. The pairs are counted first
+    (``pair_counts``), so each half-loss is divided by ``P`` before it is summed (in float64):
+    the sum overflows only where the mean does. Score gaps are taken as ``s_i / 2 - s_j / 2``
+    (never overflows) and a misordered pair's linear term ``sigma |gap| / (2 P)`` by ``mul3``,
+    so extreme but finite scores give the true mean wherever it fits, inf beyond, never NaN.
     """
     b = s.shape[0]
     acc = wide_dtype(s.device)
+    pairs = pair_counts(y, m)
+    valid = pairs > 0
+    inv = 1.0 / pairs.clamp(min=1).to(acc)
     losses = torch.zeros(b, dtype=acc, device=s.device)
-    pairs = torch.zeros(b, dtype=torch.int64, device=s.device)
     grad = torch.zeros_like(s) if need_grad else None
     zero = s.new_zeros(())
-    for b0, b1, i0, i1, is_pair, xh in _pair_blocks(s, y, m, sigma):
-        # log(1 + e^-x) / 2 = relu(-x/2) + log1p(e^-|x|) / 2: finite when x overflows
-        half_sp = torch.relu(-xh) + 0.5 * torch.log1p(torch.exp(-2.0 * xh.abs()))
-        losses[b0:b1] += torch.where(is_pair, half_sp, zero).sum((1, 2), dtype=acc)
-        pairs[b0:b1] += is_pair.sum((1, 2))
+    for b0, b1, i0, i1, is_pair, hd in _pair_blocks(s, y, m):
+        xh = sigma * hd
+        # log(1 + e^-x) / 2 = relu(-x/2) + log1p(e^-|x|) / 2, each divided by P; relu(-x/2) =
+        # sigma relu(-hd) by mul3 (sigma hd itself overflows for sigma > 1 at huge gaps)
+        hw, ib = hd.to(acc), inv[b0:b1, None, None]
+        half_sp = mul3(ib, torch.relu(-hw), sigma) + ib * (
+            0.5 * torch.log1p(torch.exp(-2.0 * (sigma * hw).abs()))
+        )
+        losses[b0:b1] += torch.where(is_pair, half_sp, losses.new_zeros(())).sum((1, 2))
         if need_grad:
             lam = torch.where(is_pair, sigma * torch.sigmoid(-2.0 * xh), zero)  # -dL_ij/ds_i
             grad[b0:b1, i0:i1] -= lam.sum(2)
             grad[b0:b1] += lam.sum(1)
-    valid = pairs > 0
-    denom = pairs.clamp(min=1)
-    # 2 * (half-loss sum / P): overflows only where the mean itself does
-    losses = torch.where(valid, 2.0 * (losses / denom.to(acc)), losses.new_zeros(())).to(s.dtype)
+    # 2 * (sum of half-losses / P): overflows only where the mean itself does
+    losses = torch.where(valid, 2.0 * losses, losses.new_zeros(())).to(s.dtype)
     if need_grad:
-        grad = grad / denom[:, None].to(s.dtype)
+        grad = grad / pairs.clamp(min=1)[:, None].to(s.dtype)
     return losses, valid, grad
