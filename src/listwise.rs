@@ -20,6 +20,11 @@
 //! and `dL/ds_a = -dL/ds_b = sigma (B sigmoid(x) - A sigmoid(-x))`, all over `ln 2`.
 //! O(N^2) time, O(N) memory, branch-free inner loop; a list with fewer than 2 real items, no pair
 //! or zero maxDCG has loss 0, zero gradient and does not count in a mean.
+//!
+//! Per-item weights (SPEC 13, Rax's pairwise convention): the ordered pair `(i, j)` is weighted by
+//! `w_i`, its more relevant item's weight (for `ndcg1`, which sums every ordered pair, the weight
+//! of `i`, whose `G_i / D_i` weighs it); a list with no item of positive weight above the top k's
+//! lowest label (`ndcg1`: of positive weight and gain) does not count.
 
 use crate::batch::{for_each_list, scatter, Gathered, Padded};
 use crate::error::{Error, Result};
@@ -111,22 +116,29 @@ struct Sorted<F> {
     c1: Vec<F>,
     /// `|rho(d) - rho(d + 1)|` at index `d` (index 0 unused)
     rd: Vec<F>,
+    /// SPEC 13's per-item weights (empty: none)
+    wt: Vec<F>,
 }
 
-/// One pair's `(loss, dL/ds_a)` before the `1 / ln 2`.
+/// One pair's `(loss, dL/ds_a)` before the `1 / ln 2`. With `W` (SPEC 13), the ordered pair
+/// `(a, b)` is weighted by `wa` (its first item's weight: the more relevant one, or for `ndcg1`
+/// the one whose `G / D` weighs it, Rax's `compute_pairs(weights, lambda x, y: x)`), `(b, a)` by
+/// `wb`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn pair<F: Float>(
+fn pair<F: Float, const W: bool>(
     sa: F,
     ya: F,
     ga: F,
     ia: F,
     ca: F,
+    wa: F,
     sb: F,
     yb: F,
     gb: F,
     ib: F,
     cb: F,
+    wb: F,
     rd: F,
     c: &[F; 5],
 ) -> (F, F) {
@@ -146,6 +158,7 @@ fn pair<F: Float>(
     let w = (c_rd * rd + c_lr * (ia - ib).abs()) * (ga - gb).abs() + c_one;
     let a = select(ya > yb, w, F::ZERO) + f1 * ca;
     let b = select(ya < yb, w, F::ZERO) + f1 * cb;
+    let (a, b) = if W { (a * wa, b * wb) } else { (a, b) };
     // softplus(-x) / 2 = max(-h, 0) + l1p weighs a, softplus(x) / 2 = max(h, 0) + l1p weighs b:
     // the max term (the pair placed against its weight) is `weight * sigma * |hd|`, taken by
     // `mul3`, so the loss is inf only where it truly exceeds the dtype's range, never NaN (a zero
@@ -157,14 +170,16 @@ fn pair<F: Float>(
 /// Sum over the unordered pairs of `t`'s positions of the pair losses (f64), and with `GRAD`
 /// their gradient in `g` (which must hold zeros), both before the `1 / ln 2`.
 #[inline(always)]
-fn pair_sums<F: Float, const GRAD: bool>(t: &Sorted<F>, c: &[F; 5], g: &mut [F]) -> f64 {
+fn pair_sums<F: Float, const GRAD: bool, const W: bool>(t: &Sorted<F>, c: &[F; 5], g: &mut [F]) -> f64 {
     let m = t.s.len();
     let g = &mut g[..m];
     let mut total = 0.0f64;
     for a in 0..m {
         let (sa, ya, ga, ia, ca) = (t.s[a], t.y[a], t.gn[a], t.inv_d[a], t.c1[a]);
+        let wa = if W { t.wt[a] } else { F::ONE };
         let (head, tail) = g.split_at_mut(a + 1);
         let r = a + 1..m;
+        let wt = if W { &t.wt[r.clone()] } else { &t.s[r.clone()] }; // (unread without W)
         let (st, yt, gt, it, ct) =
             (&t.s[r.clone()], &t.y[r.clone()], &t.gn[r.clone()], &t.inv_d[r.clone()], &t.c1[r]);
         let rdt = &t.rd[1..m - a];
@@ -179,15 +194,18 @@ fn pair_sums<F: Float, const GRAD: bool>(t: &Sorted<F>, c: &[F; 5], g: &mut [F])
             .zip(gt.chunks_exact(L))
             .zip(it.chunks_exact(L))
             .zip(ct.chunks_exact(L))
-            .zip(rdt.chunks_exact(L));
-        for ((((((gv, sv), yv), gnv), iv), cv), rv) in lanes {
+            .zip(rdt.chunks_exact(L))
+            .zip(wt.chunks_exact(L));
+        for (((((((gv, sv), yv), gnv), iv), cv), rv), wv) in lanes {
             let gv: &mut [F; L] = gv.try_into().unwrap();
             let (sv, yv): (&[F; L], &[F; L]) = (sv.try_into().unwrap(), yv.try_into().unwrap());
             let (gnv, iv): (&[F; L], &[F; L]) = (gnv.try_into().unwrap(), iv.try_into().unwrap());
             let (cv, rv): (&[F; L], &[F; L]) = (cv.try_into().unwrap(), rv.try_into().unwrap());
+            let wv: &[F; L] = wv.try_into().unwrap();
             let mut d = [F::ZERO; L];
             for l in 0..L {
-                let (lo, da) = pair(sa, ya, ga, ia, ca, sv[l], yv[l], gnv[l], iv[l], cv[l], rv[l], c);
+                let (lo, da) =
+                    pair::<F, W>(sa, ya, ga, ia, ca, wa, sv[l], yv[l], gnv[l], iv[l], cv[l], wv[l], rv[l], c);
                 acc_l[l] += lo;
                 d[l] = da;
             }
@@ -201,7 +219,8 @@ fn pair_sums<F: Float, const GRAD: bool>(t: &Sorted<F>, c: &[F; 5], g: &mut [F])
         let (mut rest_l, mut rest_g) = (F::ZERO, F::ZERO);
         for (q, gj) in tail_r.iter_mut().enumerate() {
             let j = whole + q;
-            let (lo, da) = pair(sa, ya, ga, ia, ca, st[j], yt[j], gt[j], it[j], ct[j], rdt[j], c);
+            let (lo, da) =
+                pair::<F, W>(sa, ya, ga, ia, ca, wa, st[j], yt[j], gt[j], it[j], ct[j], wt[j], rdt[j], c);
             rest_l += lo;
             if GRAD {
                 rest_g += da;
@@ -259,6 +278,11 @@ fn list_loss<F: Float>(w: &mut Work<F>, opts: &Options, grad: bool) -> (F, bool)
     t.inv_d.clear();
     t.c1.clear();
     t.rd.clear();
+    t.wt.clear();
+    let weighted = !w.list.w.is_empty();
+    if weighted {
+        t.wt.extend(w.order[..kk].iter().map(|&i| w.list.w[i]));
+    }
     for (p, &i) in w.order[..kk].iter().enumerate() {
         let g = gain(y[i].to_f64(), opts.scale_gains) / max_dcg;
         let inv_d = 1.0 / (p as f64 + 2.0).log2();
@@ -277,13 +301,30 @@ fn list_loss<F: Float>(w: &mut Work<F>, opts: &Options, grad: bool) -> (F, bool)
     if opts.weighting != Weighting::Ndcg1 && t.y.iter().all(|&v| v == t.y[0]) {
         return (F::ZERO, false);
     }
+    // SPEC 13: something weighted to rank: an item of positive weight above the lowest label of
+    // the top k (ndcg1: one of positive weight and gain, which weighs every pair it leads).
+    if weighted {
+        let exists = if opts.weighting == Weighting::Ndcg1 {
+            t.y.iter().zip(&t.wt).any(|(&v, &wv)| wv > F::ZERO && gain(v.to_f64(), opts.scale_gains) > 0.0)
+        } else {
+            let low = t.y.iter().fold(t.y[0], |a, &v| if v < a { v } else { a });
+            t.y.iter().zip(&t.wt).any(|(&v, &wv)| wv > F::ZERO && v > low)
+        };
+        if !exists {
+            return (F::ZERO, false);
+        }
+    }
     let c = opts.coefficients();
     let c =
         [F::from_f64(opts.sigma), F::from_f64(c[0]), F::from_f64(c[1]), F::from_f64(c[2]), F::from_f64(c[3])];
     w.g.clear();
     w.g.resize(kk, F::ZERO);
-    let total =
-        if grad { pair_sums::<F, true>(t, &c, &mut w.g) } else { pair_sums::<F, false>(t, &c, &mut w.g) };
+    let total = match (grad, weighted) {
+        (true, false) => pair_sums::<F, true, false>(t, &c, &mut w.g),
+        (false, false) => pair_sums::<F, false, false>(t, &c, &mut w.g),
+        (true, true) => pair_sums::<F, true, true>(t, &c, &mut w.g),
+        (false, true) => pair_sums::<F, false, true>(t, &c, &mut w.g),
+    };
     let inv_ln2 = std::f64::consts::LOG2_E;
     if grad {
         let f = F::from_f64(inv_ln2);
@@ -341,6 +382,12 @@ mod tests {
 
     /// Straight from the definition, in f64: every ordered pair, one at a time.
     fn reference(s: &[f64], y: &[f64], o: &Options) -> (f64, bool) {
+        reference_weighted(s, y, &vec![1.0; s.len()], o)
+    }
+
+    /// `reference` with SPEC 13's per-item weights: the ordered pair `(i, j)` times `w_i`; a list
+    /// with no pair of positive item weight (ndcg1: and gain) does not count.
+    fn reference_weighted(s: &[f64], y: &[f64], wt: &[f64], o: &Options) -> (f64, bool) {
         let m = s.len();
         let mut order: Vec<usize> = (0..m).collect();
         order.sort_by(|&i, &j| s[j].partial_cmp(&s[i]).unwrap());
@@ -359,11 +406,16 @@ mod tests {
         let gn = |i: usize| g(y[i]) / max_dcg;
         let dd = |i: usize| (pos[i] as f64 + 2.0).log2();
         let rho = |d: f64| 1.0 / (1.0 + d).log2();
-        let (mut total, mut pairs) = (0.0, 0);
+        let (mut total, mut pairs, mut weighted) = (0.0, 0, false);
         for i in 0..m {
             for j in 0..m {
                 if i == j || pos[i] >= k || pos[j] >= k {
                     continue;
+                }
+                if o.weighting != Weighting::Ndcg1 && y[i] > y[j]
+                    || o.weighting == Weighting::Ndcg1 && g(y[i]) > 0.0
+                {
+                    weighted |= wt[i] > 0.0;
                 }
                 let ndcg2 = || {
                     let d = (pos[i] as f64 - pos[j] as f64).abs();
@@ -380,14 +432,84 @@ mod tests {
                 };
                 let x = o.sigma * (s[i] - s[j]);
                 // -log2(sigmoid(x)) = softplus(-x) / ln 2, computed stably
-                total += w * ((-x).max(0.0) + (-x.abs()).exp().ln_1p()) / 2f64.ln();
+                total += wt[i] * w * ((-x).max(0.0) + (-x.abs()).exp().ln_1p()) / 2f64.ln();
                 pairs += 1;
             }
         }
-        if pairs == 0 {
+        if pairs == 0 || !weighted {
             return (0.0, false);
         }
         (total, true)
+    }
+
+    #[test]
+    fn weighted_loss_matches_reference_and_finite_differences() {
+        let mut rng = Rng(0x13_13);
+        for &(b, n) in &[(3, 5), (2, 17), (4, 9)] {
+            for weighting in ALL {
+                for &(sigma, k) in &[(1.0, None), (0.5, Some(3)), (2.0, Some(6))] {
+                    let o = opts(weighting, sigma, k, 3.0, true);
+                    let s: Vec<f64> = (0..b * n).map(|_| (rng.normal() * 8.0).round() / 4.0).collect();
+                    let y: Vec<f64> = (0..b * n).map(|_| rng.label(3)).collect();
+                    let mask: Vec<bool> = (0..b * n).map(|k| k % n == 0 || rng.next() < 0.8).collect();
+                    let mut w: Vec<f64> = (0..b * n)
+                        .map(|k| match (mask[k], rng.int(5)) {
+                            (false, 0) => f64::NAN,
+                            (false, 1) => f64::INFINITY,
+                            (false, _) => -1.0,
+                            (true, 0) => 0.0,
+                            (true, _) => rng.next() * 2.0,
+                        })
+                        .collect();
+                    w[..n].iter_mut().for_each(|v| *v = 0.0); // list 0: nothing weighted
+                    let batch =
+                        Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap().with_weights(Some(&w)).unwrap();
+                    let (l, v, g) = run(&batch, &o);
+                    assert!(!v[0] && l[0] == 0.0);
+                    for bi in 0..b {
+                        let idx: Vec<usize> = (0..n).filter(|&j| mask[bi * n + j]).collect();
+                        let pick = |x: &[f64]| idx.iter().map(|&j| x[bi * n + j]).collect::<Vec<f64>>();
+                        let (sr, yr, wr) = (pick(&s), pick(&y), pick(&w));
+                        let (rl, rv) = reference_weighted(&sr, &yr, &wr, &o);
+                        assert_eq!(v[bi], rv, "{o:?}");
+                        assert!(close(l[bi], rl, 1e-12), "{o:?}: loss {} vs {rl}", l[bi]);
+                        assert!((0..n).filter(|&j| !mask[bi * n + j]).all(|j| g[bi * n + j] == 0.0));
+                        let h = 1e-6;
+                        for (kx, &j) in idx.iter().enumerate() {
+                            if sr.iter().enumerate().any(|(q, &x)| q != kx && x == sr[kx]) {
+                                continue; // tied scores: a step would reorder them
+                            }
+                            let (mut sp, mut sm) = (sr.clone(), sr.clone());
+                            sp[kx] += h;
+                            sm[kx] -= h;
+                            let fd = (reference_weighted(&sp, &yr, &wr, &o).0
+                                - reference_weighted(&sm, &yr, &wr, &o).0)
+                                / (2.0 * h);
+                            assert!(
+                                (g[bi * n + j] - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+                                "{o:?}: {} vs {fd}",
+                                g[bi * n + j]
+                            );
+                        }
+                    }
+                    // unit weights: the unweighted bits
+                    let ones = vec![1.0; b * n];
+                    let unit = Padded::new(&s, Some(&y), Some(&mask), b, n)
+                        .unwrap()
+                        .with_weights(Some(&ones))
+                        .unwrap();
+                    let plain = Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap();
+                    let (a, c) = (run(&unit, &o), run(&plain, &o));
+                    assert_eq!(a.1, c.1);
+                    assert!(a
+                        .0
+                        .iter()
+                        .chain(&a.2)
+                        .zip(c.0.iter().chain(&c.2))
+                        .all(|(x, z)| x.to_bits() == z.to_bits()));
+                }
+            }
+        }
     }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {

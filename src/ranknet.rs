@@ -14,6 +14,11 @@
 //! `P` is counted exactly (u64) from the label multiplicities, so a list without pairs is known
 //! before the O(N^2) loop. A list with no pair (or fewer than 2 real items) has loss 0, zero
 //! gradient and does not count in a mean.
+//!
+//! Per-item weights (SPEC 13, Rax's `pairwise_logistic_loss(weights=)`): a pair `y_i > y_j` is
+//! weighted by `w_i`, the weight of the more relevant item; `P` still counts every pair (Rax's
+//! mean over the valid pairs divides by their number, not by the weights' sum). A list none of
+//! whose pairs has a positive weight does not count.
 
 use crate::batch::{for_each_list, scatter, Gathered, Padded};
 use crate::error::Result;
@@ -65,31 +70,47 @@ fn count_pairs<F: Float>(ys: &mut [F]) -> u64 {
 /// The sums over the pairs of one list: returns `sum softplus / (2 P)` (f64; each half-loss is
 /// scaled by `1/P` before it is added, so the sum overflows only where the mean does) and, with
 /// `GRAD`, leaves `sum_j lambda_kj - sum_j lambda_jk` in `g` (which must hold zeros).
+///
+/// With `W`, pair `(i, j)` is weighted by `wt` of its more relevant item (`wt[i]` if
+/// `y_i > y_j`, else `wt[j]`): its loss through the `1/P` factor (`w/P` never overflows), its
+/// lambda by a product.
 #[inline(always)]
-fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F], inv: f64) -> f64 {
+fn pair_sums<F: Float, const GRAD: bool, const W: bool>(
+    s: &[F],
+    y: &[F],
+    wt: &[F],
+    sigma: F,
+    g: &mut [F],
+    inv: f64,
+) -> f64 {
     let m = s.len();
     let inv_f = F::from_f64(inv);
     let g = &mut g[..m];
     let mut total = 0.0f64;
     for i in 0..m {
         let (si, yi) = (s[i], y[i]);
+        let wi = if W { wt[i] } else { F::ONE };
         let (head, tail) = g.split_at_mut(i + 1);
         let (st, yt) = (&s[i + 1..], &y[i + 1..]);
+        let wtt = if W { &wt[i + 1..] } else { &s[i + 1..] }; // (unread without W)
         let mut acc_l = [F::ZERO; L];
         let mut acc_g = [F::ZERO; L];
         let mut gc = tail.chunks_exact_mut(L);
         let mut sc = st.chunks_exact(L);
         let mut yc = yt.chunks_exact(L);
-        for ((gv, sv), yv) in (&mut gc).zip(&mut sc).zip(&mut yc) {
+        let mut wc = wtt.chunks_exact(L);
+        for (((gv, sv), yv), wv) in (&mut gc).zip(&mut sc).zip(&mut yc).zip(&mut wc) {
             let gv: &mut [F; L] = gv.try_into().unwrap();
             let sv: &[F; L] = sv.try_into().unwrap();
             let yv: &[F; L] = yv.try_into().unwrap();
+            let wv: &[F; L] = wv.try_into().unwrap();
             let mut lam = [F::ZERO; L];
             for l in 0..L {
                 let t = sign(yi, yv[l]);
-                let (lo, sn) = pair_terms(sigma, t, si, sv[l], inv_f);
+                let wp = if W { select(t > F::ZERO, wi, wv[l]) } else { F::ONE };
+                let (lo, sn) = pair_terms(sigma, t, si, sv[l], if W { inv_f * wp } else { inv_f });
                 acc_l[l] += lo;
-                lam[l] = sigma * t * sn;
+                lam[l] = if W { sigma * t * sn * wp } else { sigma * t * sn };
             }
             if GRAD {
                 for l in 0..L {
@@ -99,12 +120,15 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
             }
         }
         let (mut rest_l, mut rest_g) = (F::ZERO, F::ZERO);
-        for ((gj, &sj), &yj) in gc.into_remainder().iter_mut().zip(sc.remainder()).zip(yc.remainder()) {
+        let rests =
+            gc.into_remainder().iter_mut().zip(sc.remainder()).zip(yc.remainder()).zip(wc.remainder());
+        for (((gj, &sj), &yj), &wj) in rests {
             let t = sign(yi, yj);
-            let (lo, sn) = pair_terms(sigma, t, si, sj, inv_f);
+            let wp = if W { select(t > F::ZERO, wi, wj) } else { F::ONE };
+            let (lo, sn) = pair_terms(sigma, t, si, sj, if W { inv_f * wp } else { inv_f });
             rest_l += lo;
             if GRAD {
-                let lam = sigma * t * sn;
+                let lam = if W { sigma * t * sn * wp } else { sigma * t * sn };
                 rest_g -= lam;
                 *gj += lam;
             }
@@ -115,6 +139,12 @@ fn pair_sums<F: Float, const GRAD: bool>(s: &[F], y: &[F], sigma: F, g: &mut [F]
         }
     }
     total
+}
+
+/// Whether some pair `y_i > y_j` has a positive weight `w_i`: an item of positive weight above
+/// the lowest label `y_min`.
+fn weighted_pair_exists<F: Float>(y: &[F], wt: &[F], y_min: F) -> bool {
+    y.iter().zip(wt).any(|(&v, &w)| w > F::ZERO && v > y_min)
 }
 
 /// Per-thread scratch for one list.
@@ -140,12 +170,16 @@ fn list_loss<F: Float>(w: &mut Work<F>, sigma: F, grad: bool) -> (F, bool) {
     if pairs == 0 {
         return (F::ZERO, false);
     }
-    let (s, y) = (&w.list.s[..], &w.list.y[..]);
+    let (s, y, wt) = (&w.list.s[..], &w.list.y[..], &w.list.w[..]);
+    if !wt.is_empty() && !weighted_pair_exists(y, wt, w.ys[0]) {
+        return (F::ZERO, false);
+    }
     let inv = 1.0 / pairs as f64;
-    let total = if grad {
-        pair_sums::<F, true>(s, y, sigma, &mut w.g, inv)
-    } else {
-        pair_sums::<F, false>(s, y, sigma, &mut w.g, inv)
+    let total = match (grad, wt.is_empty()) {
+        (true, true) => pair_sums::<F, true, false>(s, y, wt, sigma, &mut w.g, inv),
+        (false, true) => pair_sums::<F, false, false>(s, y, wt, sigma, &mut w.g, inv),
+        (true, false) => pair_sums::<F, true, true>(s, y, wt, sigma, &mut w.g, inv),
+        (false, false) => pair_sums::<F, false, true>(s, y, wt, sigma, &mut w.g, inv),
     };
     if grad {
         let inv = F::from_f64(inv);
@@ -265,6 +299,85 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `reference` with per-item weights: pair `y_i > y_j` weighted by `w_i`, still over `P`;
+    /// no pair of positive weight: the list does not count.
+    fn reference_weighted(s: &[f64], y: &[f64], w: &[f64], sigma: f64) -> (f64, bool, Vec<f64>) {
+        let n = s.len();
+        let mut g = vec![0.0; n];
+        let (mut total, mut pairs, mut any) = (0.0, 0usize, false);
+        for i in 0..n {
+            for j in 0..n {
+                if y[i] > y[j] {
+                    let x = sigma * (s[i] - s[j]);
+                    total += w[i] * softplus(-x);
+                    let lam = -sigma * w[i] / (1.0 + x.exp());
+                    g[i] += lam;
+                    g[j] -= lam;
+                    pairs += 1;
+                    any |= w[i] > 0.0;
+                }
+            }
+        }
+        if pairs == 0 || !any {
+            return (0.0, false, vec![0.0; n]);
+        }
+        (total / pairs as f64, true, g.iter().map(|v| v / pairs as f64).collect())
+    }
+
+    #[test]
+    fn weighted_loss_and_gradient_match_reference() {
+        let mut rng = Rng(0x13);
+        for &(b, n) in &[(1, 2), (3, 5), (4, 17), (2, 40), (5, 9)] {
+            for &sigma in &[0.3, 1.0, 5.0] {
+                let s: Vec<f64> = (0..b * n).map(|_| (rng.normal() * 3.0 * 8.0).round() / 8.0).collect();
+                let y: Vec<f64> = (0..b * n).map(|_| rng.label(3)).collect();
+                let mask: Vec<bool> = (0..b * n).map(|k| k % n == 0 || rng.next() < 0.8).collect();
+                let w: Vec<f64> = (0..b * n)
+                    .map(|k| match (mask[k], rng.int(4)) {
+                        (false, 0) => f64::NAN,
+                        (false, 1) => f64::INFINITY,
+                        (false, _) => -1.0,
+                        (true, 0) => 0.0,
+                        (true, _) => rng.next() * 3.0,
+                    })
+                    .collect();
+                let batch =
+                    Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap().with_weights(Some(&w)).unwrap();
+                let (mut l, mut v, mut g) = (vec![9.0; b], vec![false; b], vec![9.0; b * n]);
+                ranknet_loss(&batch, sigma, &mut l, &mut v, Some(&mut g)).unwrap();
+                for bi in 0..b {
+                    let idx: Vec<usize> = (0..n).filter(|&j| mask[bi * n + j]).collect();
+                    let pick = |x: &[f64]| idx.iter().map(|&j| x[bi * n + j]).collect::<Vec<f64>>();
+                    let (rl, rv, rg) = reference_weighted(&pick(&s), &pick(&y), &pick(&w), sigma);
+                    assert_eq!(v[bi], rv);
+                    assert!(close(l[bi], rl, 1e-13), "loss {} vs {rl}", l[bi]);
+                    for (k, &j) in idx.iter().enumerate() {
+                        assert!(close(g[bi * n + j], rg[k], 1e-13), "grad {} vs {}", g[bi * n + j], rg[k]);
+                    }
+                    assert!((0..n).filter(|&j| !mask[bi * n + j]).all(|j| g[bi * n + j] == 0.0));
+                }
+                // unit weights: the unweighted bits
+                let ones = vec![1.0; b * n];
+                let unit =
+                    Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap().with_weights(Some(&ones)).unwrap();
+                let plain = Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap();
+                let run = |batch: &Padded<f64>| {
+                    let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
+                    ranknet_loss(batch, sigma, &mut l, &mut v, Some(&mut g)).unwrap();
+                    (l, v, g)
+                };
+                let (a, c) = (run(&unit), run(&plain));
+                assert_eq!(a.1, c.1);
+                assert!(a
+                    .0
+                    .iter()
+                    .chain(&a.2)
+                    .zip(c.0.iter().chain(&c.2))
+                    .all(|(x, z)| x.to_bits() == z.to_bits()));
             }
         }
     }

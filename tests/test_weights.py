@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -104,6 +105,110 @@ def ref_listmle(s, y, w):
     return float((ws * (tail - ss)).sum()), True
 
 
+def _softplus(x):
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def ref_ranknet(s, y, w, sigma=1.0):
+    """`sum_{y_i > y_j} w_i log(1 + exp(-sigma (s_i - s_j))) / P`, `P` the number of pairs."""
+    pair = y[:, None] > y[None, :]
+    if not pair.any() or not (pair & (w[:, None] > 0)).any():
+        return 0.0, False
+    terms = w[:, None] * _softplus(-sigma * (s[:, None] - s[None, :]))
+    return float(terms[pair].sum() / pair.sum()), True
+
+
+def ref_lambdarank(s, y, w, sigma=1.0, k=None, norm=False, metric="ndcg"):
+    """SPEC 4's per-list pseudocode (LightGBM's lambdarank loss form), each pair's term times the
+    weight of its higher-labelled item; S (norm) from the unweighted lambdas."""
+    n = len(s)
+    if n < 2 or (y == y[0]).all():
+        return 0.0, False
+    order = np.argsort(-s, kind="stable")
+    k = n if k is None else k
+    disc = 1.0 / np.log2(np.arange(n) + 2.0)
+    gain = 2.0 ** np.maximum(y, 0.0) - 1.0
+    if metric == "ndcg":
+        max_dcg = float((np.sort(gain)[::-1][:k] * disc[:k]).sum())
+        if max_dcg <= 0:
+            return 0.0, False
+    elif not (0 < (y > 0).sum() < n):
+        return 0.0, False
+
+    def rr(o):
+        rel = np.flatnonzero(y[o] > 0)
+        return 1.0 / (rel[0] + 1.0) if len(rel) else 0.0
+
+    spread = s[order[0]] != s[order[-1]]
+    total_s = loss = 0.0
+    weighted = False
+    for i in range(min(n - 1, k)):
+        for j in range(i + 1, n):
+            a, b = order[i], order[j]
+            if y[a] == y[b]:
+                continue
+            (h, ph), (lo, pl) = ((a, i), (b, j)) if y[a] > y[b] else ((b, j), (a, i))
+            ds = s[h] - s[lo]
+            if metric == "ndcg":
+                delta = (gain[h] - gain[lo]) * abs(disc[ph] - disc[pl]) / max_dcg
+            else:
+                swapped = order.copy()
+                swapped[i], swapped[j] = swapped[j], swapped[i]
+                delta = abs(rr(swapped) - rr(order))
+            if norm and spread:
+                delta /= 0.01 + abs(ds)
+            rho = 1.0 / (1.0 + math.exp(min(sigma * ds, 700.0)))
+            total_s += 2.0 * sigma * delta * rho
+            loss += w[h] * delta * float(_softplus(-sigma * ds))
+            weighted |= w[h] > 0
+    if not weighted:
+        return 0.0, False
+    if norm and total_s > 0:
+        loss *= math.log1p(total_s) / (total_s * math.log(2.0))
+    return loss, True
+
+
+def ref_lambda_loss(s, y, w, weighting="ndcg2pp", sigma=1.0, k=None, mu=10.0):
+    """LambdaLoss (SPEC 11) over the ordered pairs of the top k, the pair (i, j) times `w_i`."""
+    n = len(s)
+    order = np.argsort(-s, kind="stable")
+    pos = np.empty(n, dtype=int)
+    pos[order] = np.arange(n)
+    k = n if k is None else min(k, n)
+    g = 2.0 ** np.maximum(y, 0.0) - 1.0
+    max_dcg = float((np.sort(g)[::-1][:k] / np.log2(np.arange(k) + 2.0)).sum())
+    if k < 2 or max_dcg <= 0:
+        return 0.0, False
+    gn, dd = g / max_dcg, np.log2(pos + 2.0)
+
+    def rho(d):
+        return 1.0 / np.log2(1.0 + d)
+
+    total, pairs, weighted = 0.0, 0, False
+    for i in range(n):
+        for j in range(n):
+            if i == j or pos[i] >= k or pos[j] >= k:
+                continue
+            if weighting == "ndcg1":
+                wij = gn[i] / dd[i]
+                weighted |= w[i] > 0 and g[i] > 0
+            elif y[i] <= y[j]:
+                continue
+            else:
+                weighted |= w[i] > 0
+                d = abs(pos[i] - pos[j])
+                ndcg2 = abs(rho(d) - rho(d + 1.0)) * abs(gn[i] - gn[j])
+                lr = abs(1.0 / dd[i] - 1.0 / dd[j]) * abs(gn[i] - gn[j])
+                wij = {"ndcg2": ndcg2, "lambdarank": lr, "ndcg2pp": mu * ndcg2 + lr, "ranknet": 1.0}[
+                    weighting
+                ]
+            total += w[i] * wij * float(_softplus(-sigma * (s[i] - s[j]))) / math.log(2.0)
+            pairs += 1
+    if pairs == 0 or not weighted:
+        return 0.0, False
+    return total, True
+
+
 def ref_batch(ref, s, y, m, w):
     """Per-list (losses, valid) of a padded batch, `w` None for unit weights."""
     losses, valid = [], []
@@ -142,7 +247,7 @@ class Loss:
     methods: Sequence[Optional[str]] = (None,)
     second: bool = True
     backends: Sequence[str] = BACKENDS
-    rax: bool = False
+    gradcheck: bool = True
 
     def __repr__(self) -> str:
         return self.name
@@ -205,6 +310,49 @@ LOSSES = [
         backends=("auto",),
     ),
     Loss("listmle", _composite(listwise.listmle_loss), ref_listmle, backends=("auto",)),
+    Loss("ranknet", _approx(rankgrad.ranknet_loss, 1.0), ref_ranknet),
+    Loss(
+        "ranknet_sigma",
+        _approx(rankgrad.ranknet_loss, 2.5),
+        lambda s, y, w: ref_ranknet(s, y, w, 2.5),
+    ),
+    Loss(
+        "lambdarank",
+        _approx(rankgrad.lambdarank_loss, 1.3),
+        lambda s, y, w: ref_lambdarank(s, y, w, 1.3),
+        second=False,
+    ),
+    Loss(
+        "lambdarank_norm_k",
+        _approx(rankgrad.lambdarank_loss, 0.8, 3, True),
+        lambda s, y, w: ref_lambdarank(s, y, w, 0.8, 3, True),
+        second=False,
+        gradcheck=False,  # norm's 1 / (0.01 + |ds|) is held constant: not the loss's derivative
+    ),
+    Loss(
+        "lambdarank_mrr",
+        _approx(rankgrad.lambdarank_loss, 1.0, None, False, metric="mrr"),
+        lambda s, y, w: ref_lambdarank(s, y, w, 1.0, None, False, "mrr"),
+        second=False,
+    ),
+    Loss(
+        "lambda_loss",
+        _approx(listwise.lambda_loss, "ndcg2pp", 1.0, 5),
+        lambda s, y, w: ref_lambda_loss(s, y, w, "ndcg2pp", 1.0, 5),
+        second=False,
+    ),
+    Loss(
+        "lambda_loss_ndcg1",
+        _approx(listwise.lambda_loss, "ndcg1", 0.7),
+        lambda s, y, w: ref_lambda_loss(s, y, w, "ndcg1", 0.7),
+        second=False,
+    ),
+    Loss(
+        "lambda_loss_ranknet_k",
+        _approx(listwise.lambda_loss, "ranknet", 1.5, 4),
+        lambda s, y, w: ref_lambda_loss(s, y, w, "ranknet", 1.5, 4),
+        second=False,
+    ),
 ]
 
 
@@ -312,6 +460,8 @@ def _grad_inputs(seed: int = 5):
 def test_gradcheck_weighted(loss, backend, method):
     if method == "fast":
         pytest.skip("fast summation is checked against the exact sums (test_methods_agree)")
+    if not loss.gradcheck:
+        pytest.skip("its gradient holds a score-dependent factor constant by definition")
     s, y, m, w, lw = _grad_inputs()
     for weights, reduction in ((w, "none"), (w, "mean"), (lw, "mean"), (lw, "none")):
 
@@ -322,11 +472,16 @@ def test_gradcheck_weighted(loss, backend, method):
         assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-7, rtol=1e-5)
         if loss.second:
             assert torch.autograd.gradgradcheck(f, (x,), eps=1e-6, atol=1e-6, rtol=1e-4)
+        else:  # a clear error, never silent zeros
+            (g,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+            with pytest.raises(RuntimeError, match="second derivatives"):
+                torch.autograd.grad(g.sum(), x)
         (g,) = torch.autograd.grad(f(x).sum(), x)
         assert (g[~m] == 0).all()  # padded items: exactly zero, whatever their weights hold
 
 
 APPROX = [loss for loss in LOSSES if loss.methods == APPROX_METHODS]
+TWINS = [loss for loss in LOSSES if tuple(loss.backends) == BACKENDS]
 
 
 @pytest.mark.parametrize("loss", APPROX, ids=repr)
@@ -347,19 +502,22 @@ def test_methods_agree(loss, backend):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("loss", APPROX, ids=repr)
-@pytest.mark.parametrize("method", APPROX_METHODS)
+@pytest.mark.parametrize(
+    "loss, method",
+    [pytest.param(lo, me, id=f"{lo.name}-{me}") for lo in TWINS for me in lo.methods],
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_backends_agree(loss, method, dtype):
-    """Rust and the torch twin with weights: values, gradients, Hessian-vector products."""
+    """Rust and the torch twin with weights: values, gradients, Hessian-vector products (where
+    second derivatives exist)."""
     s, y, m, w, _ = weighted_batch(7, 6, 11)
     v = torch.randn(s.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
     out = {}
     for backend in BACKENDS:
         x = _t(s, dtype).requires_grad_()
         val = loss.call(x, _t(y, dtype), _t(m), "none", _t(w, dtype), backend, method)
-        (g,) = torch.autograd.grad(val.sum(), x, create_graph=True)
-        (hv,) = torch.autograd.grad((g * v).sum(), x)
+        (g,) = torch.autograd.grad(val.sum(), x, create_graph=loss.second)
+        hv = torch.autograd.grad((g * v).sum(), x)[0] if loss.second else g
         out[backend] = (val.detach(), g.detach(), hv)
     tol = 1e-10 if dtype == torch.float64 else 2e-5
     for a, b in zip(out["rust"], out["torch"]):
@@ -367,13 +525,19 @@ def test_backends_agree(loss, method, dtype):
 
 
 def test_weighted_hessian_is_exact():
-    """The fused HVP (Rust and torch) equals torch.func.hessian of the weighted loss."""
+    """The HVPs (approx: fused Rust and torch; RankNet: torch on both) equal torch.func.hessian
+    of the weighted loss."""
     s, y, m, w, _ = _grad_inputs(8)
     for backend in BACKENDS:
-        for fn in (rankgrad.approx_ndcg_loss, rankgrad.approx_mrr_loss, rankgrad.approx_rank_mse_loss):
+        for fn in (
+            partial(rankgrad.approx_ndcg_loss, method="exact"),
+            partial(rankgrad.approx_mrr_loss, method="exact"),
+            partial(rankgrad.approx_rank_mse_loss, method="exact"),
+            partial(rankgrad.ranknet_loss, sigma=1.7),
+        ):
 
             def total(x, fn=fn):
-                return fn(x, y, mask=m, weights=w, reduction="sum", backend=backend, method="exact")
+                return fn(x, y, mask=m, weights=w, reduction="sum", backend=backend)
 
             h = torch.func.hessian(total)(s)
             hr = torch.func.jacrev(torch.func.grad(total))(s)
@@ -483,6 +647,9 @@ def test_nn_modules_take_weights():
         ),
         (rnn.SoftmaxLoss(normalize=False), lambda *a, **k: listwise.softmax_loss(*a, normalize=False, **k)),
         (rnn.ListMLELoss(reduction="none"), lambda *a, **k: listwise.listmle_loss(*a, reduction="none", **k)),
+        (rnn.RankNetLoss(sigma=2.0), lambda *a, **k: rankgrad.ranknet_loss(*a, sigma=2.0, **k)),
+        (rnn.LambdaRankLoss(norm=True), lambda *a, **k: rankgrad.lambdarank_loss(*a, norm=True, **k)),
+        (rnn.LambdaLoss("lambdarank", k=4), lambda *a, **k: listwise.lambda_loss(*a, "lambdarank", k=4, **k)),
     ]
     for module, fn in cases:
         for weights in (w, lw, None):
@@ -611,4 +778,44 @@ def test_listmle_against_rax(rax):
     per = np.asarray(rax.listmle_loss(_j(s), _j(y), where=_j(m), reduce_fn=None))
     np.testing.assert_allclose(listwise.listmle_loss(s, y, m, "none"), per, rtol=1e-10, atol=1e-12)
     got = listwise.listmle_loss(s, y, m, weights=lw)
+    np.testing.assert_allclose(got, (lw * per).sum() / lw.sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+def test_ranknet_against_rax(rax, backend, sigma):
+    """`ranknet_loss(s, y, sigma, weights=w, reduction="none")` per list = Rax's
+    `pairwise_logistic_loss(sigma * s, y, where=m, weights=w, reduce_fn=jnp.mean)` on that list
+    alone (jax.vmap: Rax's mean over the list's valid pairs, each pair `y_i > y_j` times `w_i`;
+    Rax has no sigma, so the scores are scaled). Rax's own batch reduction differs: its default
+    `reduce_fn=jnp.mean` averages every valid pair of the batch at once, i.e. our per-list values
+    weighted by their pair counts `P_b`; `jnp.sum` sums the pairs, i.e. `sum_b P_b loss_b`. A
+    `[B]` weight is our weighted mean of the per-list values."""
+    import jax
+    import jax.numpy as jnp
+
+    s, y, m, w_rax, w_ours, lw = _rax_batch(51 + int(sigma))
+    pairs = ((y[:, :, None] > y[:, None, :]) & m[:, :, None] & m[:, None, :]).sum((1, 2)).astype(float)
+
+    def per_list(x, lab, mk, wt):
+        return rax.pairwise_logistic_loss(x, lab, where=mk, weights=wt, reduce_fn=jnp.mean)
+
+    for weights_rax, weights_ours in ((np.ones_like(s), None), (w_rax, w_ours)):
+        want = np.asarray(jax.vmap(per_list)(_j(sigma * s), _j(y), _j(m), _j(weights_rax)))
+        got = rankgrad.ranknet_loss(s, y, sigma, m, "none", weights=weights_ours, backend=backend)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+        batch = rax.pairwise_logistic_loss(_j(sigma * s), _j(y), where=_j(m), weights=_j(weights_rax))
+        np.testing.assert_allclose((pairs * got).sum() / pairs.sum(), float(batch), rtol=1e-10)
+        total = rax.pairwise_logistic_loss(
+            _j(sigma * s), _j(y), where=_j(m), weights=_j(weights_rax), reduce_fn=jnp.sum
+        )
+        np.testing.assert_allclose((pairs * got).sum(), float(total), rtol=1e-10)
+        # gradients: jax.grad of Rax's per-list means, summed
+        gw = jax.grad(lambda x: jax.vmap(per_list)(sigma * x, _j(y), _j(m), _j(weights_rax)).sum())(_j(s))
+        x = _t(s).requires_grad_()
+        wt = None if weights_ours is None else _t(weights_ours)
+        rankgrad.ranknet_loss(x, _t(y), sigma, _t(m), "sum", weights=wt, backend=backend).backward()
+        np.testing.assert_allclose(x.grad.numpy(), np.asarray(gw), rtol=1e-9, atol=1e-12)
+    per = np.asarray(jax.vmap(per_list)(_j(sigma * s), _j(y), _j(m), _j(np.ones_like(s))))
+    got = rankgrad.ranknet_loss(s, y, sigma, m, weights=lw, backend=backend)
     np.testing.assert_allclose(got, (lw * per).sum() / lw.sum(), rtol=1e-10)

@@ -142,8 +142,9 @@ def ranknet_loss(
     mask: _Mask,
     sigma: float,
     need_grad: bool,
+    weights: Optional[_Float] = None,
 ) -> Tuple[_Float, _Bool, Optional[_Float]]:
-    """`(losses [B], valid [B], grad [B, N] or None)`."""
+    """`(losses [B], valid [B], grad [B, N] or None)`; `weights`: per-item `[B, N]` (SPEC 13)."""
 
 # -- exact metrics (src/py/metrics.rs) --------------------------------------------------------
 
@@ -197,9 +198,10 @@ def lambdarank_loss(
     label_gain: Optional[_F64],
     metric: Literal["ndcg", "mrr"],
     need_grad: bool,
+    weights: Optional[_Float] = None,
 ) -> Tuple[_Float, _Bool, Optional[_Float]]:
     """`(losses [B], valid [B], grad [B, N] or None)`; truncation_level None: every pair;
-    label_gain None: `2^max(y, 0) - 1`."""
+    label_gain None: `2^max(y, 0) - 1`; `weights`: per-item `[B, N]` (SPEC 13)."""
 
 # -- LambdaLoss (src/py/lambda_loss.rs) --------------------------------------------------------
 
@@ -213,8 +215,10 @@ def lambda_loss(
     mu: float,
     scale_gains: bool,
     need_grad: bool,
+    weights: Optional[_Float] = None,
 ) -> Tuple[_Float, _Bool, Optional[_Float]]:
-    """`(losses [B], valid [B], grad [B, N] or None)`; k None: every pair."""
+    """`(losses [B], valid [B], grad [B, N] or None)`; k None: every pair; `weights`: per-item
+    `[B, N]` (SPEC 13)."""
 
 # -- XE-NDCG (src/py/xendcg.rs) -----------------------------------------------------------------
 

@@ -27,6 +27,9 @@ pub(super) struct Row {
     /// The loss (`LOSS`): `delta = (gi - g_j) (di - d_j) lscale` (signed by pos; `inv` for NDCG,
     /// -1 for MRR).
     pub lscale: f64,
+    /// The weight of item i (`WT`, SPEC 13): a pair is weighted by its higher-labelled item's
+    /// weight, `select(pos, whi, wt_j)`.
+    pub whi: f64,
 }
 
 /// One pair `(i, j)`, `j > i`, with the half gap `hd = s_i / 2 - s_j / 2 >= 0` (finite for any
@@ -55,14 +58,20 @@ pub(super) struct Row {
 /// `ln(1 + e) / 2` from `half_ln_1p` (one more division), the linear term by `mul3`: so it
 /// overflows only where it truly exceeds f64, never NaN; exactly 0 for delta = 0 (a tie of
 /// labels). The AVX2 kernel does the very same operations in the same order.
+///
+/// With `WT` (the loss only), the pair's weight `wh = select(pos, whi, wt_j)` (its higher-labelled
+/// item's) multiplies `t` and the loss term, not `st` (norm's S is that of the unweighted pairs,
+/// as LightGBM applies its weights after the norm).
 #[inline(always)]
-fn pair_terms<const LOSS: bool, const SHORT: bool>(
+#[allow(clippy::too_many_arguments)]
+fn pair_terms<const LOSS: bool, const SHORT: bool, const WT: bool>(
     k: &Row,
     sj: f64,
     yj: f64,
     gj: f64,
     dj: f64,
     evj: f64,
+    wtj: f64,
 ) -> [f64; 4] {
     let hd = k.hsi - 0.5 * sj;
     let pos = k.yi > yj;
@@ -75,7 +84,8 @@ fn pair_terms<const LOSS: bool, const SHORT: bool>(
     let q = 1.0 / (o2 * hden);
     let dq = dd * q;
     let r = select(pos, e, 1.0) * ope;
-    let t = dq * r;
+    let wh = select(pos, k.whi, wtj);
+    let t = if WT { (dq * r) * wh } else { dq * r };
     let sdq = select(pos, dq, -dq);
     // sigma e first: finite whatever sigma, so a vanishing e never meets an overflowed product.
     let hes = k.sigma * e * sdq;
@@ -87,7 +97,8 @@ fn pair_terms<const LOSS: bool, const SHORT: bool>(
     let delta = select(pos, dl, -dl);
     let kd = delta * (q * o2); // delta / hden
     let lin = mul3(kd, hd, k.sigma);
-    [t, hes, st, kd * half_ln_1p::<SHORT>(e) + select(pos, 0.0, lin)]
+    let lo = kd * half_ln_1p::<SHORT>(e) + select(pos, 0.0, lin);
+    [t, hes, st, if WT { lo * wh } else { lo }]
 }
 
 /// `ATANH[k]`, `k <= 10`: the coefficients of `half_ln_1p` (`atanh(z) / z` in `z^2`).
@@ -134,18 +145,19 @@ fn half_ln_1p<const SHORT: bool>(u: f64) -> f64 {
 /// Lanes of the row sums; summed as `rest + lane 0 + ... + lane 3` in both kernels.
 pub(super) const W: usize = 4;
 
-/// Row `i` against every `j > i` (all slices start at `i + 1` and have one length): updates
-/// grad[j], and hess[j] unless `LOSS` (the loss needs no hessian); returns the sums over j of
-/// (t, hes, st, loss) (loss 0 unless `LOSS`, hes unused with it).
-/// Portable version.
+/// Row `i` against every `j > i` (all slices start at `i + 1` and have one length; `wt` the
+/// weights with `WT`, else unread): updates grad[j], and hess[j] unless `LOSS` (the loss needs
+/// no hessian); returns the sums over j of (t, hes, st, loss) (loss 0 unless `LOSS`, hes unused
+/// with it). Portable version.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-pub(super) fn row_portable<const LOSS: bool, const SHORT: bool>(
+pub(super) fn row_portable<const LOSS: bool, const SHORT: bool, const WT: bool>(
     k: &Row,
     s: &[f64],
     y: &[f64],
     g: &[f64],
     d: &[f64],
     ev: &[f64],
+    wt: &[f64],
     grad: &mut [f64],
     hess: &mut [f64],
 ) -> [f64; 4] {
@@ -155,6 +167,7 @@ pub(super) fn row_portable<const LOSS: bool, const SHORT: bool>(
             && g.len() == len
             && d.len() == len
             && ev.len() == len
+            && (!WT || wt.len() == len)
             && grad.len() == len
             && hess.len() == len
     );
@@ -163,7 +176,8 @@ pub(super) fn row_portable<const LOSS: bool, const SHORT: bool>(
     for j0 in (0..full).step_by(W) {
         for l in 0..W {
             let j = j0 + l;
-            let [t, hes, st, lo] = pair_terms::<LOSS, SHORT>(k, s[j], y[j], g[j], d[j], ev[j]);
+            let wtj = if WT { wt[j] } else { 1.0 };
+            let [t, hes, st, lo] = pair_terms::<LOSS, SHORT, WT>(k, s[j], y[j], g[j], d[j], ev[j], wtj);
             grad[j] += t;
             if !LOSS {
                 hess[j] += hes;
@@ -174,19 +188,20 @@ pub(super) fn row_portable<const LOSS: bool, const SHORT: bool>(
             acc[3][l] += lo;
         }
     }
-    finish::<LOSS, SHORT>(k, s, y, g, d, ev, grad, hess, full, acc)
+    finish::<LOSS, SHORT, WT>(k, s, y, g, d, ev, wt, grad, hess, full, acc)
 }
 
 /// The tail after the last full lane group, and the lane sums.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn finish<const LOSS: bool, const SHORT: bool>(
+fn finish<const LOSS: bool, const SHORT: bool, const WT: bool>(
     k: &Row,
     s: &[f64],
     y: &[f64],
     g: &[f64],
     d: &[f64],
     ev: &[f64],
+    wt: &[f64],
     grad: &mut [f64],
     hess: &mut [f64],
     full: usize,
@@ -194,7 +209,8 @@ fn finish<const LOSS: bool, const SHORT: bool>(
 ) -> [f64; 4] {
     let mut rest = [0.0f64; 4];
     for j in full..s.len() {
-        let [t, hes, st, lo] = pair_terms::<LOSS, SHORT>(k, s[j], y[j], g[j], d[j], ev[j]);
+        let wtj = if WT { wt[j] } else { 1.0 };
+        let [t, hes, st, lo] = pair_terms::<LOSS, SHORT, WT>(k, s[j], y[j], g[j], d[j], ev[j], wtj);
         grad[j] += t;
         if !LOSS {
             hess[j] += hes;
@@ -213,13 +229,14 @@ fn finish<const LOSS: bool, const SHORT: bool>(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn row_avx2<const LOSS: bool, const SHORT: bool>(
+unsafe fn row_avx2<const LOSS: bool, const SHORT: bool, const WT: bool>(
     k: &Row,
     s: &[f64],
     y: &[f64],
     g: &[f64],
     d: &[f64],
     ev: &[f64],
+    wt: &[f64],
     grad: &mut [f64],
     hess: &mut [f64],
 ) -> [f64; 4] {
@@ -230,6 +247,7 @@ unsafe fn row_avx2<const LOSS: bool, const SHORT: bool>(
             && g.len() == len
             && d.len() == len
             && ev.len() == len
+            && (!WT || wt.len() == len)
             && grad.len() == len
             && hess.len() == len
     );
@@ -244,6 +262,7 @@ unsafe fn row_avx2<const LOSS: bool, const SHORT: bool>(
     let (two, three, half) = (_mm256_set1_pd(2.0), _mm256_set1_pd(3.0), _mm256_set1_pd(0.5));
     let (split, hln2) = (_mm256_set1_pd(LN_SPLIT), _mm256_set1_pd(0.5 * std::f64::consts::LN_2));
     let lscale = _mm256_set1_pd(k.lscale);
+    let whi = _mm256_set1_pd(k.whi);
     let cs = LN_SERIES.map(|c| _mm256_set1_pd(c));
     let (mut at, mut ah, mut as_, mut al) = (zero, zero, zero, zero);
     let mut j = 0;
@@ -265,7 +284,9 @@ unsafe fn row_avx2<const LOSS: bool, const SHORT: bool>(
         let q = _mm256_div_pd(one, _mm256_mul_pd(o2, hden));
         let dq = _mm256_mul_pd(dd, q);
         let r = _mm256_mul_pd(_mm256_blendv_pd(one, e, pos), ope);
-        let t = _mm256_mul_pd(dq, r);
+        // the pair's weight (WT): select(pos, whi, wt_j)
+        let wh = if WT { _mm256_blendv_pd(_mm256_loadu_pd(wt.as_ptr().add(j)), whi, pos) } else { one };
+        let t = if WT { _mm256_mul_pd(_mm256_mul_pd(dq, r), wh) } else { _mm256_mul_pd(dq, r) };
         let sdq = _mm256_blendv_pd(_mm256_xor_pd(dq, sign), dq, pos);
         let hes = _mm256_mul_pd(_mm256_mul_pd(sigma, e), sdq);
         let st = _mm256_mul_pd(sdq, r);
@@ -309,7 +330,8 @@ unsafe fn row_avx2<const LOSS: bool, const SHORT: bool>(
             let (lo, hi_) = (_mm256_min_pd(hd, sigma), _mm256_max_pd(hd, sigma));
             let lin = _mm256_mul_pd(_mm256_mul_pd(kd, lo), hi_);
             let term = _mm256_mul_pd(kd, l1p);
-            al = _mm256_add_pd(al, _mm256_add_pd(term, _mm256_blendv_pd(lin, zero, pos)));
+            let lo = _mm256_add_pd(term, _mm256_blendv_pd(lin, zero, pos));
+            al = _mm256_add_pd(al, if WT { _mm256_mul_pd(lo, wh) } else { lo });
         }
         j += W;
     }
@@ -318,13 +340,13 @@ unsafe fn row_avx2<const LOSS: bool, const SHORT: bool>(
     _mm256_storeu_pd(acc[1].as_mut_ptr(), ah);
     _mm256_storeu_pd(acc[2].as_mut_ptr(), as_);
     _mm256_storeu_pd(acc[3].as_mut_ptr(), al);
-    finish::<LOSS, SHORT>(k, s, y, g, d, ev, grad, hess, full, acc)
+    finish::<LOSS, SHORT, WT>(k, s, y, g, d, ev, wt, grad, hess, full, acc)
 }
 
 /// The row kernel for the instruction set the caller was compiled for (`simd_dispatch!`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(super) fn row_kernel<const LOSS: bool, const SHORT: bool>(
+pub(super) fn row_kernel<const LOSS: bool, const SHORT: bool, const WT: bool>(
     isa: Isa,
     k: &Row,
     s: &[f64],
@@ -332,6 +354,7 @@ pub(super) fn row_kernel<const LOSS: bool, const SHORT: bool>(
     g: &[f64],
     d: &[f64],
     ev: &[f64],
+    wt: &[f64],
     grad: &mut [f64],
     hess: &mut [f64],
 ) -> [f64; 4] {
@@ -340,46 +363,48 @@ pub(super) fn row_kernel<const LOSS: bool, const SHORT: bool>(
         /// `row_avx2` compiled for AVX2.
         #[target_feature(enable = "avx2")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn avx2<const LOSS: bool, const SHORT: bool>(
+        unsafe fn avx2<const LOSS: bool, const SHORT: bool, const WT: bool>(
             k: &Row,
             s: &[f64],
             y: &[f64],
             g: &[f64],
             d: &[f64],
             ev: &[f64],
+            wt: &[f64],
             grad: &mut [f64],
             hess: &mut [f64],
         ) -> [f64; 4] {
-            row_avx2::<LOSS, SHORT>(k, s, y, g, d, ev, grad, hess)
+            row_avx2::<LOSS, SHORT, WT>(k, s, y, g, d, ev, wt, grad, hess)
         }
         /// `row_avx2` compiled with AVX-512VL too: the same 256-bit operations (so the same
         /// bits), with 32 vector registers instead of 16 (the loss terms need more than 16 live
         /// values; spilling them halves the loop's speed).
         #[target_feature(enable = "avx2,avx512f,avx512vl")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn avx512<const LOSS: bool, const SHORT: bool>(
+        unsafe fn avx512<const LOSS: bool, const SHORT: bool, const WT: bool>(
             k: &Row,
             s: &[f64],
             y: &[f64],
             g: &[f64],
             d: &[f64],
             ev: &[f64],
+            wt: &[f64],
             grad: &mut [f64],
             hess: &mut [f64],
         ) -> [f64; 4] {
-            row_avx2::<LOSS, SHORT>(k, s, y, g, d, ev, grad, hess)
+            row_avx2::<LOSS, SHORT, WT>(k, s, y, g, d, ev, wt, grad, hess)
         }
         if isa == Isa::Avx512 {
             // SAFETY: `isa` is Avx512 only when the CPU has AVX-512 F/BW/VL/DQ (see `Isa`).
-            return unsafe { avx512::<LOSS, SHORT>(k, s, y, g, d, ev, grad, hess) };
+            return unsafe { avx512::<LOSS, SHORT, WT>(k, s, y, g, d, ev, wt, grad, hess) };
         }
         if isa.has_avx2() {
             // SAFETY: `isa` is Avx2 or Avx512 only when the CPU has AVX2 (see `Isa`).
-            return unsafe { avx2::<LOSS, SHORT>(k, s, y, g, d, ev, grad, hess) };
+            return unsafe { avx2::<LOSS, SHORT, WT>(k, s, y, g, d, ev, wt, grad, hess) };
         }
     }
     let _ = isa;
-    row_portable::<LOSS, SHORT>(k, s, y, g, d, ev, grad, hess)
+    row_portable::<LOSS, SHORT, WT>(k, s, y, g, d, ev, wt, grad, hess)
 }
 
 #[cfg(test)]

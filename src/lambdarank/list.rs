@@ -25,13 +25,17 @@ pub(super) struct RaggedLists<'a, P, Y> {
 }
 
 /// Per-thread scratch for one list. The caller fills `rs` (scores), `ry` (labels) and `rg`
-/// (gains) in input order; results come back in score order in `grad`, `hess`, position `p`
-/// belonging to input item `idx[p]`.
+/// (gains) in input order, and for a weighted loss (SPEC 13) `rw` (per-item weights; empty: no
+/// weights); results come back in score order in `grad`, `hess`, position `p` belonging to input
+/// item `idx[p]`.
 #[derive(Default)]
 pub(super) struct Work {
     pub rs: Vec<f64>,
     pub ry: Vec<f64>,
     pub rg: Vec<f64>,
+    pub rw: Vec<f64>,
+    /// `rw` in score order.
+    pub wt: Vec<f64>,
     pub keys: Vec<u64>,
     pub idx: Vec<usize>,
     pub s: Vec<f64>,
@@ -55,6 +59,7 @@ impl Work {
         self.rs.clear();
         self.ry.clear();
         self.rg.clear();
+        self.rw.clear();
     }
 
     /// `idx`: the input positions in score order (`sort::sort_desc`).
@@ -131,12 +136,32 @@ fn inverse_max_dcg_counting(
     }
 }
 
+/// Whether some pair of the rows `i < rows` (score order, `j > i`, different labels) has a
+/// positive weight, its higher-labelled item's: an item of positive weight at `i` with a lower
+/// label after it, or one after `i` with a higher label than `y[i]`. O(m), one backward pass.
+fn weighted_pair_exists(y: &[f64], wt: &[f64], rows: usize) -> bool {
+    let (mut low, mut high_w) = (f64::INFINITY, f64::NEG_INFINITY);
+    for i in (0..y.len()).rev() {
+        if i < rows && ((wt[i] > 0.0 && low < y[i]) || high_w > y[i]) {
+            return true;
+        }
+        low = low.min(y[i]);
+        if wt[i] > 0.0 {
+            high_w = high_w.max(y[i]);
+        }
+    }
+    false
+}
+
 /// Largest `sigma * (best - worst)` for which the factorised exponentials stay normal numbers.
 const MAX_SPAN: f64 = 600.0;
 
 /// One list: fills `w.grad`, `w.hess` (score order, norm scaling applied, no weights); with
 /// `LOSS`, also the loss, and `w.hess` stays zero (the loss has no use for it); `SHORT`: the
-/// loss's log series to 2e-9 (`kernel::half_ln_1p`), for float32 results.
+/// loss's log series to 2e-9 (`kernel::half_ln_1p`), for float32 results. With `LOSS` and
+/// per-item weights in `w.rw` (SPEC 13), each pair's loss term and gradient are multiplied by the
+/// weight of its higher-labelled item (norm's S stays that of the unweighted pairs), and a list
+/// none of whose pairs has a positive weight does not count.
 /// `table`: the gain table when the labels are known to be integers below its length.
 ///
 /// Precision: the factorised exponentials carry a relative error of about
@@ -181,14 +206,23 @@ pub(super) fn list_lambdas<const LOSS: bool, const SHORT: bool>(
         return ListOut::default();
     }
     w.sort();
-    let Work { rs, ry, rg, idx, s, y, g, u, grad, hess, dv, z, .. } = w;
+    let weighted = LOSS && !w.rw.is_empty();
+    let Work { rs, ry, rg, rw, wt, idx, s, y, g, u, grad, hess, dv, z, .. } = w;
     s.clear();
     y.clear();
     g.clear();
+    wt.clear();
     for &k in idx.iter() {
         s.push(rs[k]);
         y.push(ry[k]);
         g.push(rg[k]);
+    }
+    let rows = (m - 1).min(o.truncation);
+    if weighted {
+        wt.extend(idx.iter().map(|&k| rw[k]));
+        if !weighted_pair_exists(y, wt, rows) {
+            return ListOut::default();
+        }
     }
     let spread = s[0] != s[m - 1];
     let (c0, c1) = if o.norm && spread { (0.01, 1.0) } else { (1.0, 0.0) };
@@ -202,7 +236,6 @@ pub(super) fn list_lambdas<const LOSS: bool, const SHORT: bool>(
     } else {
         u.resize(m, 0.0);
     }
-    let rows = (m - 1).min(o.truncation);
     let mut total = [0.0f64; 2]; // S / 2, loss
                                  // For MRR the signed deltas of a row go to `dv` and enter as g (with gi = 0, d = 0, di = 1,
                                  // scale = -sigma); for NDCG scale = sigma * inv.
@@ -253,10 +286,15 @@ pub(super) fn list_lambdas<const LOSS: bool, const SHORT: bool>(
             1.0
         };
         let (hsi, hscale, hc0) = (0.5 * s[i], 0.5 * scale, 0.5 * c0);
-        let k = Row { hsi, yi: y[i], gi, di, wi, hscale, sigma: o.sigma, hc0, c1, lscale };
+        let whi = if weighted { wt[i] } else { 1.0 };
+        let k = Row { hsi, yi: y[i], gi, di, wi, hscale, sigma: o.sigma, hc0, c1, lscale, whi };
         let (st, yt, ev) = (&s[i + 1..m], &y[i + 1..m], &u[i + 1..m]);
-        let r =
-            row_kernel::<LOSS, SHORT>(isa, &k, st, yt, gs, ds, ev, &mut grad[i + 1..m], &mut hess[i + 1..m]);
+        let (gr, hr) = (&mut grad[i + 1..m], &mut hess[i + 1..m]);
+        let r = if weighted {
+            row_kernel::<LOSS, SHORT, true>(isa, &k, st, yt, gs, ds, ev, &wt[i + 1..m], gr, hr)
+        } else {
+            row_kernel::<LOSS, SHORT, false>(isa, &k, st, yt, gs, ds, ev, &[], gr, hr)
+        };
         grad[i] -= r[0];
         if !LOSS {
             hess[i] += r[1];

@@ -146,7 +146,8 @@ pub fn lambdarank_gradients<P: Float, Y: Float>(
 
 /// LambdaRank as a loss on a padded batch: per-list losses `[b]`, whether each list counts
 /// `[b]`, and with `grad` the gradient of each list's loss with respect to its scores.
-/// `truncation = usize::MAX` takes every pair.
+/// `truncation = usize::MAX` takes every pair. With the batch's per-item weights (SPEC 13), each
+/// pair's term is multiplied by the weight of its higher-labelled item (`list::list_lambdas`).
 pub fn lambdarank_loss<F: Float>(
     batch: &Padded<F>,
     gains: Gains,
@@ -174,7 +175,8 @@ pub fn lambdarank_loss<F: Float>(
         w.rs.extend(list.s.iter().map(|v| v.to_f64()));
         w.ry.extend(list.y.iter().map(|v| v.to_f64()));
         w.rg.extend(w.ry.iter().map(|&v| gains.of(v).unwrap_or(0.0)));
-        // float32 results: the loss's log series to 2e-9 (`kernel::half_ln_1p`), below their rounding
+        w.rw.extend(list.w.iter().map(|v| v.to_f64())); // SPEC 13's weights (empty: none)
+                                                        // float32 results: the loss's log series to 2e-9 (`kernel::half_ln_1p`), below their rounding
         let out = if std::mem::size_of::<F>() == 4 {
             list_lambdas_simd::<true, true>(w, &disc, opts, table)
         } else {

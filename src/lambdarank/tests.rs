@@ -9,6 +9,18 @@ use crate::testing::Rng;
 
 /// The SPEC's per-list pseudocode, written out directly: (grad, hess, S-scaled loss).
 fn reference(s: &[f64], y: &[f64], gain: &[f64], o: &LambdaOptions) -> (Vec<f64>, Vec<f64>, f64) {
+    reference_weighted(s, y, &vec![1.0; s.len()], gain, o)
+}
+
+/// `reference` with SPEC 13's per-item weights: each pair's lambda and loss term times the
+/// weight of its higher-labelled item `w[h]`; S (norm) from the unweighted lambdas.
+fn reference_weighted(
+    s: &[f64],
+    y: &[f64],
+    w: &[f64],
+    gain: &[f64],
+    o: &LambdaOptions,
+) -> (Vec<f64>, Vec<f64>, f64) {
     let n = s.len();
     let mut grad = vec![0.0; n];
     let mut hess = vec![0.0; n];
@@ -47,13 +59,13 @@ fn reference(s: &[f64], y: &[f64], gain: &[f64], o: &LambdaOptions) -> (Vec<f64>
             let rho_c = 1.0 / (1.0 + (-o.sigma * ds).exp()); // 1 - rho without cancellation
             let lam = -o.sigma * delta * rho;
             let hes = o.sigma * o.sigma * delta * rho * rho_c;
-            grad[h] += lam;
-            grad[l] -= lam;
+            grad[h] += lam * w[h];
+            grad[l] -= lam * w[h];
             hess[h] += hes;
             hess[l] += hes;
             sum -= 2.0 * lam;
             let x = -o.sigma * ds; // softplus(x), stable
-            loss += delta * (x.max(0.0) + (-x.abs()).exp().ln_1p());
+            loss += w[h] * delta * (x.max(0.0) + (-x.abs()).exp().ln_1p());
         }
     }
     if o.norm && sum > 0.0 {
@@ -464,6 +476,103 @@ fn padded_loss_gradient_is_the_lambdas() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// SPEC 13: the padded loss with per-item weights (zeros, padded NaN / inf / negative) against
+/// the weighted reference; a list none of whose pairs weighs anything does not count; the
+/// portable and AVX2 kernels give the same bits; unit weights give the unweighted bits.
+#[test]
+fn weighted_padded_loss_matches_reference() {
+    let mut rng = Rng(0x5EED);
+    let (b, n) = (7, 19);
+    let gain = default_label_gain();
+    for metric in [LambdaMetric::Ndcg, LambdaMetric::Mrr] {
+        for &norm in &[false, true] {
+            for &k in &[1usize, 3, usize::MAX] {
+                let s: Vec<f64> = (0..b * n).map(|_| (rng.next() * 12.0).floor() / 3.0).collect();
+                let y: Vec<f64> = (0..b * n).map(|_| rng.int(4) as f64).collect();
+                let mask: Vec<bool> = (0..b * n).map(|k| k % n < 2 || rng.next() < 0.8).collect();
+                let mut w: Vec<f64> = (0..b * n)
+                    .map(|k| match (mask[k], rng.int(5)) {
+                        (false, 0) => f64::NAN,
+                        (false, 1) => f64::INFINITY,
+                        (false, _) => -3.0,
+                        (true, 0) => 0.0,
+                        (true, _) => rng.next() * 2.5,
+                    })
+                    .collect();
+                w[n..2 * n].iter_mut().for_each(|v| *v = 0.0); // list 1: nothing weighted
+                let batch =
+                    Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap().with_weights(Some(&w)).unwrap();
+                let o = LambdaOptions { sigma: 1.3, truncation: k, norm, metric };
+                let (mut l, mut v, mut g) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
+                lambdarank_loss(&batch, Gains::Table(&gain), &o, &mut l, &mut v, Some(&mut g)).unwrap();
+                let plain = Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap();
+                let (mut lp, mut vp) = (vec![0.0; b], vec![false; b]);
+                lambdarank_loss(&plain, Gains::Table(&gain), &o, &mut lp, &mut vp, None).unwrap();
+                for bi in 0..b {
+                    let idx: Vec<usize> = (0..n).filter(|&j| mask[bi * n + j]).collect();
+                    let pick = |x: &[f64]| idx.iter().map(|&j| x[bi * n + j]).collect::<Vec<f64>>();
+                    let (sr, yr, wr) = (pick(&s), pick(&y), pick(&w));
+                    let (rg, _, rl) = reference_weighted(&sr, &yr, &wr, &gain, &o);
+                    let ctx = format!("{o:?} list {bi}");
+                    if bi == 1 {
+                        assert!(!v[bi] && l[bi] == 0.0, "{ctx}");
+                    }
+                    assert!(!v[bi] || vp[bi], "{ctx}");
+                    if !v[bi] {
+                        assert!(rg.iter().all(|&x| x == 0.0) && rl == 0.0, "{ctx}: {rl}");
+                        assert!(g[bi * n..(bi + 1) * n].iter().all(|&x| x == 0.0));
+                        continue;
+                    }
+                    assert!(close(l[bi], rl, 1e-300), "loss {} vs {rl} {ctx}", l[bi]);
+                    let scale = rg.iter().fold(1e-300f64, |a, x| a.max(x.abs()));
+                    for (p, &j) in idx.iter().enumerate() {
+                        assert!(close(g[bi * n + j], rg[p], scale), "{ctx}");
+                    }
+                    assert!((0..n).filter(|&j| !mask[bi * n + j]).all(|j| g[bi * n + j] == 0.0));
+                }
+                // unit weights: the unweighted bits
+                let ones = vec![1.0; b * n];
+                let unit =
+                    Padded::new(&s, Some(&y), Some(&mask), b, n).unwrap().with_weights(Some(&ones)).unwrap();
+                let (mut lu, mut vu, mut gu) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
+                lambdarank_loss(&unit, Gains::Table(&gain), &o, &mut lu, &mut vu, Some(&mut gu)).unwrap();
+                let (mut l0, mut v0, mut g0) = (vec![0.0; b], vec![false; b], vec![0.0; b * n]);
+                lambdarank_loss(&plain, Gains::Table(&gain), &o, &mut l0, &mut v0, Some(&mut g0)).unwrap();
+                assert_eq!(vu, v0);
+                assert!(lu
+                    .iter()
+                    .chain(&gu)
+                    .zip(l0.iter().chain(&g0))
+                    .all(|(a, c)| a.to_bits() == c.to_bits()));
+            }
+        }
+    }
+    if !Isa::detect().has_avx2() {
+        return;
+    }
+    for m in [2usize, 5, 8, 33, 101] {
+        let s: Vec<f64> = (0..m).map(|_| (rng.next() * 8.0).floor() / 4.0).collect();
+        let y: Vec<f64> = (0..m).map(|_| rng.int(4) as f64).collect();
+        let wt: Vec<f64> = (0..m).map(|_| if rng.next() < 0.2 { 0.0 } else { rng.next() * 3.0 }).collect();
+        for metric in [LambdaMetric::Ndcg, LambdaMetric::Mrr] {
+            let o = LambdaOptions { sigma: 1.1, truncation: 20, norm: true, metric };
+            let disc = discounts(m);
+            let run = |isa: Isa| {
+                let mut w = Work::default();
+                w.rs.extend(&s);
+                w.ry.extend(&y);
+                w.rg.extend(y.iter().map(|&v| gain[v as usize]));
+                w.rw.extend(&wt);
+                let out = list_lambdas::<true, false>(isa, &mut w, &disc, &o, Some(&gain));
+                (w.grad, out)
+            };
+            let (a, c) = (run(Isa::Portable), run(Isa::Avx2));
+            assert!(a.0.iter().zip(&c.0).all(|(x, z)| x.to_bits() == z.to_bits()), "{o:?} m={m}");
+            assert_eq!(a.1.loss.to_bits(), c.1.loss.to_bits(), "{o:?} m={m}");
         }
     }
 }

@@ -5,7 +5,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::arrays::{array1, as_flat, by_dtype, count_arg, float_dtype, group_sizes, optional1, padded_loss};
+use super::arrays::{
+    array1, as_flat, by_dtype, count_arg, float_dtype, group_sizes, optional1, padded_loss_weighted,
+};
 use super::run_kernel;
 use crate::float::Float;
 use crate::lambdarank::{self, Gains, LambdaMetric, LambdaOptions};
@@ -129,25 +131,35 @@ fn loss_impl<'py, F: Float + Element>(
     scores: &Bound<'py, PyAny>,
     targets: &Bound<'py, PyAny>,
     mask: Option<&Bound<'py, PyAny>>,
+    weights: Option<&Bound<'py, PyAny>>,
     label_gain: Option<&Bound<'py, PyAny>>,
     opts: LambdaOptions,
     need_grad: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let lg = optional1::<f64>(label_gain, "label_gain", "float64")?;
     let lgv = lg.as_ref().map(as_flat);
-    padded_loss::<F, _>(py, scores, targets, mask, need_grad, |batch, losses, valid, grad| {
-        let gains = match &lgv {
-            Some(t) => Gains::Table(t),
-            None => Gains::Exp2,
-        };
-        lambdarank::lambdarank_loss(batch, gains, &opts, losses, valid, grad)
-    })
+    padded_loss_weighted::<F, _>(
+        py,
+        scores,
+        targets,
+        mask,
+        weights,
+        need_grad,
+        |batch, losses, valid, grad| {
+            let gains = match &lgv {
+                Some(t) => Gains::Table(t),
+                None => Gains::Exp2,
+            };
+            lambdarank::lambdarank_loss(batch, gains, &opts, losses, valid, grad)
+        },
+    )
 }
 
 /// `(losses [B], valid [B] bool, grad [B, N] or None)`: the LambdaRank loss of a padded batch
-/// and its gradient. truncation_level None: every pair; label_gain None: `2^max(y, 0) - 1`.
+/// and its gradient. truncation_level None: every pair; label_gain None: `2^max(y, 0) - 1`;
+/// `weights`: per-item weights `[B, N]` in the dtype of scores (SPEC 13), or None.
 #[pyfunction]
-#[pyo3(signature = (scores, targets, mask, sigma, truncation_level, norm, label_gain, metric, need_grad))]
+#[pyo3(signature = (scores, targets, mask, sigma, truncation_level, norm, label_gain, metric, need_grad, weights=None))]
 #[allow(clippy::too_many_arguments)]
 fn lambdarank_loss<'py>(
     py: Python<'py>,
@@ -160,11 +172,12 @@ fn lambdarank_loss<'py>(
     label_gain: Option<&Bound<'py, PyAny>>,
     metric: &str,
     need_grad: bool,
+    weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let truncation = count_arg(truncation_level, "truncation_level")?.unwrap_or(usize::MAX);
     let opts = options(sigma, truncation, norm, metric)?;
     by_dtype!(float_dtype(scores, "scores", 2)?, |F| loss_impl::<F>(
-        py, scores, targets, mask, label_gain, opts, need_grad
+        py, scores, targets, mask, weights, label_gain, opts, need_grad
     ))
 }
 

@@ -142,7 +142,7 @@ def _loss_op():  # type: ignore[no-untyped-def]
 
 def _rust(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
     table = None if gain is None else np.asarray(gain, dtype=np.float64)
-    return _core.lambdarank_loss(s, y, m, sigma, k, norm, table, metric, need_grad)
+    return _core.lambdarank_loss(s, y, m, sigma, k, norm, table, metric, need_grad, w)
 
 
 def _check_out(out, n: int, inputs) -> Tuple[np.ndarray, np.ndarray]:
@@ -177,6 +177,7 @@ def lambdarank_loss(
     label_gain: Optional[Sequence[float]] = ...,
     metric: str = ...,
     *,
+    weights: Any = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> torch.Tensor: ...
@@ -192,6 +193,7 @@ def lambdarank_loss(
     label_gain: Optional[Sequence[float]] = ...,
     metric: str = ...,
     *,
+    weights: Optional[np.ndarray] = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> NumpyLoss: ...
@@ -206,6 +208,7 @@ def lambdarank_loss(
     label_gain: Optional[Sequence[float]] = None,
     metric: str = "ndcg",
     *,
+    weights: Any = None,
     backend: str = "auto",
     validate: bool = True,
 ) -> Any:
@@ -229,6 +232,17 @@ def lambdarank_loss(
         reduction: ``"mean"`` over the lists that count, ``"sum"`` or ``"none"``.
         label_gain: the gain table (None: ``2^y - 1``).
         metric: ``"ndcg"`` or ``"mrr"``.
+        weights: SPEC 13, keyword-only. ``[B, N]`` (``[N]`` for one list) per-item weights: each
+            pair's term (and so its lambda) is multiplied by ``w_h``, the weight of its
+            higher-labelled item (Rax's pairwise convention, ``compute_pairs(weights, lambda x,
+            y: x)`` on the pairs ``y_i > y_j``); ``delta``, the pairs and norm's factor (its ``S``
+            summed over the unweighted lambdas, as LightGBM applies its weights after the norm)
+            do not change. These are not ``lambdarank_gradients``' per-row weights, which
+            multiply each row's whole gradient (a pair's two lambdas by two different weights).
+            A list none of whose pairs has a positive weight has loss 0 and does not count.
+            ``[B]`` (a 0-d array for one list) per-list weights: each list's loss times its
+            weight, ``"mean"`` the weighted mean over the lists that count. Finite and >= 0 on
+            real items (ValueError naming ``weights``); padded items' weights are ignored.
         backend: ``"auto"`` (Rust for numpy and CPU tensors, torch elsewhere), ``"rust"`` or
             ``"torch"``.
         validate: the value checks on the torch path (False saves a device sync).
@@ -248,5 +262,15 @@ def lambdarank_loss(
     k = check_truncation(truncation_level, allow_none=True)
     options = (op_count(k), bool(norm), gain_list(label_gain), check_metric(metric))
     return padded_loss(
-        _loss_op, _rust, scores, targets, mask, reduction, backend, validate, ("sigma", sigma), options
+        _loss_op,
+        _rust,
+        scores,
+        targets,
+        mask,
+        reduction,
+        backend,
+        validate,
+        ("sigma", sigma),
+        options,
+        weights,
     )

@@ -21,7 +21,9 @@ def lambdarank(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
     Works in the sorted order; row chunks `[B, rows, N]` of pairs, never `[B, N, N]` at once.
     Gains, maxDCG and the per-list sums (S, the loss) are computed in float64 and score gaps as
     `s_i / 2 - s_j / 2`, so float32 targets up to the gain cap and extreme but finite scores
-    give finite results, as on the Rust path (which computes in float64 throughout)."""
+    give finite results, as on the Rust path (which computes in float64 throughout). Per-item
+    weights `w` (SPEC 13) multiply each pair's lambda and loss term by its higher-labelled item's
+    weight; S (norm) stays that of the unweighted pairs, as in the Rust kernel."""
     b, n = s.shape
     dev, dt = s.device, s.dtype
     wide = wide_dtype(dev)
@@ -37,6 +39,9 @@ def lambdarank(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
     neg_inf = torch.tensor(-math.inf, dtype=dt, device=dev)
     order = torch.where(m, s, neg_inf).argsort(dim=-1, descending=True, stable=True)
     ss, ys, ms = s.gather(-1, order), y.gather(-1, order), m.gather(-1, order)
+    # SPEC 13: per-item weights in score order, 0 at padded items; a pair weighs its h's weight
+    ws = None if w is None else torch.where(m, w.to(dt), zero).gather(-1, order)
+    any_weighted = torch.zeros(b, dtype=torch.bool, device=dev)
     yw = ys.to(wide)
     if gain is None:
         gains = torch.exp2(yw.clamp(0.0, GAIN_CAP)) - 1
@@ -100,6 +105,11 @@ def lambdarank(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
         hden = torch.where(norm_on, 0.005 + dh.abs(), 0.5) if norm_on is not None else 0.5
         rho = torch.sigmoid(-2.0 * sigma * dsh)
         lam_i = -sigma * (0.5 * dd / hden) * rho  # added to grad[i], taken from grad[j]
+        wh = None
+        if ws is not None:
+            wh = torch.where(pos, ws[:, a:e, None], ws[:, None, :])  # the higher label's weight
+            lam_i = lam_i * wh
+            any_weighted |= (pm & (wh > 0)).any(-1).any(-1)
         grad_s[:, a:e] += lam_i.sum(-1)
         grad_s -= lam_i.sum(1)
         # S and the loss in the wide dtype (the Rust kernel computes in float64 throughout)
@@ -112,6 +122,8 @@ def lambdarank(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
         # kd = sd / hden (den = 2 hden); the linear term by mul3: finite wherever it truly is
         kd = sdw / hw
         sp = mul3(kd, torch.relu(-dw), sigma) + kd * (0.5 * torch.log1p(torch.exp(-2.0 * xw.abs())))
+        if wh is not None:
+            sp = sp * wh.to(wide)  # (S above stays that of the unweighted pairs)
         total_l += torch.where(pm & (sdw != 0), sp, 0.0).sum((1, 2))  # delta 0 adds exactly 0
     factor = torch.ones_like(total_s)
     if norm:  # log2(1 + S) / S, with log1p: S may be tiny
@@ -119,6 +131,8 @@ def lambdarank(s, y, m, w, sigma, k, norm, gain, metric, need_grad):
         safe = torch.where(ok, total_s, torch.ones_like(total_s))
         factor = torch.where(ok, torch.log1p(safe) / (math.log(2.0) * safe), factor)
     grad = torch.zeros_like(grad_s).scatter_(-1, order, grad_s * factor[:, None].to(dt))
+    if ws is not None:  # a list none of whose pairs weighs anything does not count (its terms are 0)
+        valid = valid & any_weighted
     return (total_l * factor).to(dt), valid, grad
 
 

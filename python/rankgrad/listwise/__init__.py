@@ -38,7 +38,7 @@ def _loss_op():  # type: ignore[no-untyped-def]
 
 
 def _rust(s, y, m, w, sigma, weighting, k, mu, scale_gains, need_grad):  # type: ignore[no-untyped-def]
-    return _core.lambda_loss(s, y, m, weighting, sigma, k, mu, scale_gains, need_grad)
+    return _core.lambda_loss(s, y, m, weighting, sigma, k, mu, scale_gains, need_grad, w)
 
 
 def check_options(weighting: Any, mu: Any) -> float:
@@ -60,6 +60,7 @@ def lambda_loss(
     reduction: str = ...,
     scale_gains: bool = ...,
     *,
+    weights: Any = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> torch.Tensor: ...
@@ -75,6 +76,7 @@ def lambda_loss(
     reduction: str = ...,
     scale_gains: bool = ...,
     *,
+    weights: Optional[np.ndarray] = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> NumpyLoss: ...
@@ -89,6 +91,7 @@ def lambda_loss(
     reduction="mean",
     scale_gains=True,
     *,
+    weights=None,
     backend="auto",
     validate=True,
 ):
@@ -119,6 +122,16 @@ def lambda_loss(
         within ``k``, no pair or zero maxDCG has loss 0 and does not count), ``"sum"``, or
         ``"none"`` (``[B]``).
       scale_gains: ``2^y - 1`` gains (default) or linear ``y``.
+      weights: SPEC 13, keyword-only. ``[B, N]`` (``[N]`` for one list) per-item weights: the
+        pair ``y_i > y_j`` is weighted by ``w_i``, its more relevant item's weight (Rax's
+        pairwise convention, ``compute_pairs(weights, lambda x, y: x)``); with ``"ndcg1"``,
+        whose sum runs over every ordered pair, the pair ``(i, j)`` by ``w_i`` (the item whose
+        ``G_i / D_i`` weighs it). The order, ``G``, ``D`` and maxDCG do not change. A list with
+        no item of positive weight above the lowest label of its top ``k`` (``"ndcg1"``: of
+        positive weight and gain) has loss 0 and does not count. ``[B]`` (a 0-d array for one
+        list) per-list weights: each list's loss times its weight, ``"mean"`` the weighted mean
+        over the lists that count. Finite and >= 0 on real items (ValueError naming
+        ``weights``); padded items' weights are ignored.
       backend: ``"auto"`` (Rust for numpy and CPU tensors, torch-native elsewhere), ``"rust"``
         or ``"torch"``.
       validate: check for NaN/inf (and too large targets) on the torch-native path; the Rust
@@ -138,7 +151,17 @@ def lambda_loss(
     mu = check_options(weighting, mu)
     options = (weighting, op_count(check_count("k", k)), mu, bool(scale_gains))
     return padded_loss(
-        _loss_op, _rust, scores, targets, mask, reduction, backend, validate, ("sigma", sigma), options
+        _loss_op,
+        _rust,
+        scores,
+        targets,
+        mask,
+        reduction,
+        backend,
+        validate,
+        ("sigma", sigma),
+        options,
+        weights,
     )
 
 

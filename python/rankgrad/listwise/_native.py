@@ -32,7 +32,8 @@ def lambda_loss(
     need_grad: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-list losses `[B]`, valid `[B]` and d losses / d scores `[B, N]` in torch ops, the
-    pair matrix taken a block of rows at a time (never a `[B, N, N]` tensor for large lists)."""
+    pair matrix taken a block of rows at a time (never a `[B, N, N]` tensor for large lists).
+    Per-item weights `w` (SPEC 13) weigh each ordered pair by its row's (first item's) weight."""
     b, n = s.shape
     dev, dt = s.device, s.dtype
     if n == 0:
@@ -60,6 +61,13 @@ def lambda_loss(
         hi = torch.where(inside, ys, -inf).amax(-1)
         lo = torch.where(inside, ys, inf).amin(-1)
         valid = valid & (hi > lo)
+    # SPEC 13: per-item weights in score order (0 at padded items); a pair (i, j) weighs w_i
+    ws = (
+        None
+        if w is None
+        else torch.where(m, w.to(dt), torch.zeros((), dtype=dt, device=dev)).gather(1, order)
+    )
+    any_weighted = torch.zeros(b, dtype=torch.bool, device=dev)
     gs = g64.gather(1, order) / torch.where(valid, max_dcg, torch.ones_like(max_dcg))[:, None]
     gn = gs.to(dt)
     inv_d = disc.to(dt)
@@ -93,6 +101,13 @@ def lambda_loss(
                     w = w + (inv_d[a0:a1, None] - inv_d[None, :]).abs()
                 w = w * dg
         w = torch.where(pair, w, zero)
+        if ws is not None:
+            wrow = ws[:, a0:a1, None]  # the pair's first (more relevant) item's weight
+            w = w * wrow
+            lead = pair & (wrow > 0)
+            if weighting == "ndcg1":
+                lead &= g64.gather(1, order)[:, a0:a1, None] > 0
+            any_weighted |= lead.any(-1).any(-1)
         # w (-ln sigmoid(2x)) / 2 = w relu(-x) + w log1p(exp(-2|x|)) / 2, w relu(-x) taken as
         # mul3(w, relu(-hd), sigma): inf only where the loss truly exceeds the dtype, never NaN
         # (a zero weight gives exactly 0)
@@ -102,6 +117,8 @@ def lambda_loss(
         grad_sorted[:, a0:a1] -= lam.sum(2)
         grad_sorted += lam.sum(1)
     grad = torch.zeros_like(s).scatter_(1, order, grad_sorted / _LN2)
+    if ws is not None:  # nothing weighted to rank: not counted (its terms are all 0)
+        valid = valid & any_weighted
     return losses / _LN2, valid, grad
 
 

@@ -64,8 +64,9 @@ class LambdaRankLoss(torch.nn.Module):
         self.validate = bool(validate)
 
     def forward(
-        self, scores: torch.Tensor, targets: Any, mask: Optional[torch.Tensor] = None
+        self, scores: torch.Tensor, targets: Any, mask: Optional[torch.Tensor] = None, weights: Any = None
     ) -> torch.Tensor:
+        """`weights`: `[B, N]` per item or `[B]` per list (SPEC 13, see `rankgrad.lambdarank_loss`)."""
         return lambdarank_loss(
             scores,
             targets,
@@ -76,6 +77,7 @@ class LambdaRankLoss(torch.nn.Module):
             self.reduction,
             self.label_gain,
             self.metric,
+            weights=weights,
             backend=self.backend,
             validate=self.validate,
         )

@@ -52,7 +52,10 @@ class LambdaLoss(torch.nn.Module):
         self.backend = backend
         self.validate = bool(validate)
 
-    def forward(self, scores: torch.Tensor, targets: Any, mask: Any = None) -> torch.Tensor:
+    def forward(
+        self, scores: torch.Tensor, targets: Any, mask: Any = None, weights: Any = None
+    ) -> torch.Tensor:
+        """`weights`: `[B, N]` per item or `[B]` per list (SPEC 13, see `rankgrad.lambda_loss`)."""
         return lambda_loss(
             scores,
             targets,
@@ -63,6 +66,7 @@ class LambdaLoss(torch.nn.Module):
             mask,
             self.reduction,
             self.scale_gains,
+            weights=weights,
             backend=self.backend,
             validate=self.validate,
         )

@@ -45,14 +45,16 @@ class RankNetLoss(torch.nn.Module):
         self.validate = bool(validate)
 
     def forward(
-        self, scores: torch.Tensor, targets: Any, mask: Optional[torch.Tensor] = None
+        self, scores: torch.Tensor, targets: Any, mask: Optional[torch.Tensor] = None, weights: Any = None
     ) -> torch.Tensor:
+        """`weights`: `[B, N]` per item or `[B]` per list (SPEC 13, see `rankgrad.ranknet_loss`)."""
         return ranknet_loss(
             scores,
             targets,
             sigma=self.sigma,
             mask=mask,
             reduction=self.reduction,
+            weights=weights,
             backend=self.backend,
             validate=self.validate,
         )

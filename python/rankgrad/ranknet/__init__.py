@@ -17,7 +17,7 @@ torch only when handed a tensor or ``backend="torch"``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Optional, overload
 
 import numpy as np
 
@@ -38,7 +38,7 @@ def _loss_op():  # type: ignore[no-untyped-def]
 
 
 def _rust(s: Any, y: Any, m: Any, w: Any, sigma: float, need_grad: bool) -> Any:
-    return _core.ranknet_loss(s, y, m, sigma, need_grad)
+    return _core.ranknet_loss(s, y, m, sigma, need_grad, w)
 
 
 @overload
@@ -49,6 +49,7 @@ def ranknet_loss(
     mask: Any = ...,
     reduction: str = ...,
     *,
+    weights: Any = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> torch.Tensor: ...
@@ -60,6 +61,7 @@ def ranknet_loss(
     mask: Any = ...,
     reduction: str = ...,
     *,
+    weights: Optional[np.ndarray] = ...,
     backend: str = ...,
     validate: bool = ...,
 ) -> NumpyLoss: ...
@@ -70,10 +72,12 @@ def ranknet_loss(
     mask: Any = None,
     reduction: str = "mean",
     *,
+    weights: Any = None,
     backend: str = "auto",
     validate: bool = True,
 ) -> Any:
-    """RankNet loss: per list, ``mean_{y_i > y_j} log(1 + exp(-sigma (s_i - s_j)))``.
+    """RankNet loss: per list, ``mean_{y_i > y_j} log(1 + exp(-sigma (s_i - s_j)))`` (each pair
+    times ``w_i`` with per-item ``weights``).
 
     Ties are not pairs; a list with no ordered pair has loss 0, zero gradient and does not
     count in ``"mean"``.
@@ -85,6 +89,19 @@ def ranknet_loss(
             ``[1.5e-154, 1.3e154]`` for float64: its square and reciprocal stay finite).
         mask: bool, the shape of ``scores``, True = real item (None: all real).
         reduction: ``"mean"`` over the lists that count, ``"sum"`` or ``"none"``.
+        weights: SPEC 13, keyword-only. ``[B, N]`` (``[N]`` for one list) per-item weights: a
+            pair ``y_i > y_j`` is weighted by ``w_i``, the weight of the more relevant item, and
+            the per-list mean still divides by the number of pairs ``P`` (Rax's
+            ``pairwise_logistic_loss(weights=w)``: ``pair_losses *= compute_pairs(weights,
+            lambda x, y: x)``, then the mean over the valid pairs); a list none of whose pairs
+            has a positive weight has loss 0 and does not count. ``[B]`` (a 0-d array for one
+            list) per-list weights: each list's loss times its weight, ``"mean"`` the weighted
+            mean ``sum_b w_b loss_b / sum_b w_b`` over the lists that count. Finite and >= 0 on
+            real items (ValueError naming ``weights``); padded items' weights are ignored.
+            Rax's reductions differ: its default ``reduce_fn=jnp.mean`` averages over every
+            valid pair of the whole batch at once (``jnp.sum``: the sum over pairs), where
+            rankgrad averages per list, then over lists; ``reduce_fn=None`` and a mean per list
+            give rankgrad's ``reduction="none"``.
         backend: ``"auto"`` (Rust for numpy and CPU tensors, torch elsewhere), ``"rust"`` or
             ``"torch"``.
         validate: check for NaN/inf on real items on the torch path (the Rust kernel always
@@ -102,4 +119,6 @@ def ranknet_loss(
         >>> rankgrad.ranknet_loss(s, y, reduction="none").round(4)
         array([0.4963, 0.7713])
     """
-    return padded_loss(_loss_op, _rust, scores, targets, mask, reduction, backend, validate, ("sigma", sigma))
+    return padded_loss(
+        _loss_op, _rust, scores, targets, mask, reduction, backend, validate, ("sigma", sigma), (), weights
+    )

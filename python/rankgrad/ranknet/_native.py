@@ -16,7 +16,7 @@ import torch
 
 from .._torch_ops import chunk_rows, wide_dtype
 
-__all__ = ["ranknet", "ranknet_hvp", "mul3", "pair_counts"]
+__all__ = ["ranknet", "ranknet_hvp", "mul3", "pair_counts", "pairs_below", "item_weights"]
 
 
 def mul3(a: torch.Tensor, b: Union[torch.Tensor, float], c: Union[torch.Tensor, float]) -> torch.Tensor:
@@ -31,14 +31,29 @@ def mul3(a: torch.Tensor, b: Union[torch.Tensor, float], c: Union[torch.Tensor, 
     return a * torch.minimum(b, c) * torch.maximum(b, c)
 
 
+def pairs_below(y: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
+    """For each real item the number of real items with a strictly lower target (int64
+    `[B, N]`, 0 at padded items), from a sort (no pair matrix)."""
+    key = y if m is None else torch.where(m, y, torch.full_like(y, math.inf))  # padding: never below
+    below = torch.searchsorted(key.sort(-1).values, key.contiguous())
+    return below if m is None else below.masked_fill(~m, 0)
+
+
 def pair_counts(y: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
     """Per list the number of ordered pairs `y_i > y_j` among the real items (int64 `[B]`), from
     a sort (no pair matrix): for each real item, the real targets strictly below its own."""
-    key = y if m is None else torch.where(m, y, torch.full_like(y, math.inf))  # padding: never below
-    below = torch.searchsorted(key.sort(-1).values, key.contiguous())
-    if m is not None:
-        below = below.masked_fill(~m, 0)
-    return below.sum(-1)
+    return pairs_below(y, m).sum(-1)
+
+
+def item_weights(
+    w: Optional[torch.Tensor], m: Optional[torch.Tensor], like: torch.Tensor
+) -> Optional[torch.Tensor]:
+    """SPEC 13's per-item weights in the dtype of `like`, 0 at padded items (whatever they hold
+    there); None stays None."""
+    if w is None:
+        return None
+    w = w.to(like.dtype)
+    return w if m is None else torch.where(m, w, torch.zeros((), dtype=w.dtype, device=w.device))
 
 
 def _pair_blocks(s: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor]) -> Any:
@@ -71,15 +86,19 @@ def ranknet_hvp(
 ) -> torch.Tensor:
     """Per list, the Hessian of its loss times `v_b` `[B, N]`: each pair (i, j) adds
     `w (v_i - v_j)` to i and `w (v_j - v_i)` to j, `w = sigma^2 rho (1 - rho) / P`,
-    `rho = sigmoid(-x)`; torch ops on any device, chunked like the forward."""
+    `rho = sigmoid(-x)` (times the more relevant item's weight `w_i` with per-item weights);
+    torch ops on any device, chunked like the forward."""
     b = s.shape[0]
     out = torch.zeros_like(s)
     pairs = torch.zeros(b, dtype=torch.int64, device=s.device)
     zero = s.new_zeros(())
     v = v.to(s.dtype)
+    wi = item_weights(w, m, s)
     for b0, b1, i0, i1, is_pair, hd in _pair_blocks(s, y, m):
         xh = sigma * hd
         w = torch.where(is_pair, sigma * sigma * torch.sigmoid(2.0 * xh) * torch.sigmoid(-2.0 * xh), zero)
+        if wi is not None:
+            w = w * wi[b0:b1, i0:i1, None]  # the pair's weight: its row's, the more relevant item
         vb = v[b0:b1]
         wv_rows = torch.bmm(w, vb[:, :, None])[..., 0]  # sum_j w_ij v_j
         out[b0:b1, i0:i1] += w.sum(2) * vb[:, i0:i1] - wv_rows
@@ -104,11 +123,15 @@ def ranknet(
     the sum overflows only where the mean does. Score gaps are taken as ``s_i / 2 - s_j / 2``
     (never overflows) and a misordered pair's linear term ``sigma |gap| / (2 P)`` by ``mul3``,
     so extreme but finite scores give the true mean wherever it fits, inf beyond, never NaN.
+    Per-item weights ``w`` (SPEC 13) weigh each pair by its more relevant item's weight (the
+    pair matrix's row), ``P`` unchanged; a list with no pair of positive weight does not count.
     """
     b = s.shape[0]
     acc = wide_dtype(s.device)
-    pairs = pair_counts(y, m)
-    valid = pairs > 0
+    below = pairs_below(y, m)
+    pairs = below.sum(-1)
+    wi = item_weights(w, m, s)
+    valid = pairs > 0 if wi is None else (pairs > 0) & ((below > 0) & (wi > 0)).any(-1)
     inv = 1.0 / pairs.clamp(min=1).to(acc)
     losses = torch.zeros(b, dtype=acc, device=s.device)
     grad = torch.zeros_like(s) if need_grad else None
@@ -116,14 +139,19 @@ def ranknet(
     for b0, b1, i0, i1, is_pair, hd in _pair_blocks(s, y, m):
         xh = sigma * hd
         # log(1 + e^-x) / 2 = relu(-x/2) + log1p(e^-|x|) / 2, each divided by P; relu(-x/2) =
-        # sigma relu(-hd) by mul3 (sigma hd itself overflows for sigma > 1 at huge gaps)
+        # sigma relu(-hd) by mul3 (sigma hd itself overflows for sigma > 1 at huge gaps); with
+        # weights, 1/P becomes w_i/P (the row's weight: the more relevant item's), never overflowing
         hw, ib = hd.to(acc), inv[b0:b1, None, None]
+        if wi is not None:
+            ib = ib * wi[b0:b1, i0:i1, None].to(acc)
         half_sp = mul3(ib, torch.relu(-hw), sigma) + ib * (
             0.5 * torch.log1p(torch.exp(-2.0 * (sigma * hw).abs()))
         )
         losses[b0:b1] += torch.where(is_pair, half_sp, losses.new_zeros(())).sum((1, 2))
         if need_grad:
             lam = torch.where(is_pair, sigma * torch.sigmoid(-2.0 * xh), zero)  # -dL_ij/ds_i
+            if wi is not None:
+                lam = lam * wi[b0:b1, i0:i1, None]
             grad[b0:b1, i0:i1] -= lam.sum(2)
             grad[b0:b1] += lam.sum(1)
     # 2 * (sum of half-losses / P): overflows only where the mean itself does
