@@ -267,23 +267,8 @@ where
 }
 
 /// A padded-batch loss kernel `kernel(batch, losses [B], valid [B], grad [B * N] or None)` on
-/// numpy inputs, returned as the tuple `(losses [B], valid [B] bool, grad [B, N] or None)`.
-pub(crate) fn padded_loss<'py, F, K>(
-    py: Python<'py>,
-    scores: &Bound<'py, PyAny>,
-    targets: &Bound<'py, PyAny>,
-    mask: Option<&Bound<'py, PyAny>>,
-    need_grad: bool,
-    kernel: K,
-) -> PyResult<Bound<'py, PyTuple>>
-where
-    F: Float + Element,
-    K: FnOnce(&Padded<F>, &mut [F], &mut [bool], Option<&mut [F]>) -> Result<(), Error> + Send,
-{
-    padded_loss_weighted(py, scores, targets, mask, None, need_grad, kernel)
-}
-
-/// `padded_loss` with per-item `weights` (`[B, N]` in the dtype of scores, or None) on the batch.
+/// numpy inputs, with SPEC 13's per-item `weights` (`[B, N]` in the dtype of scores, or None) on
+/// the batch, returned as the tuple `(losses [B], valid [B] bool, grad [B, N] or None)`.
 pub(crate) fn padded_loss_weighted<'py, F, K>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
