@@ -8,6 +8,10 @@ Also here (issue 17 items 6 and 7), for the pairwise and listwise families: ever
 goes through the one conversion (results equal to the plain float64 call), and sparse or
 quantized tensors are refused up front with a TypeError naming the argument.
 
+SPEC 13's weights are variants too: ``{"weights": "item"}`` (``[B, N]``: 0, 0.25, ..., 1 on real
+items, NaN on padded ones, which both backends must ignore) and ``{"weights": "list"}`` (``[B]``),
+made by ``_weights`` for each case's shape.
+
 To cover a new function, append one ``Twin`` to ``TWINS``. The input matrix is ``CASES`` (a fixed
 list of edge cases plus seeded random batches) times ``DTYPES``; ``SCALE_CASES`` adds
 temperature/sigma values at and beyond the allowed range.
@@ -78,9 +82,16 @@ TWINS = [
             {"scale_gains": False},
             {"scale_gains": True, "method": "fast"},
             {"scale_gains": False, "method": "exact"},
+            {"scale_gains": True, "weights": "item"},
+            {"scale_gains": True, "method": "fast", "weights": "item"},
+            {"scale_gains": False, "weights": "list"},
         ],
     ),
-    Twin("approx_mrr_loss", _approx(rankgrad.approx_mrr_loss), variants=[{}, {"method": "fast"}]),
+    Twin(
+        "approx_mrr_loss",
+        _approx(rankgrad.approx_mrr_loss),
+        variants=[{}, {"method": "fast"}, {"weights": "item"}, {"method": "fast", "weights": "list"}],
+    ),
     Twin(
         "approx_rank_mse_loss",
         _approx(rankgrad.approx_rank_mse_loss),
@@ -89,13 +100,16 @@ TWINS = [
             {"discount": "log2"},
             {"discount": "reciprocal"},
             {"discount": "log2", "method": "fast"},
+            {"discount": "reciprocal", "weights": "item"},
+            {"discount": None, "method": "fast", "weights": "item"},
         ],
     ),
     Twin(
         "ranknet_loss",
-        lambda s, y, m, scale, red, be: rankgrad.ranknet_loss(
-            s, y, sigma=scale, mask=m, reduction=red, backend=be
+        lambda s, y, m, scale, red, be, **o: rankgrad.ranknet_loss(
+            s, y, sigma=scale, mask=m, reduction=red, backend=be, **o
         ),
+        variants=[{}, {"weights": "item"}, {"weights": "list"}],
     ),
     Twin(
         "lambdarank_loss",
@@ -108,6 +122,10 @@ TWINS = [
             {"norm": True, "truncation_level": 2},
             {"norm": False, "truncation_level": 1, "metric": "mrr"},
             {"norm": True, "metric": "mrr"},
+            {"norm": False, "weights": "item"},
+            {"norm": True, "truncation_level": 2, "weights": "item"},
+            {"norm": True, "metric": "mrr", "weights": "item"},
+            {"norm": False, "weights": "list"},
         ],
     ),
     Twin(
@@ -136,6 +154,9 @@ TWINS = [
             {"weighting": "ndcg2pp", "k": 3, "mu": 2.0},
             {"weighting": "ndcg1", "k": 2, "scale_gains": False},
             {"weighting": "lambdarank", "k": 10**30},
+            {"weighting": "ndcg2pp", "weights": "item"},
+            {"weighting": "ndcg1", "k": 3, "weights": "item"},
+            {"weighting": "ranknet", "weights": "list"},
         ],
         bounded=False,
     ),
@@ -144,13 +165,21 @@ TWINS = [
         lambda s, y, m, scale, red, be, **o: rankgrad.softmax_loss(
             s, y, mask=m, reduction=red, backend=be, **o
         ),
-        variants=[{"normalize": True}, {"normalize": False}],
+        variants=[
+            {"normalize": True},
+            {"normalize": False},
+            {"normalize": True, "weights": "item"},
+            {"normalize": False, "weights": "list"},
+        ],
         has_scale=False,
         bounded=False,  # -log softmax of an item 2 max below the top exceeds the range
     ),
     Twin(
         "listmle_loss",
-        lambda s, y, m, scale, red, be: rankgrad.listmle_loss(s, y, mask=m, reduction=red, backend=be),
+        lambda s, y, m, scale, red, be, **o: rankgrad.listmle_loss(
+            s, y, mask=m, reduction=red, backend=be, **o
+        ),
+        variants=[{}, {"weights": "item"}, {"weights": "list"}],
         has_scale=False,
         bounded=False,
     ),
@@ -351,11 +380,25 @@ def _scale_params():
 # ------------------------------------------------------------------------------------ the check
 
 
+def _weights(kind, x, m):
+    """SPEC 13's weights for scores `x`: "item" -> `x`'s shape, 0, 0.25, ..., 1 cycling over the
+    items (at most 1: a weighted loss stays within its unweighted range) and NaN at padded items
+    (ignored by both backends); "list" -> one weight per list (0-d for a 1-D input)."""
+    if kind == "list":
+        b = x.shape[0] if x.ndim == 2 else 1
+        w = torch.linspace(0.0, 1.0, b + 1, dtype=x.dtype)[1:].flip(0) if b else torch.zeros(0, dtype=x.dtype)
+        return w if x.ndim == 2 else w[0]
+    w = (torch.arange(x.numel(), dtype=torch.float64) % 5 * 0.25).reshape(x.shape).to(x.dtype)
+    return w if m is None else torch.where(m, w, torch.full_like(w, NAN))
+
+
 def _run(twin, variant, s, y, m, scale, reduction, backend, dt):
     """(output, gradient or None) or the exception raised."""
     x = torch.tensor(s, dtype=dt).requires_grad_(twin.differentiable)
     yt = torch.tensor(y, dtype=dt)
     mt = None if m is None else torch.tensor(m, dtype=torch.bool)
+    if "weights" in variant:
+        variant = {**variant, "weights": _weights(variant["weights"], x.detach(), mt)}
     try:
         out = twin.call(x, yt, mt, scale, reduction, backend, **variant)
         grad = None
@@ -507,3 +550,62 @@ def test_sparse_and_quantized_tensors_are_refused(name, backend):
             with pytest.raises(TypeError, match=f"{arg} must be a dense tensor") as e:
                 fn(args["scores"], args["targets"], args["mask"], backend=backend)
             assert kind.split("_")[-1] in str(e.value) or kind in str(e.value), str(e.value)
+
+
+# ------------------------------------------------------- SPEC 13: weights take the same one rule
+
+WEIGHTED_FUNCS = {
+    **LAYOUT_FUNCS,
+    "approx_ndcg_loss": lambda s, y, m, **o: rankgrad.approx_ndcg_loss(s, y, mask=m, reduction="none", **o),
+    "approx_mrr_loss": lambda s, y, m, **o: rankgrad.approx_mrr_loss(s, y, mask=m, reduction="none", **o),
+    "approx_rank_mse_loss": lambda s, y, m, **o: rankgrad.approx_rank_mse_loss(
+        s, y, mask=m, reduction="none", **o
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(WEIGHTED_FUNCS))
+@pytest.mark.parametrize("backend", ["rust", "torch"])
+def test_weights_in_every_numpy_layout(name, backend):
+    """Per-item and per-list weights in every numpy layout (longdouble, big-endian, negative
+    stride, Fortran, non-contiguous; int and bool dtypes) give exactly the plain float64 call's
+    result on both backends, and the twins agree on it."""
+    fn = WEIGHTED_FUNCS[name]
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=(4, 7))
+    y = rng.integers(0, 4, size=(4, 7)).astype(np.float64)
+    m = rng.random((4, 7)) > 0.2
+    m[:, :2] = True
+    for w in (np.where(m, rng.integers(0, 4, size=(4, 7)) * 0.5, np.nan), rng.random(4)):
+        want = fn(s, y, m, weights=w, backend=backend)
+        other = fn(s, y, m, weights=w, backend="torch" if backend == "rust" else "rust")
+        np.testing.assert_allclose(want, other, rtol=1e-10, atol=1e-12)
+        assert want.dtype == np.float64 and np.isfinite(want).all()
+        for kind, wl in _layouts(w if w.ndim == 2 else w[:, None]):
+            wl = wl if w.ndim == 2 else wl[:, 0]
+            got = fn(s, y, m, weights=wl, backend=backend)
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} weights {kind}")
+    ones = fn(s, y, m, weights=np.ones((4, 7), dtype=np.int32), backend=backend)
+    np.testing.assert_array_equal(ones, fn(s, y, m, weights=np.ones((4, 7), dtype=bool), backend=backend))
+    np.testing.assert_allclose(ones, fn(s, y, m, backend=backend), rtol=1e-14, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", list(WEIGHTED_FUNCS))
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_sparse_and_quantized_weights_are_refused(name, backend):
+    """Sparse (COO, CSR) or quantized weights: a TypeError naming `weights`, on every backend."""
+    fn = WEIGHTED_FUNCS[name]
+    s = torch.tensor([[0.3, 1.0, -0.5, 2.0], [1.0, 0.0, 0.5, 0.25]])
+    y = torch.tensor([[1.0, 0.0, 2.0, 0.0], [0.0, 1.0, 0.0, 3.0]])
+    m = torch.tensor([[True, True, False, True], [True] * 4])
+    for w in (torch.rand(2, 4) + 0.1, torch.rand(2) + 0.1):
+        assert torch.isfinite(fn(s, y, m, weights=w, backend=backend)).all()
+        kinds = (
+            _sparse_kinds(w)
+            if w.ndim == 2
+            else [("coo", w.to_sparse()), ("q", torch.quantize_per_tensor(w, 0.1, 0, torch.qint8))]
+        )
+        for _, bad in kinds:
+            with pytest.raises(TypeError, match="weights must be a dense tensor"):
+                fn(s, y, m, weights=bad, backend=backend)

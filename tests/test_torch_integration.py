@@ -138,6 +138,24 @@ ENTRIES = [
         compile=True,
     ),
     Entry(
+        "ranknet_loss_item_weights",
+        lambda s, y, m, **kw: rankgrad.ranknet_loss(s, y, 1.3, m, "none", weights=item_weights(y, m), **kw),
+        compile=True,
+    ),
+    Entry(
+        "lambdarank_loss_list_weights",
+        lambda s, y, m, **kw: rankgrad.lambdarank_loss(s * 3, y, mask=m, weights=list_weights(m), **kw),
+        double={"rust": "raises", "torch": "raises"},
+    ),
+    Entry(
+        "lambda_loss_item_weights",
+        lambda s, y, m, **kw: listwise.lambda_loss(
+            s, y, "ndcg1", 1.0, 5, mask=m, reduction="none", weights=item_weights(y, m), **kw
+        ),
+        double={"rust": "raises", "torch": "raises"},
+        compile=True,
+    ),
+    Entry(
         "listmle_loss_list_weights",
         lambda s, y, m, **kw: listwise.listmle_loss(s, y, m, weights=list_weights(m), **kw),
         compile=True,
@@ -167,14 +185,15 @@ def _op_args_loss(kind: str, native: bool, method: str = "exact", weighted: bool
     return (s.requires_grad_(), y, m, w, 0.9, kind, True, "reciprocal", method, native, True, True)
 
 
-def _op_args_pairwise(name: str, native: bool) -> Tuple[Any, ...]:
+def _op_args_pairwise(name: str, native: bool, weighted: bool = False) -> Tuple[Any, ...]:
     s, y, m = padded_inputs(5)
     s.requires_grad_()
+    w = item_weights(y, m) if weighted else None
     if name == "ranknet_loss":
-        return (s, y, m, None, 0.9, native, True, True)
+        return (s, y, m, w, 0.9, native, True, True)
     if name == "lambdarank_loss":
-        return (s, y, m, None, 1.0, 4, True, None, "ndcg", native, True, True)
-    return (s, y, m, None, 1.0, "ndcg2pp", 5, 10.0, True, native, True, True)
+        return (s, y, m, w, 1.0, 4, True, None, "ndcg", native, True, True)
+    return (s, y, m, w, 1.0, "ndcg2pp", 5, 10.0, True, native, True, True)
 
 
 DEFAULT_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
@@ -202,9 +221,10 @@ OPS = [
         for native in (False, True)
     ],
     *[
-        (name, lambda name=name, native=native: _op_args_pairwise(name, native))
+        (name, lambda name=name, native=native, weighted=weighted: _op_args_pairwise(name, native, weighted))
         for name in ("ranknet_loss", "lambdarank_loss", "lambda_loss")
         for native in (False, True)
+        for weighted in (False, True)
     ],
 ]
 

@@ -160,7 +160,10 @@ def weights_api() -> None:
     a3: Loss = rankgrad.approx_rank_mse_loss(s, y, weights=None, reduction="none")
     a4: Loss = rankgrad.softmax_loss(s, y, weights=w_item, normalize=False)
     a5: Loss = rankgrad.listmle_loss(s, y, weights=w_list)
-    print(a1, a2, a3, a4, a5)
+    a6: Loss = rankgrad.ranknet_loss(s, y, weights=w_item)
+    a7: Loss = rankgrad.lambdarank_loss(s, y, weights=w_list, reduction="none")
+    a8: Loss = rankgrad.lambda_loss(s, y, "ndcg1", weights=w_item)
+    print(a1, a2, a3, a4, a5, a6, a7, a8)
 
     st = torch.randn(4, 7, requires_grad=True)
     yt = torch.randint(0, 3, (4, 7)).double()
@@ -170,13 +173,19 @@ def weights_api() -> None:
     t3: torch.Tensor = rankgrad.approx_rank_mse_loss(st, yt, weights=w_item)  # numpy weights for a tensor
     t4: torch.Tensor = rankgrad.softmax_loss(st, yt, weights=wt)
     t5: torch.Tensor = rankgrad.listmle_loss(st, yt, weights=wt)
-    torch.autograd.backward(t1 + t2 + t3 + t4 + t5)
+    t6: torch.Tensor = rankgrad.ranknet_loss(st, yt, weights=wt)
+    t7: torch.Tensor = rankgrad.lambdarank_loss(st, yt, weights=torch.rand(4))
+    t8: torch.Tensor = rankgrad.lambda_loss(st, yt, weights=wt)
+    torch.autograd.backward(t1 + t2 + t3 + t4 + t5 + t6 + t7 + t8)
     modules: Tuple[torch.Tensor, ...] = (
         rankgrad.nn.ApproxNDCGLoss().forward(st, yt, None, wt),
         rankgrad.nn.ApproxMRRLoss().forward(st, yt, weights=wt),
         rankgrad.nn.ApproxRankMSELoss().forward(st, yt, weights=torch.rand(4)),
         rankgrad.nn.SoftmaxLoss().forward(st, yt, weights=wt),
         rankgrad.nn.ListMLELoss().forward(st, yt, None, wt),
+        rankgrad.nn.RankNetLoss().forward(st, yt, weights=wt),
+        rankgrad.nn.LambdaRankLoss().forward(st, yt, None, torch.rand(4)),
+        rankgrad.nn.LambdaLoss().forward(st, yt, weights=wt),
     )
     print(len(modules))
 

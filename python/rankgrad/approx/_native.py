@@ -251,13 +251,17 @@ def item_weights(w: Optional[torch.Tensor], m: torch.Tensor, like: torch.Tensor)
     return None if w is None else _zero_padded(w.to(like.dtype), m)
 
 
-def weighted_gains(g: torch.Tensor, w: Optional[torch.Tensor]) -> torch.Tensor:
-    """NDCG's gains times the weights divided by the list's largest weight (the Rust kernels'
-    scale: the ratio ignores it, and the weighted gains never exceed the unweighted ones)."""
+def weighted_gains(
+    y: torch.Tensor, m: torch.Tensor, scale_gains: bool, w: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """NDCG's gains (`gains`), times the weights divided by the list's largest weight (the Rust
+    kernels' scale: the ratio ignores it, and the weighted gains never exceed the unweighted
+    ones). `2^-max(y)` is taken over the items of positive weight: an item weighing 0 adds
+    nothing, and must not scale the others' gains away."""
     if w is None:
-        return g
+        return gains(y, m, scale_gains)
     top = w.amax(-1, keepdim=True)
-    return g * (w / torch.where(top > 0, top, torch.ones_like(top)))
+    return gains(y, m & (w > 0), scale_gains) * (w / torch.where(top > 0, top, torch.ones_like(top)))
 
 
 def mrr_item(v: torch.Tensor, rel: torch.Tensor, s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -296,7 +300,7 @@ def loss_from_ranks(
     w = item_weights(w, m, r)
     zero = torch.zeros((), dtype=r.dtype, device=r.device)
     if kind == "ndcg":
-        g = weighted_gains(gains(y, m, scale_gains), w)
+        g = weighted_gains(y, m, scale_gains, w)
         idcg = ideal_dcg(g)
         dcg = (g / torch.log2(1 + _safe(m, r))).sum(-1)
         valid = (count >= 2) & (idcg > 0)
@@ -336,7 +340,7 @@ def curvature(
     w = item_weights(w, m, r)
     rs = _safe(m, r)
     if kind == "ndcg":
-        g = weighted_gains(gains(y, m, scale_gains), w)
+        g = weighted_gains(y, m, scale_gains, w)
         idcg = ideal_dcg(g)
         valid = (count >= 2) & (idcg > 0)
         a = g * _LN2 / _safe(valid, idcg)[:, None]
