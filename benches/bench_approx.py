@@ -143,8 +143,17 @@ def run_case(case: dict) -> dict:
 
 
 def measure(case: dict) -> dict:
+    env = dict(os.environ)
+    if case.get("omp") == "default":
+        env.pop("OMP_WAIT_POLICY", None)
+    else:  # torch's OpenMP threads sleep when idle instead of spinning against rankgrad's pool
+        env["OMP_WAIT_POLICY"] = "passive"
     out = subprocess.run(
-        [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "--case", json.dumps(case)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if out.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{out.stderr[-3000:]}")
@@ -277,6 +286,24 @@ def write_results(rows, out: Path, device: str) -> None:
             st = next(r for r in hvp if r["engine"] == e and r["what"] == "step")
             hv = next(r for r in hvp if r["engine"] == e and r["what"] == "hvp")
             lines.append(f"| {e} | {ms(st)} | {ms(hv)} | {hv['seconds'] / st['seconds']:.2f}x |")
+    omp = sec("omp")
+    if omp:
+        passive = {r["engine"]: r for r in sizes if (r["b"], r["n"]) == (64, 1000)}
+        lines += [
+            "",
+            "## 64 x 1000 with PyTorch's default OpenMP wait policy",
+            "",
+            "| engine | OMP_WAIT_POLICY=passive (ms) | default (ms) |",
+            "|---|---:|---:|",
+            *[
+                f"| {r['engine']} | {ms(passive[r['engine']]) if r['engine'] in passive else '-'} | {ms(r)} |"
+                for r in omp
+            ],
+            "",
+            "Every other case runs with `OMP_WAIT_POLICY=passive`: by default torch's OpenMP threads "
+            "spin for a while after each parallel op and take the cores rankgrad's pool needs, which "
+            "inflates short kernel calls on a 2-core machine.",
+        ]
     lines += [
         "",
         "Peak extra memory: growth of the process's peak RSS (CPU) or of torch's peak allocation "
