@@ -20,10 +20,10 @@ from pathlib import Path
 
 MAX_GLIBC = (2, 17)
 
-# What may ship. Wheel: the package and its dist-info; sdist: sources, build files, stub, license, readme.
+# What may ship. Wheel: the package and its dist-info (newer maturin adds a CycloneDX SBOM); sdist: sources, build files, stub, license, readme.
 WHEEL_FILES = re.compile(
     r"rankgrad/([\w/]+\.py|_core\.pyi|py\.typed|_core\.(abi3\.so|pyd))"
-    r"|rankgrad-[^/]+\.dist-info/(METADATA|WHEEL|RECORD|entry_points\.txt|licenses/LICENSE)"
+    r"|rankgrad-[^/]+\.dist-info/(METADATA|WHEEL|RECORD|entry_points\.txt|licenses/LICENSE|sboms/[\w.-]+\.json)"
 )
 SDIST_FILES = re.compile(
     r"[\w.-]+/([\w/.-]+\.(rs|py|pyi)|python/rankgrad/py\.typed|"
