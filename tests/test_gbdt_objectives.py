@@ -355,7 +355,7 @@ def test_xgboost_objective_groups_weights_and_gains():
     rw = rng.uniform(0.5, 2.0, n).astype(np.float32)
     got = tuple(a.copy() for a in obj(preds, xgb.DMatrix(X, label=y, group=g, weight=rw)))
     want = lambdarank_gradients(
-        preds, y, g, truncation_level=32, weights=rw * (n / rw.astype(np.float64).sum())
+        preds, y, g, truncation_level=32, weights=rw.astype(np.float64) * (n / rw.astype(np.float64).sum())
     )
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
     # gains y (ndcg_exp_gain=False): integer labels are the table 0, 1, 2; real labels work too

@@ -5,6 +5,8 @@ libraries it needs in a `<!-- requires: torch, lightgbm -->` comment; without th
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,10 @@ def test_guide_runs(page, tmp_path, monkeypatch):
     if not blocks:
         pytest.skip(f"{page.name} has no python code (a page of tables)")
     monkeypatch.chdir(tmp_path)  # a guide that writes files writes them here
-    namespace: dict = {"__name__": f"guide_{page.stem}"}
+    # a real module in sys.modules: torch.compile (2.7) imports the module of a function's globals
+    module = types.ModuleType("guide_" + page.stem.replace("-", "_"))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for i, code in enumerate(blocks):
         try:
             exec(compile(code, f"{page.name}[block {i}]", "exec"), namespace)

@@ -100,7 +100,8 @@ def _fill_value(fill: Any, dtype: Any) -> Any:
 
 def _bits(dtype: Any) -> Any:
     """The signed integer torch dtype of the same size, for a dtype whose values torch's
-    scatter kernels do not take (uint16/32/64, 8-bit floats): those move as their bits."""
+    indexing and scatter kernels lack on some versions (uint16/32/64, 8-bit floats; torch 2.7
+    has no CPU `index` for them): those move as their bits."""
     import torch
 
     if dtype in (torch.uint16, torch.uint32, torch.uint64) or (
@@ -240,8 +241,10 @@ def unpad(padded: Any, mask: Any, qid: Any = None) -> Any:
         )
     if kind == "torch" and mask.device != padded.device:
         raise ValueError(f"mask is on {mask.device} but padded is on {padded.device}")
+    bits = _bits(padded.dtype) if kind == "torch" else None
+    src = padded if bits is None else padded.view(bits)
     if qid is None:
-        return padded[mask]
+        return src[mask] if bits is None else src[mask].view(padded.dtype)
     index, sizes = _core.pad_index_qid(query_ids(qid), False)
     counts = np.asarray(mask.sum(1).cpu() if kind == "torch" else mask.sum(1), dtype=np.int64)
     if sizes.shape[0] != counts.shape[0]:
@@ -255,9 +258,10 @@ def unpad(padded: Any, mask: Any, qid: Any = None) -> Any:
             f"mask has {counts[b]} real items in list {b}, but qid has {sizes[b]} rows with that "
             "list's id (lists in order of first appearance)"
         )
-    flat = padded[mask]
+    flat = src[mask]
     if kind == "numpy":
         return flat[index]
     import torch
 
-    return flat.index_select(0, torch.from_numpy(index).to(flat.device))
+    flat = flat.index_select(0, torch.from_numpy(index).to(flat.device))
+    return flat if bits is None else flat.view(padded.dtype)
