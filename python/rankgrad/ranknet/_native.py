@@ -132,7 +132,7 @@ def ranknet(
     pairs = below.sum(-1)
     wi = item_weights(w, m, s)
     valid = pairs > 0 if wi is None else (pairs > 0) & ((below > 0) & (wi > 0)).any(-1)
-    inv = 1.0 / pairs.clamp(min=1).to(acc)
+    inv = 1.0 / pairs.clamp(min=1).to(s.dtype)
     losses = torch.zeros(b, dtype=acc, device=s.device)
     grad = torch.zeros_like(s) if need_grad else None
     zero = s.new_zeros(())
@@ -140,14 +140,14 @@ def ranknet(
         xh = sigma * hd
         # log(1 + e^-x) / 2 = relu(-x/2) + log1p(e^-|x|) / 2, each divided by P; relu(-x/2) =
         # sigma relu(-hd) by mul3 (sigma hd itself overflows for sigma > 1 at huge gaps); with
-        # weights, 1/P becomes w_i/P (the row's weight: the more relevant item's), never overflowing
-        hw, ib = hd.to(acc), inv[b0:b1, None, None]
+        # weights, 1/P becomes w_i/P (the row's weight: the more relevant item's). Each term is
+        # at most the mean, so it is finite in the scores' dtype wherever the mean is; the
+        # terms are computed in that dtype and summed in the wide one.
+        ib = inv[b0:b1, None, None]
         if wi is not None:
-            ib = ib * wi[b0:b1, i0:i1, None].to(acc)
-        half_sp = mul3(ib, torch.relu(-hw), sigma) + ib * (
-            0.5 * torch.log1p(torch.exp(-2.0 * (sigma * hw).abs()))
-        )
-        losses[b0:b1] += torch.where(is_pair, half_sp, losses.new_zeros(())).sum((1, 2))
+            ib = ib * wi[b0:b1, i0:i1, None]
+        half_sp = mul3(ib, torch.relu(-hd), sigma) + ib * (0.5 * torch.log1p(torch.exp(-2.0 * xh.abs())))
+        losses[b0:b1] += torch.where(is_pair, half_sp, zero).sum((1, 2), dtype=acc)
         if need_grad:
             lam = torch.where(is_pair, sigma * torch.sigmoid(-2.0 * xh), zero)  # -dL_ij/ds_i
             if wi is not None:
