@@ -9,6 +9,8 @@ Sections (all measured in one run):
 - scaling: one list, N = 100 .. 1,000,000, every engine while it stays affordable (the log-log plot);
 - threads: 1x1,000,000 fast at 1 and 2 threads;
 - hvp: a Hessian-vector product (double backward) against the gradient, 64x1000.
+- omp: 64x1000 exact / auto / fast again under torch's default OpenMP wait policy (every other case
+  runs with OMP_WAIT_POLICY=passive).
 
 Writes benches/results/approx.md and benches/results/approx.png.
     PYTHONPATH=python python benches/bench_approx.py [--device cuda] [--quick]
@@ -203,6 +205,11 @@ def main() -> None:
         for what in ("step", "hvp"):
             rows.append(
                 measure({"section": "hvp", "engine": e, "b": 64, "n": 1000, "device": dev, "what": what})
+            )
+    if dev == "cpu":  # the same 64 x 1000 cases under torch's default OpenMP wait policy
+        for e in ("exact", "auto", "fast"):
+            rows.append(
+                measure({"section": "omp", "engine": e, "b": 64, "n": 1000, "device": dev, "omp": "default"})
             )
     write_results(rows, Path(args.out), dev)
 
