@@ -167,8 +167,8 @@ class LambdaRankObjective(LambdaRankBase):
         - XGBoost versions: 2.0 always applies both normalisations (no switches); 2.1 adds
           `lambdarank_normalization`; 3.0 adds `lambdarank_score_normalization`. The pair
           gradients, the default `k = 32`, the `topk` default, the gains and the group-weight
-          normalisation `G / sum(weights)` are the same in the 2.0 and 3.x sources (measured with
-          3.2). `from_params` reads the switches as the installed XGBoost does.
+          normalisation `G / sum(weights)` are the same in the 2.0 and 3.x sources (measured
+          against XGBoost 3.2 and 2.0.0, the floor). `from_params` reads the switches as the installed XGBoost does.
 
     The (grad, hess) arrays it returns are reused by its next call from the same thread
     (XGBoost copies them at once); copy them to keep them."""
