@@ -12,7 +12,6 @@ import torch
 
 from .._inputs import check_gain_range
 from .._torch_ops import chunk_rows
-from ..ranknet._native import mul3
 
 __all__ = ["lambda_loss", "check_gains", "softmax", "listmle"]
 
@@ -110,10 +109,16 @@ def lambda_loss(
             any_weighted |= lead.any(-1).any(-1)
         # w (-ln sigmoid(2x)) / 2 = w relu(-x) + w log1p(exp(-2|x|)) / 2, w relu(-x) taken as
         # mul3(w, relu(-hd), sigma): inf only where the loss truly exceeds the dtype, never NaN
-        # (a zero weight gives exactly 0)
-        lin = mul3(w, torch.relu(-hd), sigma)
-        losses += 2.0 * (lin + w * (0.5 * torch.log1p(torch.exp(-2.0 * x.abs())))).sum((1, 2))
-        lam = w * torch.sigmoid(-2.0 * x) * sigma  # -dL_ab/ds_a = dL_ab/ds_b
+        # (a zero weight gives exactly 0). In place on fresh temporaries (the same operations in
+        # the same order as `mul3`), so that few [B, c, N] blocks are alive at once.
+        r = torch.relu(-hd)
+        del hd
+        term = r.clamp(max=sigma).mul_(w).mul_(r.clamp_(min=sigma))
+        del r
+        term += x.abs().mul_(-2.0).exp_().log1p_().mul_(0.5).mul_(w)
+        losses += 2.0 * term.sum((1, 2))
+        del term
+        lam = torch.mul(x, -2.0).sigmoid_().mul_(w).mul_(sigma)  # -dL_ab/ds_a = dL_ab/ds_b
         grad_sorted[:, a0:a1] -= lam.sum(2)
         grad_sorted += lam.sum(1)
     grad = torch.zeros_like(s).scatter_(1, order, grad_sorted / _LN2)
