@@ -145,6 +145,22 @@ fn half_ln_1p<const SHORT: bool>(u: f64) -> f64 {
 /// Lanes of the row sums; summed as `rest + lane 0 + ... + lane 3` in both kernels.
 pub(super) const W: usize = 4;
 
+/// The row kernels' precondition (the AVX2 kernel's unchecked loads rely on it): every slice
+/// has the scores' length `len` (`wt` only with `WT`).
+#[inline(always)]
+fn row_lengths_agree<const WT: bool>(
+    len: usize,
+    inputs: [&[f64]; 4],
+    wt: &[f64],
+    grad: &[f64],
+    hess: &[f64],
+) -> bool {
+    inputs.iter().all(|x| x.len() == len)
+        && (!WT || wt.len() == len)
+        && grad.len() == len
+        && hess.len() == len
+}
+
 /// Row `i` against every `j > i` (all slices start at `i + 1` and have one length; `wt` the
 /// weights with `WT`, else unread): updates grad[j], and hess[j] unless `LOSS` (the loss needs
 /// no hessian); returns the sums over j of (t, hes, st, loss) (loss 0 unless `LOSS`, hes unused
@@ -162,15 +178,7 @@ pub(super) fn row_portable<const LOSS: bool, const SHORT: bool, const WT: bool>(
     hess: &mut [f64],
 ) -> [f64; 4] {
     let len = s.len();
-    assert!(
-        y.len() == len
-            && g.len() == len
-            && d.len() == len
-            && ev.len() == len
-            && (!WT || wt.len() == len)
-            && grad.len() == len
-            && hess.len() == len
-    );
+    assert!(row_lengths_agree::<WT>(len, [y, g, d, ev], wt, grad, hess));
     let full = len / W * W;
     let mut acc = [[0.0f64; W]; 4];
     for j0 in (0..full).step_by(W) {
@@ -242,15 +250,7 @@ unsafe fn row_avx2<const LOSS: bool, const SHORT: bool, const WT: bool>(
 ) -> [f64; 4] {
     use std::arch::x86_64::*;
     let len = s.len();
-    assert!(
-        y.len() == len
-            && g.len() == len
-            && d.len() == len
-            && ev.len() == len
-            && (!WT || wt.len() == len)
-            && grad.len() == len
-            && hess.len() == len
-    );
+    assert!(row_lengths_agree::<WT>(len, [y, g, d, ev], wt, grad, hess));
     let full = len / W * W;
     let (hsi, yi, gi, di) =
         (_mm256_set1_pd(k.hsi), _mm256_set1_pd(k.yi), _mm256_set1_pd(k.gi), _mm256_set1_pd(k.di));
